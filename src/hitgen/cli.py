@@ -1,0 +1,151 @@
+"""The `hitgen` command: parse, call the library, print. No logic of its own."""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.exceptions import TyperException
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from hitgen.errors import HitgenError
+
+app = typer.Typer(
+    name="hitgen",
+    help="Transformer surrogates of Geant4 detector simulation, measured against Geant4.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def parse_range(text: str, option: str, positive: bool = True) -> tuple[float, float]:
+    """'LO:HI' -> (lo, hi) with lo < hi (and lo > 0 if positive); HitgenError otherwise."""
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        lo, hi = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise HitgenError(f"malformed {option} '{text}': expected LO:HI, e.g. 0.5:10") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi) or (positive and lo <= 0):
+        bound = "0 < LO < HI" if positive else "LO < HI"
+        raise HitgenError(f"malformed {option} '{text}': need {bound}")
+    return lo, hi
+
+
+def _terminate(signum, frame):  # SIGTERM behaves like Ctrl-C: clean up, write nothing
+    raise KeyboardInterrupt
+
+
+@app.command()
+def simulate(
+    detector: Annotated[str, typer.Argument(help="detector name, e.g. clas12-ecal")],
+    events: Annotated[int, typer.Option("--events", "-n", help="number of events")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output event file (.h5)")],
+    seed: Annotated[int, typer.Option(help="random seed (written into the file)")] = 1,
+    momentum_range: Annotated[str, typer.Option(help="|p| range in GeV, LO:HI")] = "0.5:10",
+    workers: Annotated[int, typer.Option(help="Geant4 worker processes (default: one per core)")] = 0,
+    physics: Annotated[str, typer.Option(help="EM physics: emstandard_opt1 or emstandard_opt2")] = "emstandard_opt1",
+    overwrite: Annotated[bool, typer.Option(help="replace an existing output file")] = False,
+) -> None:
+    """Simulate events with Geant4 and write a hitgen-events file."""
+    from hitgen.simulation.runner import simulate as run
+
+    p_range = parse_range(momentum_range, "--momentum-range")
+    if workers < 0:
+        raise HitgenError(f"--workers must be positive (got {workers})")
+    signal.signal(signal.SIGTERM, _terminate)
+    columns = (TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("events", total=events)
+        summary = run(
+            detector,
+            events,
+            out,
+            seed=seed,
+            workers=workers or None,
+            overwrite=overwrite,
+            physics=physics,
+            progress=lambda done: bar.update(task, completed=done),
+            momentum_range=p_range,
+        )
+    console.print(
+        f"{summary.n_events} events, {summary.n_hits} hits -> {summary.path} in {summary.wall_s:.1f} s: "
+        f"{summary.events_per_s:.1f} events/s with {summary.workers} workers, "
+        f"{summary.events_per_s_per_core:.1f} events/s per core (Geant4 start-up {summary.startup_s:.1f} s excluded)"
+    )
+
+
+@app.command()
+def info(
+    file: Annotated[Path, typer.Argument(help="a hitgen-events file")],
+    plots: Annotated[Path | None, typer.Option(help="also save occupancy and hits-per-event plots here")] = None,
+) -> None:
+    """Describe an event file: size, producer, hits per event, occupancy, response vs |p|."""
+    from hitgen.events import EventSet
+    from hitgen.summary import summarize
+
+    events = EventSet.read(file)
+    s = summarize(events)
+    console.print(f"[bold]{file}[/bold]: {s.n_events} events of {s.detector}, {s.n_hits} hits")
+    console.print(f"producer: {s.producer}   seed: {s.seed}")
+    console.print(f"hits per event: mean {s.hits_mean:.2f}, std {s.hits_std:.2f}")
+    if s.layer_names:
+        t = Table(title="per readout layer")
+        t.add_column("layer")
+        t.add_column("occupancy", justify="right")
+        t.add_column("hits/event", justify="right")
+        for name, occ, h in zip(s.layer_names, s.occupancy, s.layer_hits_mean):
+            t.add_row(name, f"{occ:.3f}", f"{h:.2f}")
+        console.print(t)
+    if s.momentum_bins:
+        t = Table(title="response in bins of |p|")
+        for col in ("|p| (GeV)", "events", "hits/event", "total ADC", "ADC rel. spread"):
+            t.add_column(col, justify="right")
+        has_truth = s.momentum_bins[0].visible_fraction_mean is not None
+        if has_truth:
+            t.add_column("E_vis/|p|", justify="right")
+            t.add_column("E_vis rel. spread", justify="right")
+        for b in s.momentum_bins:
+            row = [f"{b.lo:.1f}-{b.hi:.1f}", str(b.n_events), f"{b.hits_mean:.1f}", f"{b.total_adc_mean:.4g}", f"{b.total_adc_rel_std:.3f}"]
+            if has_truth:
+                row += [f"{b.visible_fraction_mean:.4f}", f"{b.visible_fraction_rel_std:.4f}"]
+            t.add_row(*row)
+        console.print(t)
+    if plots is not None:
+        from hitgen.plotting import save_info_plots
+
+        for path in save_info_plots(events, s, plots):
+            console.print(f"saved {path}")
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback."""
+    try:
+        app(standalone_mode=False)
+    except HitgenError as e:
+        err_console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except TyperException as e:  # usage errors: bad or missing options
+        message = " ".join(e.format_message().split())
+        if message:
+            err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        err_console.print("error: interrupted; no output written", highlight=False)
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""`hitgen simulate`: Geant4 in worker processes, digitisation and writing in the main process.
+
+Reproducibility does not depend on the worker count: conditions are drawn up front from the seed,
+each event gets its own Geant4 seed pair, and digitisation runs in fixed blocks of events, each
+with its own numpy stream. Workers take small tasks from a shared queue; the main process
+reorders the results, digitises and appends to the output in event order.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import os
+import queue
+import re
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from hitgen.errors import HitgenError
+from hitgen.events import EventWriter
+from hitgen.simulation.backends import get_backend
+from hitgen.simulation.g4env import data_dir
+from hitgen.simulation.session import DEFAULT_PHYSICS, DEFAULT_RANGE_CUT_MM, RawEvents, check_physics
+
+TASK_EVENTS = 20  # events per worker task (small: keeps workers balanced and progress smooth)
+DIGI_BLOCK = 1000  # events per digitisation block (fixed, so output is independent of workers)
+_STREAM_CONDITIONS, _STREAM_G4, _STREAM_DIGI = 0, 1, 2
+
+
+@dataclass
+class SimulationSummary:
+    path: Path
+    n_events: int
+    n_hits: int
+    wall_s: float
+    startup_s: float
+    busy_s: float  # summed Geant4 time of all workers (start-up excluded)
+    workers: int
+    producer: str
+
+    @property
+    def events_per_s(self) -> float:
+        return self.n_events / max(self.wall_s - self.startup_s, 1e-9)
+
+    @property
+    def events_per_s_per_core(self) -> float:
+        return self.n_events / max(self.busy_s, 1e-9)
+
+
+def _load(ref: str) -> Callable:
+    module, name = ref.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _worker(detector: str, physics: str, range_cut_mm: float, tasks, results, parent: int) -> None:
+    """Worker process: own Geant4 run manager; simulate tasks until the sentinel None."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    from hitgen.simulation.session import Geant4Session, silence_stdout
+
+    try:
+        silence_stdout()
+        backend = get_backend(detector)
+        session = Geant4Session(_load(backend.construction), _load(backend.collections)(), physics, range_cut_mm)
+        session.run_manager.BeamOn(0)  # build physics tables now, outside the timed work
+        results.put(("ready", os.getpid(), session.g4.G4RunManager.GetRunManager().GetVersionString().strip()))
+        while True:
+            try:
+                task = tasks.get(timeout=1.0)
+            except queue.Empty:
+                if os.getppid() != parent:
+                    break  # parent died: stop quietly
+                continue
+            if task is None or os.getppid() != parent:
+                break
+            start, pdg, momentum, seeds = task
+            t0 = time.perf_counter()
+            raw = session.run(pdg, momentum, seeds)
+            results.put(("done", start, raw, time.perf_counter() - t0))
+    except BaseException as e:  # report, never hang the parent
+        msg = str(e) if getattr(e, "__module__", "").startswith("hitgen") else traceback.format_exc(limit=3)
+        results.put(("error", os.getpid(), msg))
+    results.close()
+    results.join_thread()  # flush the queue's feeder thread before the hard exit below
+    os._exit(0)  # skip Geant4's static destructors (they can crash at interpreter exit)
+
+
+def _concat_raw(parts: list[RawEvents]) -> RawEvents:
+    offsets = [np.zeros(1, np.int64)]
+    base = 0
+    for p in parts:
+        offsets.append(p.offsets[1:] + base)
+        base += int(p.offsets[-1])
+    return RawEvents(
+        np.concatenate(offsets),
+        np.concatenate([p.layer for p in parts]),
+        np.concatenate([p.strip for p in parts]),
+        np.concatenate([p.edep_mev for p in parts]),
+    )
+
+
+def simulate(
+    detector: str,
+    n_events: int,
+    out: str | Path,
+    seed: int = 1,
+    workers: int | None = None,
+    overwrite: bool = False,
+    physics: str = DEFAULT_PHYSICS,
+    range_cut_mm: float = DEFAULT_RANGE_CUT_MM,
+    progress: Callable[[int], None] | None = None,
+    **kinematics,
+) -> SimulationSummary:
+    """Simulate n_events with Geant4 and write a hitgen-events file; see the module docstring."""
+    backend = get_backend(detector)
+    if n_events <= 0:
+        raise HitgenError(f"--events must be positive (got {n_events})")
+    if seed < 0:
+        raise HitgenError(f"--seed must be >= 0 (got {seed})")
+    workers = workers or os.cpu_count() or 1
+    if workers <= 0:
+        raise HitgenError(f"--workers must be positive (got {workers})")
+    physics_class = check_physics(physics)
+    data_dir()  # fail before any work if Geant4 data are missing
+    conditions = backend.sample_conditions(n_events, np.random.default_rng([seed, _STREAM_CONDITIONS]), **kinematics)
+    g4_seeds = np.random.default_rng([seed, _STREAM_G4]).integers(1, 2**31 - 1, size=(n_events, 2))
+
+    t_start = time.perf_counter()
+    ctx = mp.get_context("spawn")
+    tasks, results = ctx.Queue(), ctx.Queue()
+    workers = min(workers, -(-n_events // TASK_EVENTS))
+    procs = [
+        ctx.Process(target=_worker, args=(detector, physics, range_cut_mm, tasks, results, os.getpid()), daemon=True)
+        for _ in range(workers)
+    ]
+    writer: EventWriter | None = None
+    try:
+        writer = EventWriter(out, backend.info.spec(), "", seed, overwrite)
+        for p in procs:
+            p.start()
+        for start in range(0, n_events, TASK_EVENTS):
+            stop = min(start + TASK_EVENTS, n_events)
+            tasks.put((start, conditions["pdg"][start:stop], conditions["momentum"][start:stop], g4_seeds[start:stop]))
+        for _ in procs:
+            tasks.put(None)
+
+        pending: dict[int, RawEvents] = {}
+        ready, done, written, busy, version = 0, 0, 0, 0.0, "?"
+        t_ready = t_start
+        while written < n_events:
+            try:
+                msg = results.get(timeout=5.0)
+            except queue.Empty:
+                if not any(p.is_alive() for p in procs):
+                    codes = sorted({p.exitcode for p in procs})
+                    raise HitgenError(f"Geant4 workers stopped early (exit codes {codes}); no output written") from None
+                continue
+            if msg[0] == "error":
+                raise HitgenError(f"Geant4 worker failed: {msg[2].strip()}")
+            if msg[0] == "ready":
+                ready += 1
+                version = msg[2]
+                if ready == len(procs):
+                    t_ready = time.perf_counter()
+                continue
+            _, start, raw, seconds = msg
+            pending[start] = raw
+            busy += seconds
+            done += len(raw.offsets) - 1
+            if progress:
+                progress(done)
+            # digitise and write every complete block, in event order
+            while written < n_events:
+                stop = min(written + DIGI_BLOCK, n_events)
+                starts = list(range(written, stop, TASK_EVENTS))
+                if not all(s in pending for s in starts):
+                    break
+                raw_block = _concat_raw([pending.pop(s) for s in starts])
+                cond = {k: v[written:stop] for k, v in conditions.items()}
+                rng = np.random.default_rng([seed, _STREAM_DIGI, written // DIGI_BLOCK])
+                offsets, hits, truth = backend.digitize(cond, raw_block, rng)
+                writer.append(cond, offsets, hits, truth)
+                written = stop
+        writer.producer = producer = _producer(version, physics_class, range_cut_mm)
+        n_hits = writer.n_hits
+        path = writer.close()
+        writer = None
+    finally:
+        if writer is not None:
+            writer.abort()
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=5)
+    wall = time.perf_counter() - t_start
+    return SimulationSummary(Path(path), n_events, n_hits, wall, t_ready - t_start, busy, len(procs), producer)
+
+
+def _producer(version_string: str, physics_class: str, range_cut_mm: float) -> str:
+    match = re.search(r"geant4-[0-9a-z-]+", version_string)
+    version = match.group(0) if match else version_string
+    return f"Geant4 {version} + {physics_class} (range cut {range_cut_mm} mm), hitgen simulate"

@@ -1,0 +1,151 @@
+"""One Geant4 run manager (serial) per process: physics list, primaries and per-event scoring.
+
+A session simulates given primaries (pdg, momentum) with a given Geant4 seed per event, so an
+event's result depends only on its own seed and conditions, never on which worker ran it or
+what ran before. Per event, Python sets the gun and reads the scorers' small hit maps; all
+per-step work stays in Geant4's C++.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from hitgen.errors import HitgenError
+from hitgen.simulation.g4env import data_dir, import_geant4, livermore_subdir
+
+PHYSICS_LISTS = {
+    "emstandard_opt1": "G4EmStandardPhysics_option1",
+    "emstandard_opt2": "G4EmStandardPhysics_option2",
+}
+DEFAULT_PHYSICS = "emstandard_opt1"
+DEFAULT_RANGE_CUT_MM = 0.7  # Geant4's default production cut
+
+
+@dataclass
+class RawEvents:
+    """Scorer output of a block of events: per event (CSR) readout layer, strip and energy (MeV)."""
+
+    offsets: np.ndarray  # (n+1,) int64
+    layer: np.ndarray  # (H,) int16
+    strip: np.ndarray  # (H,) int32
+    edep_mev: np.ndarray  # (H,) float64
+
+
+def check_physics(name: str) -> str:
+    if name not in PHYSICS_LISTS:
+        raise HitgenError(f"unknown physics list '{name}'; choose one of: {', '.join(PHYSICS_LISTS)}")
+    return PHYSICS_LISTS[name]
+
+
+def silence_stdout() -> None:
+    """Send this process's C/C++ stdout (Geant4's banner and G4cout) to /dev/null."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+
+
+class Geant4Session:
+    """A serial Geant4 run manager for one detector, reused for many blocks of events."""
+
+    def __init__(
+        self,
+        make_construction: Callable,
+        collection_names: list[str],
+        physics: str = DEFAULT_PHYSICS,
+        range_cut_mm: float = DEFAULT_RANGE_CUT_MM,
+    ) -> None:
+        g4 = import_geant4()
+        self.g4 = g4
+        em_class = getattr(g4, check_physics(physics))
+        ui = g4.G4UImanager.GetUIpointer()
+        self.run_manager = g4.G4RunManagerFactory.CreateRunManager(g4.G4RunManagerType.Serial)
+        self.construction = make_construction(g4)
+        self.run_manager.SetUserInitialization(self.construction)
+        self.physics = g4.G4VModularPhysicsList()
+        self.physics.RegisterPhysics(em_class())
+        self.physics.SetDefaultCutValue(range_cut_mm * g4.mm)
+        self.run_manager.SetUserInitialization(self.physics)
+        livermore = livermore_subdir(data_dir())
+        if livermore:
+            g4.G4EmParameters.Instance().SetLivermoreDataDir(livermore)
+        g4.G4EmParameters.Instance().SetVerbose(0)
+
+        self._gun = g4.G4ParticleGun(1)
+        self._particles: dict[int, object] = {}
+        self._block: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._index = 0
+        self._out: list[tuple[int, int, float]] = []
+        self._counts: list[int] = []
+        self._collection_ids: list[int] = []
+        session = self
+
+        class Primary(g4.G4VUserPrimaryGeneratorAction):
+            def GeneratePrimaries(self, event):  # noqa: N802 (Geant4 API)
+                session._generate(event)
+
+        class EventAction(g4.G4UserEventAction):
+            def EndOfEventAction(self, event):  # noqa: N802 (Geant4 API)
+                session._collect(event)
+
+        self._primary, self._event_action = Primary(), EventAction()
+        self.run_manager.SetUserAction(self._primary)
+        self.run_manager.SetUserAction(self._event_action)
+        for cmd in ("/control/verbose 0", "/run/verbose 0", "/event/verbose 0", "/tracking/verbose 0"):
+            ui.ApplyCommand(cmd)
+        self.run_manager.Initialize()
+        sdm = g4.G4SDManager.GetSDMpointer()
+        self._collection_ids = [sdm.GetCollectionID(n) for n in collection_names]
+        if min(self._collection_ids) < 0:
+            raise RuntimeError(f"scorer collections not found: {collection_names}")
+
+    def _particle(self, pdg: int):
+        if pdg not in self._particles:
+            p = self.g4.G4ParticleTable.GetParticleTable().FindParticle(int(pdg))
+            if p is None:
+                raise HitgenError(f"Geant4 does not know particle PDG {pdg}")
+            self._particles[pdg] = p
+        return self._particles[pdg]
+
+    def _generate(self, event) -> None:
+        assert self._block is not None
+        pdg, momentum, seeds = self._block
+        i = self._index
+        # reseed per event: the event depends on its own seed only
+        self.g4.G4Random.setTheSeeds([int(seeds[i, 0]), int(seeds[i, 1]), 0])
+        particle = self._particle(int(pdg[i]))
+        gun = self._gun
+        gun.SetParticleDefinition(particle)
+        px, py, pz = (float(v) for v in momentum[i])
+        p = math.sqrt(px * px + py * py + pz * pz)
+        mass = particle.GetPDGMass() / self.g4.GeV
+        gun.SetParticleEnergy((math.sqrt(p * p + mass * mass) - mass) * self.g4.GeV)
+        gun.SetParticleMomentumDirection(self.g4.G4ThreeVector(px / p, py / p, pz / p))
+        gun.SetParticlePosition(self.g4.G4ThreeVector(0, 0, 0))
+        gun.GeneratePrimaryVertex(event)
+
+    def _collect(self, event) -> None:
+        hce = event.GetHCofThisEvent()
+        n = 0
+        mev = self.g4.MeV
+        for layer, cid in enumerate(self._collection_ids):
+            for strip, edep in hce.GetHC(cid):
+                self._out.append((layer, strip, edep / mev))
+                n += 1
+        self._counts.append(n)
+        self._index += 1
+
+    def run(self, pdg: np.ndarray, momentum: np.ndarray, seeds: np.ndarray) -> RawEvents:
+        """Simulate len(pdg) events; seeds is (n, 2) of positive 31-bit integers, one pair per event."""
+        n = len(pdg)
+        self._block, self._index, self._out, self._counts = (pdg, momentum, seeds), 0, [], []
+        self.run_manager.BeamOn(n)
+        if self._index != n:
+            raise RuntimeError(f"Geant4 processed {self._index} of {n} events")
+        out = np.array(self._out, dtype=np.float64).reshape(-1, 3)
+        offsets = np.concatenate([[0], np.cumsum(self._counts)]).astype(np.int64)
+        return RawEvents(offsets, out[:, 0].astype(np.int16), out[:, 1].astype(np.int32), out[:, 2])
