@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from typer.exceptions import TyperException
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from typer.exceptions import TyperException
 
 from hitgen.errors import HitgenError
 
@@ -23,8 +23,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def parse_range(text: str, option: str, positive: bool = True) -> tuple[float, float]:
@@ -104,19 +104,19 @@ def info(
         t.add_column("layer")
         t.add_column("occupancy", justify="right")
         t.add_column("hits/event", justify="right")
-        for name, occ, h in zip(s.layer_names, s.occupancy, s.layer_hits_mean):
+        for name, occ, h in zip(s.layer_names, s.occupancy, s.layer_hits_mean, strict=True):
             t.add_row(name, f"{occ:.3f}", f"{h:.2f}")
         console.print(t)
     if s.momentum_bins:
-        t = Table(title="response in bins of |p|")
-        for col in ("|p| (GeV)", "events", "hits/event", "total ADC", "ADC rel. spread"):
+        t = Table(title="response in bins of |p| (spreads are relative: std / mean)")
+        for col in ("|p| GeV", "events", "hits/event", "total ADC", "ADC/|p| spread"):
             t.add_column(col, justify="right")
         has_truth = s.momentum_bins[0].visible_fraction_mean is not None
         if has_truth:
             t.add_column("E_vis/|p|", justify="right")
-            t.add_column("E_vis rel. spread", justify="right")
+            t.add_column("E_vis/|p| spread", justify="right")
         for b in s.momentum_bins:
-            row = [f"{b.lo:.1f}-{b.hi:.1f}", str(b.n_events), f"{b.hits_mean:.1f}", f"{b.total_adc_mean:.4g}", f"{b.total_adc_rel_std:.3f}"]
+            row = [f"{b.lo:.1f}-{b.hi:.1f}", str(b.n_events), f"{b.hits_mean:.1f}", f"{b.total_adc_mean:.4g}", f"{b.response_rel_std:.3f}"]
             if has_truth:
                 row += [f"{b.visible_fraction_mean:.4f}", f"{b.visible_fraction_rel_std:.4f}"]
             t.add_row(*row)
@@ -131,7 +131,7 @@ def info(
 def main() -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # returns an exit code where click would exit
     except HitgenError as e:
         err_console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
@@ -145,6 +145,10 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as e:
         sys.exit(e.exit_code)
+    if rc == 130:  # typer turns KeyboardInterrupt into exit code 130
+        err_console.print("error: interrupted; no output written", highlight=False)
+    if isinstance(rc, int):
+        sys.exit(rc)
 
 
 if __name__ == "__main__":

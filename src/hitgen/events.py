@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ class EventSet:
     producer: str
     seed: int | None = None
     truth: dict[str, np.ndarray] = field(default_factory=dict)
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     hitgen_version: str = __version__
 
     def __post_init__(self) -> None:
@@ -321,7 +321,7 @@ class EventWriter:
         if self.seed is not None:
             f.attrs["seed"] = int(self.seed)
         f.attrs["hitgen_version"] = __version__
-        f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        f.attrs["created"] = datetime.now(UTC).isoformat(timespec="seconds")
         f.attrs["format"] = FORMAT
         f.close()
         os.replace(self.tmp, self.path)

@@ -16,7 +16,7 @@ class MomentumBin:
     n_events: int
     hits_mean: float
     total_adc_mean: float
-    total_adc_rel_std: float
+    response_rel_std: float  # relative spread of total ADC / |p| (free of the bin's |p| width)
     visible_fraction_mean: float | None  # visible energy / |p| (Geant4 truth), if the file has it
     visible_fraction_rel_std: float | None
 
@@ -61,6 +61,7 @@ def summarize(events: EventSet, n_momentum_bins: int = 8) -> Summary:
             if not m.any():
                 continue
             adc = total_adc[m]
+            response = adc / p[m]
             vf = vis_frac[m] if vis_frac is not None else None
             bins.append(
                 MomentumBin(
@@ -69,7 +70,7 @@ def summarize(events: EventSet, n_momentum_bins: int = 8) -> Summary:
                     n_events=int(m.sum()),
                     hits_mean=float(hpe[m].mean()),
                     total_adc_mean=float(adc.mean()),
-                    total_adc_rel_std=float(adc.std() / adc.mean()) if adc.mean() > 0 else float("nan"),
+                    response_rel_std=float(response.std() / response.mean()) if response.mean() > 0 else float("nan"),
                     visible_fraction_mean=None if vf is None else float(vf.mean()),
                     visible_fraction_rel_std=None if vf is None else float(vf.std() / vf.mean()),
                 )

@@ -277,6 +277,45 @@ def shower_axis_points(momenta: np.ndarray) -> np.ndarray:
     return impact_points(momenta, depths)
 
 
+def _strip_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per readout layer: first global strip, origin vertex, along-strip unit vector, photoelectron
+    yield; per global strip: half length of its centre line (cm)."""
+    n_strips = np.array(STRIPS_PER_LAYER)
+    first = np.concatenate([[0], np.cumsum(n_strips)[:-1]])
+    half_len = np.empty(n_strips.sum())
+    origin = np.empty((N_READOUT_LAYERS, 2))
+    along = np.empty((N_READOUT_LAYERS, 2))
+    for r in READOUT_LAYERS:
+        p, _, t = view_frame(r.view, r.height_cm)
+        origin[r.index], along[r.index] = p, t
+        d_centre = (np.arange(r.n_strips) + 0.5) * r.strip_width_cm
+        half_len[first[r.index] : first[r.index] + r.n_strips] = d_centre / math.sqrt(3)
+    pe = np.array([PHOTOELECTRONS_PER_MEV[r.module] for r in READOUT_LAYERS])
+    return first, origin, along, pe, half_len
+
+
+_FIRST_STRIP, _ORIGIN, _ALONG, _PE_PER_MEV, _HALF_LENGTH = _strip_tables()
+
+
+def light_path_and_time_of_flight(
+    momenta: np.ndarray, event: np.ndarray, layer: np.ndarray, strip: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For hits (event, layer, strip): the strip length (cm) between the shower axis and the
+    readout end, and the photon's flight time (ns) from the target to the axis in that layer."""
+    axis = shower_axis_points(momenta)  # (N, 9, 3) lab
+    axis_face = lab_to_local(axis)[..., :2]  # (N, 9, 2) face frame
+    half = _HALF_LENGTH[_FIRST_STRIP[layer] + strip]
+    s = np.einsum("ij,ij->i", axis_face[event, layer] - _ORIGIN[layer], _ALONG[layer])
+    path = half - np.clip(s, -half, half)
+    tof = np.linalg.norm(axis[event, layer], axis=1) / SPEED_OF_LIGHT_CM_PER_NS
+    return path, tof
+
+
+def mean_adc(edep_mev: np.ndarray, path_cm: np.ndarray) -> np.ndarray:
+    """Expected ADC (before photo-statistics and noise) of a strip with visible energy edep_mev."""
+    return ADC_PER_MEV * edep_mev * np.exp(-path_cm / ATTENUATION_LENGTH_CM)
+
+
 def digitize(
     momenta: np.ndarray,
     offsets: np.ndarray,
@@ -300,34 +339,15 @@ def digitize(
     event = np.repeat(np.arange(n_events), np.diff(offsets))
     layer = layer.astype(np.int64)
     strip = strip.astype(np.int64)
-    axis = shower_axis_points(momenta)  # (N, 9, 3) lab
-    axis_local = lab_to_local(axis)[..., :2]  # (N, 9, 2) face frame
+    path, tof = light_path_and_time_of_flight(momenta, event, layer, strip)
 
-    # geometry of every strip, per readout layer, as lookup tables over the global strip table
-    n_strips = np.array(STRIPS_PER_LAYER)
-    first = np.concatenate([[0], np.cumsum(n_strips)[:-1]])
-    half_len = np.empty(n_strips.sum())
-    origin = np.empty((N_READOUT_LAYERS, 2))
-    along = np.empty((N_READOUT_LAYERS, 2))
-    for r in READOUT_LAYERS:
-        p, _, t = view_frame(r.view, r.height_cm)
-        origin[r.index], along[r.index] = p, t
-        d_centre = (np.arange(r.n_strips) + 0.5) * r.strip_width_cm
-        half_len[first[r.index] : first[r.index] + r.n_strips] = d_centre / math.sqrt(3)
-    module_pe = np.array([PHOTOELECTRONS_PER_MEV[r.module] for r in READOUT_LAYERS])
-
-    hl = half_len[first[layer] + strip]
-    s = np.einsum("ij,ij->i", axis_local[event, layer] - origin[layer], along[layer])
-    path = hl - np.clip(s, -hl, hl)  # cm of strip between the shower and the readout end
-
-    light = edep_mev * np.exp(-path / ATTENUATION_LENGTH_CM)
-    pe_per_mev = module_pe[layer]
-    npe = rng.poisson(light * pe_per_mev)
+    # photo-statistics: Poisson photoelectrons, each with a smeared single-electron charge
+    pe_per_mev = _PE_PER_MEV[layer]
+    npe = rng.poisson(mean_adc(edep_mev, path) / ADC_PER_MEV * pe_per_mev)
     charge = npe + SPE_RELATIVE_WIDTH * np.sqrt(npe) * rng.standard_normal(len(npe))
     adc_f = ADC_PER_MEV * charge / pe_per_mev + ADC_NOISE_COUNTS * rng.standard_normal(len(npe))
     adc = np.minimum(np.rint(adc_f), ADC_MAX_COUNTS).astype(np.int64)
 
-    tof = np.linalg.norm(axis[event, layer], axis=1) / SPEED_OF_LIGHT_CM_PER_NS
     walk = TIME_WALK_NS * np.sqrt(TDC_THRESHOLD_COUNTS / np.maximum(adc, 1))
     t_ns = tof + path / EFFECTIVE_LIGHT_SPEED_CM_PER_NS + walk + TIME_JITTER_NS * rng.standard_normal(len(adc))
     tdc = np.where(adc >= TDC_THRESHOLD_COUNTS, np.rint(t_ns / TDC_LSB_NS), 0).astype(np.int64)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,9 @@ class Backend:
     digitize: Callable[[dict[str, np.ndarray], RawEvents, np.random.Generator], tuple[np.ndarray, dict, dict]]
 
 
-def _clas12_digitize(conditions: dict[str, np.ndarray], raw: RawEvents, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
+def _clas12_digitize(
+    conditions: dict[str, np.ndarray], raw: RawEvents, rng: np.random.Generator
+) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
     offsets, hits = clas12_ecal.digitize(conditions["momentum"], raw.offsets, raw.layer, raw.strip, raw.edep_mev, rng)
     n = len(raw.offsets) - 1
     event = np.repeat(np.arange(n), np.diff(raw.offsets))

@@ -19,7 +19,7 @@ from hitgen.detectors import clas12_ecal as det
 
 def make_construction(g4: ModuleType):
     """A G4VUserDetectorConstruction for clas12-ecal, built with the imported geant4_pybind."""
-    cm, mm, deg = g4.cm, g4.mm, g4.deg
+    cm, deg = g4.cm, g4.deg
 
     class Construction(g4.G4VUserDetectorConstruction):
         def __init__(self) -> None:

@@ -16,9 +16,9 @@ import re
 import signal
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -73,15 +73,17 @@ def _worker(detector: str, physics: str, range_cut_mm: float, tasks, results, pa
             try:
                 task = tasks.get(timeout=1.0)
             except queue.Empty:
-                if os.getppid() != parent:
-                    break  # parent died: stop quietly
-                continue
-            if task is None or os.getppid() != parent:
+                task = ()
+            if os.getppid() != parent:  # the parent died: nobody reads our results any more
+                results.cancel_join_thread()
+                os._exit(1)
+            if task is None:
                 break
-            start, pdg, momentum, seeds = task
-            t0 = time.perf_counter()
-            raw = session.run(pdg, momentum, seeds)
-            results.put(("done", start, raw, time.perf_counter() - t0))
+            if task:
+                start, pdg, momentum, seeds = task
+                t0 = time.perf_counter()
+                raw = session.run(pdg, momentum, seeds)
+                results.put(("done", start, raw, time.perf_counter() - t0))
     except BaseException as e:  # report, never hang the parent
         msg = str(e) if getattr(e, "__module__", "").startswith("hitgen") else traceback.format_exc(limit=3)
         results.put(("error", os.getpid(), msg))
@@ -138,11 +140,12 @@ def simulate(
         ctx.Process(target=_worker, args=(detector, physics, range_cut_mm, tasks, results, os.getpid()), daemon=True)
         for _ in range(workers)
     ]
-    writer: EventWriter | None = None
+    writer: EventWriter | None = EventWriter(out, backend.info.spec(), "", seed, overwrite)
+    started: list = []
     try:
-        writer = EventWriter(out, backend.info.spec(), "", seed, overwrite)
         for p in procs:
             p.start()
+            started.append(p)
         for start in range(0, n_events, TASK_EVENTS):
             stop = min(start + TASK_EVENTS, n_events)
             tasks.put((start, conditions["pdg"][start:stop], conditions["momentum"][start:stop], g4_seeds[start:stop]))
@@ -193,10 +196,12 @@ def simulate(
     finally:
         if writer is not None:
             writer.abort()
-        for p in procs:
+        tasks.cancel_join_thread()  # tasks never sent must not block our exit
+        results.cancel_join_thread()
+        for p in started:
             if p.is_alive():
                 p.terminate()
-        for p in procs:
+        for p in started:
             p.join(timeout=5)
     wall = time.perf_counter() - t_start
     return SimulationSummary(Path(path), n_events, n_hits, wall, t_ready - t_start, busy, len(procs), producer)

@@ -1,0 +1,3 @@
+from hitgen.cli import main
+
+main()
