@@ -1,0 +1,68 @@
+"""Small statistics for comparing samples: W1, unit-area histograms, ratio panels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import wasserstein_distance
+
+
+def w1(a: np.ndarray, b: np.ndarray) -> float:
+    """Wasserstein-1 (earth mover's) distance between two 1-D samples; nan if either is empty."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.size == 0 or b.size == 0:
+        return float("nan")
+    return float(wasserstein_distance(a, b))
+
+
+@dataclass
+class UnitHistogram:
+    """A histogram normalised to unit area, with the statistical error of every bin."""
+
+    edges: np.ndarray
+    density: np.ndarray  # counts / (N * bin width)
+    error: np.ndarray  # sqrt(counts) / (N * bin width)
+    n: int
+
+    @classmethod
+    def of(cls, values: np.ndarray, edges: np.ndarray) -> UnitHistogram:
+        counts, _ = np.histogram(values, bins=edges)
+        n = int(counts.sum())
+        scale = 1.0 / (max(n, 1) * np.diff(edges))
+        return cls(edges, counts * scale, np.sqrt(counts) * scale, n)
+
+
+def ratio(candidate: UnitHistogram, reference: UnitHistogram) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate / reference per bin, with errors of both samples added in quadrature.
+
+    r = c / f, sigma_r = r * sqrt((sigma_c / c)^2 + (sigma_f / f)^2); nan where the reference bin is
+    empty; where only the candidate bin is empty the ratio is 0, with the error of one count.
+    """
+    c, f = candidate.density, reference.density
+    r = np.full(f.shape, np.nan)
+    err = np.full(f.shape, np.nan)
+    ref = f > 0
+    both = ref & (c > 0)
+    only_ref = ref & (c == 0)
+    r[ref] = c[ref] / f[ref]
+    err[both] = r[both] * np.sqrt((candidate.error[both] / c[both]) ** 2 + (reference.error[both] / f[both]) ** 2)
+    one_count = 1.0 / (max(candidate.n, 1) * np.diff(candidate.edges))
+    err[only_ref] = one_count[only_ref] / f[only_ref]
+    return r, err
+
+
+def integer_edges(lo: int, hi: int) -> np.ndarray:
+    """Bin edges centred on the integers lo..hi."""
+    return np.arange(lo, hi + 2) - 0.5
+
+
+def common_edges(a: np.ndarray, b: np.ndarray, bins: int = 50, quantiles: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+    """Equal-width edges spanning both samples (between the given quantiles of their union)."""
+    both = np.concatenate([np.asarray(a, float), np.asarray(b, float)])
+    if both.size == 0:
+        return np.linspace(0, 1, bins + 1)
+    lo, hi = np.quantile(both, quantiles)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    return np.linspace(lo, hi, bins + 1)

@@ -1,0 +1,156 @@
+"""hitgen evaluate: statistics by hand, Geant4 vs Geant4 at the noise floor, distorted copies."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hitgen.evaluation import evaluate
+from hitgen.evaluation.stats import UnitHistogram, ratio, w1
+from hitgen.events import EventSet
+from hitgen.simulation.runner import simulate
+
+N_EVENTS = 1200
+
+
+def test_w1_by_hand():
+    assert w1(np.array([0, 1, 3]), np.array([5, 6, 8])) == pytest.approx(5.0)  # a pure shift
+    assert w1(np.array([0.0]), np.array([1.0, 3.0])) == pytest.approx(2.0)  # move 1/2 by 1 and 1/2 by 3
+    assert w1(np.array([0, 0, 1]), np.array([1, 1, 1])) == pytest.approx(2 / 3)
+    assert math.isnan(w1(np.array([]), np.array([1.0])))
+
+
+def test_ratio_panel_by_hand():
+    edges = np.array([0.0, 1.0, 2.0, 3.0])
+    ref = UnitHistogram.of(np.array([0.5, 0.5, 1.5, 2.5]), edges)  # counts 2, 1, 1 of 4
+    cand = UnitHistogram.of(np.array([0.5, 1.5, 1.5, 1.5]), edges)  # counts 1, 3, 0 of 4
+    np.testing.assert_allclose(ref.density, [0.5, 0.25, 0.25])
+    np.testing.assert_allclose(ref.error, [math.sqrt(2) / 4, 0.25, 0.25])
+    r, err = ratio(cand, ref)
+    np.testing.assert_allclose(r, [0.5, 3.0, 0.0])
+    # bin 0: 0.5 * sqrt((1/1) + (1/2)) (relative errors 1/sqrt(count)); bin 1: 3 * sqrt(1/3 + 1)
+    np.testing.assert_allclose(err[:2], [0.5 * math.sqrt(1.5), 3 * math.sqrt(1 / 3 + 1)])
+    assert err[2] == pytest.approx(0.25 / 0.25)  # empty candidate bin: one count (0.25) over the reference
+    r, err = ratio(ref, UnitHistogram.of(np.array([0.5]), edges))
+    assert np.isnan(r[1:]).all() and np.isnan(err[1:]).all()  # nothing to compare with where the reference is empty
+
+
+@pytest.fixture(scope="module")
+def g4_pair(tmp_path_factory):
+    d = tmp_path_factory.mktemp("eval")
+    a = simulate("clas12-ecal", N_EVENTS, d / "a.h5", seed=21, workers=2).path
+    b = simulate("clas12-ecal", N_EVENTS, d / "b.h5", seed=22, workers=2).path
+    return d, a, b
+
+
+@pytest.mark.geant4
+def test_geant4_vs_geant4_sits_at_the_noise_floor(g4_pair):
+    d, a, b = g4_pair
+    m = evaluate(a, b, d / "ab").metrics
+    floor = m["noise_floor"]
+    assert not m["conditions_matched"] and "conditions differ" in m["conditions_note"]
+    for key in ("shower_position_w1_strips", "hits_per_event_w1", "per_hit_log10_adc_w1"):
+        value, noise = m["table2"][key], floor["table2"][key]
+        # statistics only: full samples (N vs N) fluctuate about 1/sqrt(2) as much as halves
+        assert value < 1.5 * noise, (key, value, noise)
+    assert abs(m["table2"]["energy_scale_ratio"] - 1) < 0.01
+    assert m["table2"]["energy_scale_max_dev"] < max(2 * floor["table2"]["energy_scale_max_dev"], 0.03)
+    assert m["occupancy_max_abs_diff"] < 0.02
+    assert abs(m["classifier_auc"] - 0.5) < 0.05
+    assert abs(floor["classifier_auc"] - 0.5) < 0.06
+    # the files on disk: strict JSON with the contract's keys, a report that embeds its plots
+    on_disk = json.loads((d / "ab" / "metrics.json").read_text())
+    assert on_disk["n_reference"] == on_disk["n_candidate"] == N_EVENTS and on_disk["detector"] == "clas12-ecal"
+    assert set(on_disk["table2"]) >= {"shower_position_w1_strips", "hits_per_event_w1", "per_hit_log10_adc_w1", "energy_scale_ratio"}
+    html = (d / "ab" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(list((d / "ab" / "plots").glob("*.png"))) == 9
+    assert "0.017" in html and "noise floor" in html
+
+
+def distorted(events: EventSet, what: str) -> EventSet:
+    hits = dict(events.hits)
+    offsets = events.offsets
+    if what == "adc":
+        hits["adc"] = np.rint(hits["adc"] * 1.1).astype(np.int32)
+    elif what == "strip":
+        limit = np.array(events.detector_spec["strips_per_layer"])[hits["layer"].astype(int)] - 1
+        hits["strip"] = np.minimum(hits["strip"] + 1, limit).astype(np.int16)
+    elif what == "drop":
+        keep = hits["layer"] != 4
+        hits = {k: v[keep] for k, v in hits.items()}
+        counts = np.bincount(events.event_index()[keep], minlength=events.n_events)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return dataclasses.replace(events, hits=hits, offsets=offsets, producer=f"distorted ({what})")
+
+
+@pytest.mark.geant4
+@pytest.mark.parametrize("what", ["adc", "drop", "strip"])
+def test_distortions_move_their_metric(g4_pair, what):
+    d, a, _ = g4_pair
+    ref = EventSet.read(a)
+    path = distorted(ref, what).write(d / f"distorted_{what}.h5", overwrite=True)
+    m = evaluate(a, path, d / f"eval_{what}", plots=False).metrics
+    assert m["conditions_matched"]
+    t = m["table2"]
+    if what == "adc":
+        assert t["per_hit_log10_adc_w1"] == pytest.approx(math.log10(1.1), abs=0.002)
+        assert t["energy_scale_ratio"] == pytest.approx(1.1, abs=0.002)
+        assert t["shower_position_w1_strips"] == 0 and t["hits_per_event_w1"] == 0
+    elif what == "drop":
+        layer4 = (ref.hits["layer"] == 4).sum() / ref.n_events
+        assert t["hits_per_event_w1"] == pytest.approx(layer4, rel=1e-9)  # every event loses its ECIN V hits
+        occupancy4 = np.mean([np.any(ref.event(i)["layer"] == 4) for i in range(ref.n_events)])
+        assert m["occupancy_max_abs_diff"] == pytest.approx(occupancy4)
+        assert t["energy_scale_ratio"] < 0.9
+    else:
+        assert 0.95 < t["shower_position_w1_strips"] <= 1.0
+        assert t["hits_per_event_w1"] == 0 and t["per_hit_log10_adc_w1"] == 0
+    assert m["classifier_auc"] > 0.65
+
+
+def toy_events(name: str) -> EventSet:
+    spec = {
+        "name": name,
+        "version": 1,
+        "hit_fields": {f: {"dtype": dt, "shape": []} for f, dt in (("layer", "int8"), ("strip", "int16"), ("adc", "int32"))},
+        "conditions": {"momentum": {"dtype": "float32", "shape": [3]}},
+        "readout_layers": ["L0"],
+        "strips_per_layer": [4],
+    }
+    n = 30
+    return EventSet(
+        name,
+        spec,
+        {"momentum": np.ones((n, 3), np.float32)},
+        np.arange(n + 1, dtype=np.int64),
+        {"layer": np.zeros(n, np.int8), "strip": np.ones(n, np.int16), "adc": np.full(n, 5, np.int32)},
+        "toy",
+    )
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hitgen", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_bad_inputs_give_one_line(tmp_path):
+    toy = toy_events("toy-detector").write(tmp_path / "toy.h5")
+    other = toy_events("other-detector").write(tmp_path / "other.h5")
+    text = tmp_path / "text.h5"
+    text.write_text("no")
+    cases = [
+        ((str(toy), str(other)), "different detectors"),
+        ((str(toy), str(toy)), "no evaluation is defined for detector 'toy-detector'"),
+        ((str(toy), str(text)), "not an HDF5 file"),
+        ((str(tmp_path / "missing.h5"), str(toy)), "no such file"),
+    ]
+    for files, fragment in cases:
+        r = cli("evaluate", *files, "--out", str(tmp_path / "out"))
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode != 0 and len(lines) == 1 and fragment in lines[0], r.stderr
+    assert not (tmp_path / "out" / "metrics.json").exists()
