@@ -6,9 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.metrics import roc_auc_score
-
 from hitgen.evaluation.observables import CaloObservables
 from hitgen.evaluation.stats import w1
 
@@ -77,6 +74,9 @@ def classifier_auc(ref: CaloObservables, cand: CaloObservables, seed: int = CLAS
     scored on the second. Both samples are cut to the same size first, so 0.5 means
     indistinguishable.
     """
+    from sklearn.ensemble import HistGradientBoostingClassifier  # slow to import: only when needed
+    from sklearn.metrics import roc_auc_score
+
     rng = np.random.default_rng(seed)
     n = min(ref.n_events, cand.n_events)
     xr = ref.event_features()[rng.permutation(ref.n_events)[:n]]

@@ -72,12 +72,16 @@ class CaloObservables:
         )
 
     def event_features(self) -> np.ndarray:
-        """The fixed per-event feature vector of the classifier test: conditions, then per layer
-        hits, log10(1 + total ADC), mean and spread of the fired strips."""
+        """The fixed per-event feature vector of the classifier test: conditions; total hits, log10(1 +
+        total ADC) and the response total ADC / |p|; then per layer hits, log10(1 + total ADC), mean
+        and spread of the fired strips."""
         return np.column_stack(
             [
                 self.momentum,
                 self.p,
+                self.total_hits,
+                np.log10(1.0 + self.total_adc),
+                self.total_adc / self.p,
                 self.hits_layer,
                 np.log10(1.0 + self.total_adc_layer),
                 self.strip_mean,
