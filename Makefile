@@ -24,10 +24,14 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
+# Until a surrogate exists, the candidate is a second Geant4 sample (another seed).
 demo: setup
 	mkdir -p demo
-	$(BIN)/hitgen simulate clas12-ecal --events $(DEMO_EVENTS) --out demo/clas12-ecal.h5 --seed 1 --overwrite
-	$(BIN)/hitgen info demo/clas12-ecal.h5 --plots demo/plots
+	$(BIN)/hitgen simulate clas12-ecal --events $(DEMO_EVENTS) --out demo/reference.h5 --seed 1 --overwrite
+	$(BIN)/hitgen info demo/reference.h5 --plots demo/plots
+	$(BIN)/hitgen simulate clas12-ecal --events $(DEMO_EVENTS) --out demo/candidate.h5 --seed 2 --overwrite
+	$(BIN)/hitgen evaluate demo/reference.h5 demo/candidate.h5 --out demo/evaluation
+	@echo "report: demo/evaluation/report.html"
 
 test: setup
 	$(BIN)/ruff check src tests

@@ -1,0 +1,1 @@
+"""Binnings (linear, log, hybrid) and per-detector tokenizers; invertible up to the binning."""

@@ -1,0 +1,72 @@
+"""Value binnings for token streams: linear, logarithmic and hybrid (linear then logarithmic).
+
+Each maps values to bin indices 0..n_bins-1 (clipping outside its range) and decodes an index to
+a representative value: the arithmetic midpoint of a linear bin, the geometric mean of a log bin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LinearBinning:
+    lo: float
+    hi: float
+    n_bins: int
+
+    @property
+    def edges(self) -> np.ndarray:
+        return np.linspace(self.lo, self.hi, self.n_bins + 1)
+
+    def encode(self, values: np.ndarray) -> np.ndarray:
+        x = np.asarray(values, dtype=np.float64)
+        k = np.floor((x - self.lo) / (self.hi - self.lo) * self.n_bins).astype(np.int64)
+        return np.clip(k, 0, self.n_bins - 1)  # the upper edge belongs to the last bin
+
+    def decode(self, index: np.ndarray) -> np.ndarray:
+        k = np.asarray(index, dtype=np.float64)
+        return self.lo + (k + 0.5) * (self.hi - self.lo) / self.n_bins
+
+
+@dataclass(frozen=True)
+class LogBinning:
+    lo: float
+    hi: float
+    n_bins: int
+
+    @property
+    def edges(self) -> np.ndarray:
+        return np.geomspace(self.lo, self.hi, self.n_bins + 1)
+
+    def encode(self, values: np.ndarray) -> np.ndarray:
+        x = np.maximum(np.asarray(values, dtype=np.float64), self.lo)
+        k = np.floor(np.log(x / self.lo) / np.log(self.hi / self.lo) * self.n_bins).astype(np.int64)
+        return np.clip(k, 0, self.n_bins - 1)
+
+    def decode(self, index: np.ndarray) -> np.ndarray:
+        k = np.asarray(index, dtype=np.float64)
+        return self.lo * (self.hi / self.lo) ** ((k + 0.5) / self.n_bins)  # geometric mean of the edges
+
+
+@dataclass(frozen=True)
+class HybridBinning:
+    """Linear bins over [lo, split], then log bins over (split, hi]."""
+
+    linear: LinearBinning
+    log: LogBinning
+
+    @property
+    def n_bins(self) -> int:
+        return self.linear.n_bins + self.log.n_bins
+
+    def encode(self, values: np.ndarray) -> np.ndarray:
+        x = np.asarray(values, dtype=np.float64)
+        return np.where(x <= self.linear.hi, self.linear.encode(x), self.linear.n_bins + self.log.encode(x))
+
+    def decode(self, index: np.ndarray) -> np.ndarray:
+        k = np.asarray(index, dtype=np.int64)
+        n = self.linear.n_bins
+        return np.where(k < n, self.linear.decode(np.minimum(k, n - 1)), self.log.decode(np.maximum(k - n, 0)))
