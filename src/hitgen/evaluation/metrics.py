@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from hitgen.evaluation.observables import CaloObservables
 from hitgen.evaluation.stats import w1
 
