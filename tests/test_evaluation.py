@@ -78,7 +78,7 @@ def test_cli_evaluate_with_max_events(g4_pair):
     d, a, b = g4_pair
     r = cli("evaluate", str(a), str(b), "--out", str(d / "cli"), "--max-events", "300")
     assert r.returncode == 0, r.stderr
-    assert "warning: The conditions differ" in r.stderr and "classifier AUC" in r.stdout and "noise floor" in r.stdout
+    assert "warning: The conditions differ" in r.stderr and "classifier ROC AUC" in r.stdout and "noise floor" in r.stdout
     m = json.loads((d / "cli" / "metrics.json").read_text())
     assert m["n_reference"] == m["n_candidate"] == 300 and m["noise_floor"]["n_per_half"] == 150
     assert (d / "cli" / "report.html").stat().st_size > 100_000

@@ -137,6 +137,7 @@ def evaluate(
 ) -> None:
     """Compare a candidate with a reference: metrics with their noise floor, plots and an HTML report."""
     from hitgen.evaluation import evaluate as run
+    from hitgen.evaluation.report import SUMMARY_ROWS, fmt_value, get
 
     result = run(reference, candidate, out, max_events=max_events)
     m = result.metrics
@@ -145,26 +146,10 @@ def evaluate(
     t = Table(title=f"{m['detector']}: {m['n_candidate']} candidate vs {m['n_reference']} reference events")
     for col in ("metric", "candidate", "noise floor", "CLAS12 paper"):
         t.add_column(col, justify="right" if col != "metric" else "left")
-    paper = m["paper_table2"]
-    rows = [
-        ("shower position W1 (strips)", "table2", "shower_position_w1_strips", paper["shower_position_w1_strips"]),
-        ("hits per event W1", "table2", "hits_per_event_w1", paper["hits_per_event_w1"]),
-        ("per-hit log10 ADC W1", "table2", "per_hit_log10_adc_w1", paper["per_hit_log10_adc_w1"]),
-        ("energy scale ratio", "table2", "energy_scale_ratio", paper["energy_scale"]),
-        ("energy scale max |dev|", "table2", "energy_scale_max_dev", ""),
-        ("occupancy max |diff|", None, "occupancy_max_abs_diff", ""),
-        ("classifier AUC", None, "classifier_auc", ""),
-    ]
-    for label, group, key, ref_value in rows:
-        value = m[group][key] if group else m[key]
-        floor = m["noise_floor"][group][key] if group else m["noise_floor"][key]
-        t.add_row(label, _num(value), _num(floor), str(ref_value))
+    for key, label, fmt, paper in SUMMARY_ROWS:
+        t.add_row(label, fmt_value(fmt, get(m, key)), fmt_value(fmt, get(m["noise_floor"], key)), paper)
     console.print(t)
     console.print(f"wrote {result.out / 'metrics.json'}, {result.out / 'report.html'} in {m['seconds']:.1f} s")
-
-
-def _num(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.4g}"
 
 
 def main() -> None:

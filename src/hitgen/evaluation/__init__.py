@@ -68,13 +68,15 @@ def _response(ref: CaloObservables, cand: CaloObservables) -> dict[str, Any]:
     edges = mt.momentum_edges(ref.p)
     r, c = mt.energy_response(ref, edges), mt.energy_response(cand, edges)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = c.mean / r.mean
+        ratio = c.response / r.response
     return {
         "edges": edges.tolist(),
         "n_reference": r.n.tolist(),
         "n_candidate": c.n.tolist(),
         "mean_reference": r.mean.tolist(),
         "mean_candidate": c.mean.tolist(),
+        "response_reference": r.response.tolist(),
+        "response_candidate": c.response.tolist(),
         "ratio": ratio.tolist(),
         "spread_reference": r.spread.tolist(),
         "spread_candidate": c.spread.tolist(),

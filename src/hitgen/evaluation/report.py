@@ -8,24 +8,24 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-_ROWS = [  # (key, label, format, paper column)
+SUMMARY_ROWS = [  # (key in metrics.json, label, format, the CLAS12 paper's value)
     ("table2.shower_position_w1_strips", "shower position W1 (strips)", "{:.3f}", "0.12"),
     ("table2.hits_per_event_w1", "hits per event W1", "{:.3f}", "0.27"),
     ("table2.per_hit_log10_adc_w1", "per-hit log10(ADC) W1", "{:.4f}", "0.017"),
-    ("table2.energy_scale_ratio", "energy scale (mean cand/ref over |p| bins)", "{:.4f}", "within 1-2%"),
+    ("table2.energy_scale_ratio", "energy scale (mean response ratio)", "{:.4f}", "within 1-2%"),
     ("table2.energy_scale_max_dev", "energy scale, largest |ratio - 1|", "{:.4f}", ""),
     ("occupancy_max_abs_diff", "largest layer-occupancy difference", "{:.4f}", ""),
     ("classifier_auc", "classifier ROC AUC", "{:.3f}", ""),
 ]
 
 
-def _get(d: dict[str, Any], dotted: str) -> Any:
+def get(d: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         d = d[part]
     return d
 
 
-def _fmt(fmt: str, value: Any) -> str:
+def fmt_value(fmt: str, value: Any) -> str:
     return "n/a" if value is None or value != value else fmt.format(value)
 
 
@@ -33,8 +33,8 @@ def render_report(metrics: dict[str, Any], figures: list[tuple[str, Path]], path
     env = Environment(loader=PackageLoader("hitgen.evaluation", "templates"), autoescape=select_autoescape(["html", "j2"]))
     floor = metrics["noise_floor"]
     rows = [
-        {"name": label, "value": _fmt(fmt, _get(metrics, key)), "floor": _fmt(fmt, _get(floor, key)), "paper": paper}
-        for key, label, fmt, paper in _ROWS
+        {"name": label, "value": fmt_value(fmt, get(metrics, key)), "floor": fmt_value(fmt, get(floor, key)), "paper": paper}
+        for key, label, fmt, paper in SUMMARY_ROWS
     ]
     layers = metrics["per_layer"]
     layer_rows = [
@@ -44,8 +44,8 @@ def render_report(metrics: dict[str, Any], figures: list[tuple[str, Path]], path
             "occ_cand": f"{layers['occupancy_candidate'][i]:.4f}",
             "hits_ref": f"{layers['hits_reference'][i]:.2f}",
             "hits_cand": f"{layers['hits_candidate'][i]:.2f}",
-            "w1_strip": _fmt("{:.3f}", layers["shower_position_w1_strips"][i]),
-            "w1_adc": _fmt("{:.4f}", layers["per_hit_log10_adc_w1"][i]),
+            "w1_strip": fmt_value("{:.3f}", layers["shower_position_w1_strips"][i]),
+            "w1_adc": fmt_value("{:.4f}", layers["per_hit_log10_adc_w1"][i]),
         }
         for i, name in enumerate(layers["names"])
     ]
@@ -56,9 +56,9 @@ def render_report(metrics: dict[str, Any], figures: list[tuple[str, Path]], path
             "bin": f"{edges[i]:.1f}-{edges[i + 1]:.1f}",
             "n_ref": resp["n_reference"][i],
             "n_cand": resp["n_candidate"][i],
-            "mean_ref": _fmt("{:.4g}", resp["mean_reference"][i]),
-            "mean_cand": _fmt("{:.4g}", resp["mean_candidate"][i]),
-            "ratio": _fmt("{:.4f}", resp["ratio"][i]),
+            "mean_ref": fmt_value("{:.4g}", resp["mean_reference"][i]),
+            "mean_cand": fmt_value("{:.4g}", resp["mean_candidate"][i]),
+            "ratio": fmt_value("{:.4f}", resp["ratio"][i]),
         }
         for i in range(len(edges) - 1)
     ]

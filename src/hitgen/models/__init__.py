@@ -1,0 +1,1 @@
+"""Surrogate models: the multi-stream GPT (later MoE, flow matching)."""

@@ -1,0 +1,196 @@
+"""The CLAS12 GPT: a conditional, decoder-only, multi-stream transformer over detector hits.
+
+One position per hit, three aligned token streams (strip, ADC, TDC). Each stream is embedded in
+about d/3 dimensions; the three are concatenated and projected to d; learned embeddings of the
+hit's rank within its layer and of its readout layer are added, then LayerNorm and dropout. The
+photon momentum goes through a 3-layer GELU MLP to one prefix embedding per readout layer, placed
+before SOS. Pre-norm causal blocks; output heads: strip, TDC, and one ADC head per calorimeter
+section (PCAL, ECIN, ECOUT) blended by soft section routing, with weights equal to the predicted
+strip probability summed over each section's strips.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from hitgen.tokenizers import clas12_ecal as tok
+
+
+@dataclass
+class GPTConfig:
+    d_model: int = 512
+    n_blocks: int = 8
+    n_heads: int = 8
+    d_ff: int = 2048
+    dropout: float = 0.1
+    max_length: int = tok.MAX_LENGTH  # token positions (SOS..EOS)
+    n_prefix: int = tok.N_LAYERS  # conditioning embeddings before SOS
+    cond_dim: int = 3
+    momentum_scale_gev: float = 10.0  # conditions are divided by this before the MLP
+    strip_vocab: int = tok.STRIP.vocab_size
+    adc_vocab: int = tok.ADC.vocab_size
+    tdc_vocab: int = tok.TDC.vocab_size
+    n_layer_ids: int = tok.N_LAYERS + 1
+    n_ranks: int = tok.MAX_HITS + 1
+    # strip-token ranges [start, stop) of the sections with their own ADC head: PCAL, ECIN, ECOUT
+    sections: list[tuple[int, int]] = field(default_factory=lambda: [(int(tok.STRIP_OFFSETS[i]), int(tok.STRIP_OFFSETS[i + 3])) for i in (0, 3, 6)])
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
+        d = dict(d)
+        if "sections" in d:
+            d["sections"] = [tuple(s) for s in d["sections"]]
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PAPER = GPTConfig()  # d 512, 8 blocks, 8 heads of 64, feed-forward 2048: about 38 M parameters
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with causal self-attention (optionally over a KV cache)."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.ff = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
+        self.drop = nn.Dropout(cfg.dropout)
+        self.attn_dropout = cfg.dropout
+
+    def attention(self, x: torch.Tensor, cache: KVCache | None, index: int) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.attn_dropout if self.training else 0.0)
+        else:
+            k, v = cache.update(index, k, v)
+            if t > 1:  # prefill from position 0: plain causal attention over what was written
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:  # one new position attends to everything cached so far
+                y = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(y.transpose(1, 2).reshape(b, t, d))
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, index: int = 0) -> torch.Tensor:
+        x = x + self.drop(self.attention(self.ln1(x), cache, index))
+        return x + self.drop(self.ff(self.ln2(x)))
+
+
+class KVCache:
+    """Keys and values of every block for a batch of sequences, grown one step at a time."""
+
+    def __init__(self, n_blocks: int) -> None:
+        self.k: list[torch.Tensor | None] = [None] * n_blocks
+        self.v: list[torch.Tensor | None] = [None] * n_blocks
+
+    def update(self, index: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.k[index] is None:
+            self.k[index], self.v[index] = k, v
+        else:
+            self.k[index] = torch.cat([self.k[index], k], dim=2)
+            self.v[index] = torch.cat([self.v[index], v], dim=2)
+        return self.k[index], self.v[index]
+
+
+class HitGPT(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        parts = [d // 3 + (1 if i < d % 3 else 0) for i in range(3)]  # d/3 each, summing to d
+        self.emb_strip = nn.Embedding(cfg.strip_vocab, parts[0])
+        self.emb_adc = nn.Embedding(cfg.adc_vocab, parts[1])
+        self.emb_tdc = nn.Embedding(cfg.tdc_vocab, parts[2])
+        self.emb_proj = nn.Linear(d, d)
+        self.emb_rank = nn.Embedding(cfg.n_ranks, d)
+        self.emb_layer = nn.Embedding(cfg.n_layer_ids, d)
+        self.emb_ln = nn.LayerNorm(d)
+        self.emb_drop = nn.Dropout(cfg.dropout)
+        self.prefix = nn.Sequential(nn.Linear(cfg.cond_dim, d), nn.GELU(), nn.Linear(d, d), nn.GELU(), nn.Linear(d, cfg.n_prefix * d))
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_blocks)])
+        self.ln_f = nn.LayerNorm(d)
+        self.head_strip = nn.Linear(d, cfg.strip_vocab)
+        self.head_tdc = nn.Linear(d, cfg.tdc_vocab)
+        self.head_adc = nn.ModuleList([nn.Linear(d, cfg.adc_vocab) for _ in cfg.sections])
+        section_of = torch.full((cfg.strip_vocab,), -1, dtype=torch.long)
+        for i, (lo, hi) in enumerate(cfg.sections):
+            section_of[lo:hi] = i
+        self.register_buffer("section_of", section_of, persistent=False)
+        self.apply(self._init)
+        for name, p in self.named_parameters():  # GPT-2 style: scale the residual projections
+            if name.endswith("proj.weight") and "emb" not in name or name.endswith("ff.2.weight"):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_blocks))
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def prefix_embeddings(self, momentum: torch.Tensor) -> torch.Tensor:
+        """(B, 3) GeV -> (B, n_prefix, d)."""
+        x = momentum / self.cfg.momentum_scale_gev
+        return self.prefix(x).view(len(momentum), self.cfg.n_prefix, self.cfg.d_model)
+
+    def embed(self, strip: torch.Tensor, adc: torch.Tensor, tdc: torch.Tensor, layer: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([self.emb_strip(strip), self.emb_adc(adc), self.emb_tdc(tdc)], dim=-1)
+        x = self.emb_proj(x) + self.emb_rank(rank) + self.emb_layer(layer)
+        return self.emb_drop(self.emb_ln(x))
+
+    def trunk(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache, i)
+        return self.ln_f(x)
+
+    def strip_log_probs(self, h: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.head_strip(h).float(), dim=-1)
+
+    def tdc_logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.head_tdc(h).float()
+
+    def section_log_weights(self, strip_logp: torch.Tensor) -> torch.Tensor:
+        """Soft section routing: log of the predicted strip probability summed over each section's
+        strips (..., S). The special tokens belong to no section; their probability is shared
+        equally among the heads, so the weights sum to one and every head can emit specials."""
+        n_sections = len(self.head_adc)
+        member = (self.section_of[:, None] == torch.arange(n_sections, device=strip_logp.device)).float()
+        member = member + (self.section_of < 0).float()[:, None] / n_sections
+        return torch.log(torch.exp(strip_logp) @ member + 1e-30)
+
+    def adc_head_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits of every section's ADC head, (..., S, V)."""
+        return torch.stack([head(h).float() for head in self.head_adc], dim=-2)
+
+    def adc_log_probs(self, h: torch.Tensor, strip_logp: torch.Tensor) -> torch.Tensor:
+        """The routed ADC distribution: log sum_s w_s softmax(head_s(h)), (..., V)."""
+        per_head = F.log_softmax(self.adc_head_logits(h), dim=-1)
+        return torch.logsumexp(self.section_log_weights(strip_logp)[..., None] + per_head, dim=-2)
+
+    def adc_log_prob_of(self, h: torch.Tensor, strip_logp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """log p(target) under the routed ADC distribution, without materialising the mixture."""
+        logits = self.adc_head_logits(h)  # (M, S, V)
+        per_head = logits.gather(-1, target[:, None, None].expand(-1, logits.shape[1], 1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        return torch.logsumexp(self.section_log_weights(strip_logp) + per_head, dim=-1)
+
+    def forward(self, momentum: torch.Tensor, strip, adc, tdc, layer, rank) -> torch.Tensor:
+        """Teacher-forced hidden states for token inputs (B, T): returns (B, T, d), one per input token
+        (the prefix positions are dropped); position t predicts token t + 1."""
+        x = torch.cat([self.prefix_embeddings(momentum), self.embed(strip, adc, tdc, layer, rank)], dim=1)
+        return self.trunk(x)[:, self.cfg.n_prefix :]

@@ -1,0 +1,1 @@
+"""Training: losses, schedule, checkpoints, the training loop (single process or DDP)."""

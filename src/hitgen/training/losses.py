@@ -1,0 +1,128 @@
+"""Training loss of the CLAS12 GPT: cross-entropy of three streams plus the structure terms.
+
+- strip cross-entropy with LAYER_SEP weighted 4.5x and EOS 3.0x (the paper's values);
+- ADC cross-entropy under the soft-routed mixture of section heads; TDC cross-entropy;
+- occupancy: where a real hit stands, -log(1 - p(LAYER_SEP or EOS)): the model must not stop early;
+- per-layer length: Huber(delta 3) between the expected number of hits the model would emit in a
+  layer and the true number, from its teacher-forced stop probabilities (below);
+- distribution matching: total-variation distances between the batch's predicted and true strip
+  and ADC histograms over hit positions, plus the squared relative error of the expected length.
+
+Expected hits in a layer: with q_k the stop probability at the k-th item of the layer (k = 0..n,
+the n true hits then the terminator), P(at least k+1 hits) = prod_{i<=k} (1 - q_i) for k < n; beyond
+the true count the model is taken to keep the last stop probability q_n, a geometric tail
+S_n (1 - q_n) / q_n, capped at the 20-hit limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from hitgen.models.gpt import HitGPT
+from hitgen.tokenizers import clas12_ecal as tok
+
+
+@dataclass
+class LossWeights:
+    sep_weight: float = 4.5
+    eos_weight: float = 3.0
+    occupancy: float = 3.0
+    length: float = 0.4
+    length_huber_delta: float = 3.0
+    distribution: float = 0.1
+
+    @classmethod
+    def cross_entropy_only(cls) -> LossWeights:
+        """The ablation: plain cross-entropy, no structure terms, no special-token weights."""
+        return cls(sep_weight=1.0, eos_weight=1.0, occupancy=0.0, length=0.0, distribution=0.0)
+
+
+ADC_GROUP = 50  # ADC bins per group in the distribution-matching histogram (100 groups)
+
+
+def _tv(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (p / p.sum().clamp(min=1e-12) - q / q.sum().clamp(min=1e-12)).abs().sum()
+
+
+def expected_layer_lengths(q: torch.Tensor, is_hit: torch.Tensor, segment: torch.Tensor, n_segments: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Expected and true hit counts per segment (an event's layer).
+
+    q: stop probability per target position (M,), in sequence order; is_hit: whether the target is
+    a hit (else it is the segment's terminator); segment: segment id per position, contiguous.
+    """
+    log_keep = torch.where(is_hit, torch.log1p(-q.clamp(max=1 - 1e-6)), torch.zeros_like(q))
+    c = torch.cumsum(log_keep, 0)
+    first = torch.ones_like(is_hit)
+    first[1:] = segment[1:] != segment[:-1]
+    base = torch.zeros(n_segments, dtype=c.dtype, device=c.device).index_put((segment[first],), (c - log_keep)[first])
+    survival = torch.exp(c - base[segment])  # P(at least k+1 hits) at the k-th hit
+    n_true = torch.zeros(n_segments, dtype=c.dtype, device=c.device).index_add(0, segment, is_hit.to(c.dtype))
+    body = torch.zeros_like(n_true).index_add(0, segment, torch.where(is_hit, survival, torch.zeros_like(survival)))
+    term = ~is_hit
+    # survival after the last true hit = exp(c at the terminator - base), since log_keep is 0 there
+    s_last = torch.zeros_like(n_true).index_put((segment[term],), survival[term])
+    q_end = torch.ones_like(n_true).index_put((segment[term],), q[term])
+    tail = s_last * torch.minimum((1 - q_end) / q_end.clamp(min=1e-6), tok.MAX_HITS - n_true)
+    return body + tail, n_true
+
+
+def compute_loss(model: HitGPT, batch: dict[str, torch.Tensor], weights: LossWeights) -> tuple[torch.Tensor, dict[str, float]]:
+    """Teacher-forced loss of a batch: tensors strip/adc/tdc/layer/rank (B, T), momentum (B, 3)."""
+    inputs = {k: batch[k][:, :-1] for k in ("strip", "adc", "tdc", "layer", "rank")}
+    h = model(batch["momentum"], **inputs)  # (B, T-1, d)
+    t_strip, t_adc, t_tdc = batch["strip"][:, 1:], batch["adc"][:, 1:], batch["tdc"][:, 1:]
+    valid = t_strip != tok.STRIP.pad
+    hv = h[valid]  # (M, d) in sequence order
+    ts, ta, tt = t_strip[valid], t_adc[valid], t_tdc[valid]
+
+    strip_logp = model.strip_log_probs(hv)
+    class_w = torch.ones(tok.STRIP.vocab_size, device=h.device)
+    class_w[tok.STRIP.sep], class_w[tok.STRIP.eos] = weights.sep_weight, weights.eos_weight
+    ce_strip = F.nll_loss(strip_logp, ts.long(), weight=class_w)
+    ce_adc = -model.adc_log_prob_of(hv, strip_logp, ta.long()).mean()
+    ce_tdc = F.cross_entropy(model.tdc_logits(hv), tt.long())
+    total = ce_strip + ce_adc + ce_tdc
+    parts = {"ce_strip": ce_strip, "ce_adc": ce_adc, "ce_tdc": ce_tdc}
+
+    is_hit = ts < tok.N_STRIPS
+    p_stop = torch.exp(strip_logp[:, tok.STRIP.sep]) + torch.exp(strip_logp[:, tok.STRIP.eos])
+    if weights.occupancy:
+        occ = -torch.log1p(-p_stop[is_hit].clamp(max=1 - 1e-6)).mean()
+        total = total + weights.occupancy * occ
+        parts["occupancy"] = occ
+    if weights.length or weights.distribution:
+        b = t_strip.shape[0]
+        sep_before = torch.cumsum((t_strip == tok.STRIP.sep).long(), dim=1) - (t_strip == tok.STRIP.sep).long()
+        event = torch.arange(b, device=h.device)[:, None].expand_as(t_strip)
+        segment = (event * tok.N_LAYERS + sep_before)[valid]
+        expected, n_true = expected_layer_lengths(p_stop, is_hit, segment, b * tok.N_LAYERS)
+        if weights.length:
+            length = F.huber_loss(expected, n_true, delta=weights.length_huber_delta)
+            total = total + weights.length * length
+            parts["length"] = length
+        if weights.distribution:
+            strip_p = torch.exp(strip_logp[is_hit, : tok.N_STRIPS]).sum(0)
+            strip_true = torch.bincount(ts[is_hit].long(), minlength=tok.N_STRIPS).float()
+            adc_p = torch.exp(model.adc_log_probs(hv[is_hit], strip_logp[is_hit])[:, : tok.N_ADC]).sum(0)
+            adc_true = torch.bincount(ta[is_hit].long(), minlength=tok.N_ADC).float()
+            adc_p, adc_true = adc_p.view(-1, ADC_GROUP).sum(1), adc_true.view(-1, ADC_GROUP).sum(1)
+            exp_len, true_len = expected.view(b, -1).sum(1).mean(), n_true.view(b, -1).sum(1).mean()
+            dist = _tv(strip_p, strip_true) + _tv(adc_p, adc_true) + ((exp_len - true_len) / true_len.clamp(min=1)) ** 2
+            total = total + weights.distribution * dist
+            parts["distribution"] = dist
+    return total, {k: float(v.detach()) for k, v in parts.items()} | {"loss": float(total.detach())}
+
+
+class LossModule(torch.nn.Module):
+    """The model and its loss as one module, so that DDP sees all the work inside forward()."""
+
+    def __init__(self, model: HitGPT, weights: LossWeights) -> None:
+        super().__init__()
+        self.model = model
+        self.weights = weights
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        return compute_loss(self.model, batch, self.weights)

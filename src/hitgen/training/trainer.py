@@ -1,0 +1,238 @@
+"""`hitgen train`: AdamW + warm-up/cosine schedule, gradient clipping, validation, atomic
+checkpoints with exact resume, CSV log, optional bf16 autocast, and DDP under torchrun.
+
+Determinism: step s uses the events global_batch(seed, s) and the dropout seed of every
+micro-batch is a function of (seed, s, micro-batch index). A resumed run therefore repeats the
+interrupted one exactly, and K processes (DDP, each taking 1/K of every global batch) give the same
+update as one process accumulating the same K micro-batches.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from hitgen.errors import HitgenError
+from hitgen.events import EventSet
+from hitgen.models.gpt import HitGPT
+from hitgen.models.io import save_model_dir
+from hitgen.training.checkpoint import load_checkpoint, save_checkpoint
+from hitgen.training.config import TrainConfig, load_config
+from hitgen.training.data import TokenData, global_batch, split
+from hitgen.training.losses import LossModule, compute_loss
+
+CHECKPOINT = "checkpoint.safetensors"
+LOG = "log.csv"
+LOG_FIELDS = ("step", "lr", "loss", "ce_strip", "ce_adc", "ce_tdc", "occupancy", "length", "distribution", "grad_norm", "val_loss", "seconds")
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to lr, then cosine decay to min_lr_ratio * lr at max_steps."""
+    t = cfg.train
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    progress = min(1.0, (step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps))
+    return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def dropout_seed(seed: int, step: int, micro: int) -> int:
+    return (seed * 1_000_003 + step * 1009 + micro) % (2**63)
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls, device: torch.device) -> Distributed:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls()
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        return cls(dist.get_rank(), world)
+
+
+def make_optimizer(model: HitGPT, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices and embeddings, none on biases and LayerNorm parameters."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(0.9, 0.95))
+
+
+@torch.no_grad()
+def validation_loss(model: HitGPT, data: TokenData, cfg: TrainConfig, device: torch.device) -> float:
+    model.eval()
+    n = min(len(data), cfg.train.val_events)
+    total, weight = 0.0, 0
+    for lo in range(0, n, cfg.train.micro_batch_size):
+        idx = np.arange(lo, min(lo + cfg.train.micro_batch_size, n))
+        batch = {k: v.to(device) for k, v in data.batch(idx).items()}
+        with _autocast(cfg, device):
+            _, parts = compute_loss(model, batch, cfg.loss.weights())
+        total += parts["loss"] * len(idx)
+        weight += len(idx)
+    model.train()
+    return total / weight
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if cfg.train.bf16 else nullcontext()
+
+
+def _read_log(path: Path, before_step: int) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [row for row in csv.DictReader(f) if int(row["step"]) < before_step]
+
+
+def _write_log(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def train(
+    config_path: str | Path,
+    data_path: str | Path,
+    out: str | Path,
+    device: str = "cpu",
+    progress: Callable[[int, int, dict], None] | None = None,
+    stop_after: int | None = None,
+) -> Path:
+    """Train (or resume) into the run folder `out`; returns it. `stop_after` ends the session after
+    that many steps of this call (as a kill would, but cleanly), for tests and short sessions."""
+    cfg = load_config(config_path)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise HitgenError("--device cuda: no CUDA GPU is available on this machine")
+    ddp = Distributed.from_env(dev)
+    if ddp.world > 1 and dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    t = cfg.train
+    per_rank = t.batch_size // ddp.world
+    if t.batch_size % ddp.world or per_rank % t.micro_batch_size:
+        raise HitgenError(f"batch_size {t.batch_size} must split into {ddp.world} processes x micro_batch_size {t.micro_batch_size}")
+    if t.threads:
+        torch.set_num_threads(t.threads)
+
+    out = Path(out)
+    events = EventSet.read(data_path)
+    train_data, val_data = split(TokenData.from_events(events), t.val_fraction, t.seed)
+    ckpt = out / CHECKPOINT
+    cfg_json = json.loads(cfg.model_dump_json())
+    if ddp.main:
+        out.mkdir(parents=True, exist_ok=True)
+        saved_cfg = out / "train_config.json"
+        if saved_cfg.exists() and json.loads(saved_cfg.read_text()) != cfg_json:
+            raise HitgenError(f"{out}: holds a run with a different configuration; choose another --out")
+        saved_cfg.write_text(json.dumps(cfg_json, indent=2))
+    if ddp.world > 1:
+        dist.barrier()
+
+    torch.manual_seed(t.seed)
+    model = HitGPT(cfg.model.gpt_config()).to(dev)
+    optimizer = make_optimizer(model, cfg)
+    start = 0
+    if ckpt.exists():
+        start, _ = load_checkpoint(ckpt, model, optimizer)
+    loss_module = LossModule(model, cfg.loss.weights())
+    wrapped = DistributedDataParallel(loss_module) if ddp.world > 1 else loss_module
+    log_rows = _read_log(out / LOG, start) if ddp.main else []
+    n_micro = per_rank // t.micro_batch_size
+    end = t.max_steps if stop_after is None else min(t.max_steps, start + stop_after)
+    model.train()
+    t0 = time.perf_counter()
+    for step in range(start, end):
+        idx = global_batch(len(train_data), t.batch_size, t.seed, step)[ddp.rank * per_rank : (ddp.rank + 1) * per_rank]
+        sums: dict[str, float] = {}
+        for a in range(n_micro):
+            torch.manual_seed(dropout_seed(t.seed, step, ddp.rank * n_micro + a))
+            batch = {k: v.to(dev) for k, v in train_data.batch(idx[a * t.micro_batch_size : (a + 1) * t.micro_batch_size]).items()}
+            sync = wrapped.no_sync() if (ddp.world > 1 and a < n_micro - 1) else nullcontext()
+            with sync, _autocast(cfg, dev):
+                loss, parts = wrapped(batch)
+                (loss / n_micro).backward()
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v / n_micro
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip))
+        lr = learning_rate(step, cfg)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ddp.world > 1:  # average the logged numbers over processes
+            vec = torch.tensor([sums.get(k, 0.0) for k in LOG_FIELDS[2:9]], dtype=torch.float64)
+            dist.all_reduce(vec)
+            sums = {k: float(v) / ddp.world for k, v in zip(LOG_FIELDS[2:9], vec, strict=True)}
+        last = step + 1 == end
+        val = None
+        if (step + 1) % t.eval_every == 0 or step + 1 == t.max_steps:
+            val = validation_loss(model, val_data, cfg, dev) if ddp.main else None
+        if ddp.main:
+            row = {"step": step, "lr": f"{lr:.6g}", "grad_norm": f"{grad_norm:.4g}", "seconds": f"{time.perf_counter() - t0:.2f}"}
+            row |= {k: f"{v:.5f}" for k, v in sums.items()}
+            row["val_loss"] = "" if val is None else f"{val:.5f}"
+            log_rows.append(row)
+            if (step + 1) % t.checkpoint_every == 0 or last:
+                save_checkpoint(ckpt, model, optimizer, step + 1, {"config": cfg_json})
+                _write_log(out / LOG, log_rows)
+            if progress:
+                progress(step + 1, t.max_steps, row)
+        if ddp.world > 1:
+            dist.barrier()
+    if ddp.main and end == t.max_steps:
+        extra = {
+            "tokenizer": "clas12-ecal three-stream (hitgen.tokenizers.clas12_ecal)",
+            "detector_spec": events.detector_spec,
+            "training": cfg_json,
+            "data": {
+                "path": str(data_path),
+                "producer": events.producer,
+                "seed": events.seed,
+                "n_events": events.n_events,
+                "n_train": len(train_data),
+                "n_val": len(val_data),
+                "momentum_range_gev": [float(v) for v in _p_range(events)],
+            },
+            "steps": t.max_steps,
+        }
+        save_model_dir(out, model, extra)
+    if ddp.world > 1:
+        dist.barrier()
+    return out
+
+
+def _p_range(events: EventSet) -> tuple[float, float]:
+    p = np.linalg.norm(events.conditions["momentum"].astype(np.float64), axis=1)
+    return float(p.min()), float(p.max())
+
+
+def copy_model(run: Path, dest: Path) -> None:
+    """Copy the model files of a finished run (not its checkpoint or log) into dest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy2(run / name, dest / name)
