@@ -18,9 +18,7 @@ from hitgen.events import EventSet
 
 
 def hitgen(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "hitgen", *args], capture_output=True, text=True, env=env or os.environ.copy(), cwd=cwd, timeout=300
-    )
+    return subprocess.run([sys.executable, "-m", "hitgen", *args], capture_output=True, text=True, env=env or os.environ.copy(), cwd=cwd, timeout=300)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

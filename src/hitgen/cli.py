@@ -152,6 +152,78 @@ def evaluate(
     console.print(f"wrote {result.out / 'metrics.json'}, {result.out / 'report.html'} in {m['seconds']:.1f} s")
 
 
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="training config (TOML), e.g. configs/compact.toml")],
+    data: Annotated[Path, typer.Option(help="training event file (hitgen simulate output)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="run folder; an unfinished run there is resumed")],
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    stop_after: Annotated[int | None, typer.Option(help="stop (with a checkpoint) after this many steps of this call")] = None,
+) -> None:
+    """Train the CLAS12 GPT (resumes exactly from the last checkpoint in --out). Runs under torchrun too."""
+    from hitgen.sampling.job import check_device
+    from hitgen.training.trainer import train as run
+
+    check_device(device)
+    signal.signal(signal.SIGTERM, _terminate)
+    columns = (
+        TextColumn("training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("steps", total=None, info="")
+
+        def show(step: int, total: int, row: dict) -> None:
+            val = f" val {row['val_loss']}" if row.get("val_loss") else ""
+            bar.update(task, completed=step, total=total, info=f"loss {row['loss']}{val}")
+
+        run(config, data, out, device=device, progress=show, stop_after=stop_after)
+    console.print(f"run folder {out}: log.csv, checkpoint.safetensors; model.safetensors + config.json once finished")
+
+
+@app.command()
+def generate(
+    model: Annotated[str, typer.Argument(help="a run/model folder or the name of a shipped model")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output event file")],
+    conditions: Annotated[Path | None, typer.Option(help="take the conditions of this event file")] = None,
+    momentum_range: Annotated[str | None, typer.Option(help="or sample |p| in LO:HI GeV ...")] = None,
+    events: Annotated[int | None, typer.Option("--events", "-n", help="... for this many events")] = None,
+    batch_size: Annotated[int, typer.Option(help="events decoded together")] = 256,
+    temperature: Annotated[float, typer.Option(help="sampling temperature")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="top-k sampling (0 = none)")] = 20,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    overwrite: Annotated[bool, typer.Option(help="replace an existing output file")] = False,
+) -> None:
+    """Generate events with a trained model for given or sampled conditions."""
+    from hitgen.sampling.generate import SamplingOptions
+    from hitgen.sampling.job import generate_file
+
+    p_range = parse_range(momentum_range, "--momentum-range") if momentum_range else None
+    opts = SamplingOptions(temperature=temperature, top_k=top_k, batch_size=batch_size, seed=seed)
+    with Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task("events", total=None)
+        summary = generate_file(
+            model,
+            out,
+            conditions,
+            p_range,
+            events,
+            opts,
+            device,
+            overwrite,
+            progress=lambda done: bar.update(task, completed=done),
+            warn=lambda msg: err_console.print(f"warning: {msg}", highlight=False),
+        )
+    console.print(
+        f"{summary.n_events} events, {summary.n_hits} hits -> {summary.path} in {summary.seconds:.1f} s ({summary.events_per_s:.1f} events/s)"
+    )
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback."""
     try:

@@ -51,6 +51,7 @@ class EventSet:
     truth: dict[str, np.ndarray] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     hitgen_version: str = __version__
+    notes: dict[str, Any] = field(default_factory=dict)  # free-form flags, stored as the JSON attribute "notes"
 
     def __post_init__(self) -> None:
         problems = validate_arrays(self.detector_spec, self.conditions, self.offsets, self.hits, self.truth)
@@ -96,11 +97,12 @@ class EventSet:
             truth={k: v[indices] for k, v in self.truth.items()},
             created=self.created,
             hitgen_version=self.hitgen_version,
+            notes=self.notes,
         )
 
     def write(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write atomically (temporary file, then rename), in chunks of CHUNK_EVENTS events."""
-        with EventWriter(path, self.detector_spec, self.producer, self.seed, overwrite) as w:
+        with EventWriter(path, self.detector_spec, self.producer, self.seed, overwrite, self.notes) as w:
             for lo in range(0, max(self.n_events, 1), CHUNK_EVENTS):
                 sl = slice(lo, min(lo + CHUNK_EVENTS, self.n_events))
                 o = self.offsets[sl.start : sl.stop + 1]
@@ -129,6 +131,10 @@ class EventSet:
         if problems:
             raise EventFileError(f"{path}: " + "; ".join(problems))
         seed = attrs.get("seed")
+        try:
+            notes = json.loads(attrs["notes"]) if "notes" in attrs else {}
+        except ValueError:
+            raise EventFileError(f"{path}: notes attribute is not valid JSON") from None
         return cls(
             detector=str(attrs["detector"]),
             detector_spec=spec,
@@ -140,6 +146,7 @@ class EventSet:
             truth=truth,
             created=str(attrs["created"]),
             hitgen_version=str(attrs["hitgen_version"]),
+            notes=notes,
         )
 
 
@@ -244,8 +251,10 @@ class EventWriter:
         producer: str,
         seed: int | None,
         overwrite: bool = False,
+        notes: dict[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
+        self.notes = notes or {}
         self.spec = detector_spec
         self.producer = producer
         self.seed = seed
@@ -322,6 +331,8 @@ class EventWriter:
             f.attrs["seed"] = int(self.seed)
         f.attrs["hitgen_version"] = __version__
         f.attrs["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+        if self.notes:
+            f.attrs["notes"] = json.dumps(self.notes, sort_keys=True)
         f.attrs["format"] = FORMAT
         f.close()
         os.replace(self.tmp, self.path)

@@ -113,9 +113,7 @@ def _build_layers() -> tuple[list[ReadoutLayer], list[tuple[str, int, int]]]:
             stack.append((module, j, 3 * m + j % 3))
         for v, view in enumerate(VIEWS):
             numbers = tuple(first + j for j in range(n_layers) if j % 3 == v)
-            readout.append(
-                ReadoutLayer(3 * m + v, module, view, strips[v], height / strips[v], height, numbers)
-            )
+            readout.append(ReadoutLayer(3 * m + v, module, view, strips[v], height / strips[v], height, numbers))
     return readout, stack
 
 
@@ -219,9 +217,7 @@ def strip_polygon(layer: ReadoutLayer, k: int) -> np.ndarray:
 # --- frames and kinematics ---------------------------------------------------------------------
 _TILT = math.radians(TILT_DEG)
 # columns: local x (a), local y (b), local z (face normal n), expressed in the lab frame
-LOCAL_TO_LAB = np.array(
-    [[math.cos(_TILT), 0.0, math.sin(_TILT)], [0.0, 1.0, 0.0], [-math.sin(_TILT), 0.0, math.cos(_TILT)]]
-)
+LOCAL_TO_LAB = np.array([[math.cos(_TILT), 0.0, math.sin(_TILT)], [0.0, 1.0, 0.0], [-math.sin(_TILT), 0.0, math.cos(_TILT)]])
 FACE_CENTER_LAB_CM = FACE_DISTANCE_CM * LOCAL_TO_LAB[:, 2]
 
 
@@ -297,9 +293,7 @@ def _strip_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.
 _FIRST_STRIP, _ORIGIN, _ALONG, _PE_PER_MEV, _HALF_LENGTH = _strip_tables()
 
 
-def light_path_and_time_of_flight(
-    momenta: np.ndarray, event: np.ndarray, layer: np.ndarray, strip: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def light_path_and_time_of_flight(momenta: np.ndarray, event: np.ndarray, layer: np.ndarray, strip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For hits (event, layer, strip): the strip length (cm) between the shower axis and the
     readout end, and the photon's flight time (ns) from the target to the axis in that layer."""
     axis = shower_axis_points(momenta)  # (N, 9, 3) lab

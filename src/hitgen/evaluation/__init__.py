@@ -30,9 +30,7 @@ class Evaluation:
 
 def conditions_match(ref: EventSet, cand: EventSet) -> tuple[bool, str]:
     """Whether the candidate was made for the reference's own conditions, and a sentence saying so."""
-    same = ref.n_events == cand.n_events and all(
-        k in cand.conditions and np.array_equal(v, cand.conditions[k]) for k, v in ref.conditions.items()
-    )
+    same = ref.n_events == cand.n_events and all(k in cand.conditions and np.array_equal(v, cand.conditions[k]) for k, v in ref.conditions.items())
     if same:
         return True, f"Matched: the candidate has the reference's own conditions, event by event ({ref.n_events} events)."
     p_ref = np.linalg.norm(ref.conditions["momentum"].astype(np.float64), axis=1)

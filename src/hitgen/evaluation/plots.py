@@ -115,13 +115,9 @@ def make_plots(ref: CaloObservables, cand: CaloObservables, folder: Path) -> lis
 
         fig = _per_layer(ref, cand, lambda o, i: o.strips_of_layer(i), strip_edges, "strip", "Fired strip index")
         out.append(("Fired strip index per layer (shower position)", _save(fig, folder / "strips_per_layer.png")))
-        fig = _per_layer(
-            ref, cand, lambda o, i: o.centroid[:, i][o.centroid[:, i] >= 0], strip_edges, "strip", "Centroid strip (highest ADC)"
-        )
+        fig = _per_layer(ref, cand, lambda o, i: o.centroid[:, i][o.centroid[:, i] >= 0], strip_edges, "strip", "Centroid strip (highest ADC)")
         out.append(("Centroid strip per layer (the strip with the highest ADC)", _save(fig, folder / "centroid_per_layer.png")))
-        fig = _per_layer(
-            ref, cand, lambda o, i: o.log10_adc_of_layer(i), lambda i, a, b: common_edges(a, b, 50), "log10(ADC)", "Per-hit log10(ADC)"
-        )
+        fig = _per_layer(ref, cand, lambda o, i: o.log10_adc_of_layer(i), lambda i, a, b: common_edges(a, b, 50), "log10(ADC)", "Per-hit log10(ADC)")
         out.append(("Per-hit log10(ADC) per layer", _save(fig, folder / "log_adc_per_layer.png")))
 
         def log_total(o: CaloObservables, i: int) -> np.ndarray:

@@ -184,9 +184,9 @@ class HitGPT(nn.Module):
         return torch.logsumexp(self.section_log_weights(strip_logp)[..., None] + per_head, dim=-2)
 
     def adc_log_prob_of(self, h: torch.Tensor, strip_logp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """log p(target) under the routed ADC distribution, without materialising the mixture."""
-        logits = self.adc_head_logits(h)  # (M, S, V)
-        per_head = logits.gather(-1, target[:, None, None].expand(-1, logits.shape[1], 1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        """log p(target) under the routed ADC distribution, (M,), one fused cross-entropy per head
+        instead of materialising the mixture."""
+        per_head = torch.stack([-F.cross_entropy(head(h).float(), target, reduction="none") for head in self.head_adc], dim=-1)
         return torch.logsumexp(self.section_log_weights(strip_logp) + per_head, dim=-1)
 
     def forward(self, momentum: torch.Tensor, strip, adc, tdc, layer, rank) -> torch.Tensor:

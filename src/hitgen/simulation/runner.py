@@ -136,10 +136,7 @@ def simulate(
     ctx = mp.get_context("spawn")
     tasks, results = ctx.Queue(), ctx.Queue()
     workers = min(workers, -(-n_events // TASK_EVENTS))
-    procs = [
-        ctx.Process(target=_worker, args=(detector, physics, range_cut_mm, tasks, results, os.getpid()), daemon=True)
-        for _ in range(workers)
-    ]
+    procs = [ctx.Process(target=_worker, args=(detector, physics, range_cut_mm, tasks, results, os.getpid()), daemon=True) for _ in range(workers)]
     writer: EventWriter | None = EventWriter(out, backend.info.spec(), "", seed, overwrite)
     started: list = []
     try:

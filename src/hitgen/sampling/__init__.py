@@ -1,0 +1,1 @@
+"""Sampling: batched autoregressive generation with a KV cache (later: engines, ODE solvers)."""

@@ -1,0 +1,134 @@
+"""Batched autoregressive generation with a key-value cache and enforced event structure.
+
+Per batch: prefill the nine prefix embeddings and SOS, then one fused hit (strip, ADC, TDC) per
+step. The structure is enforced by masking, not hoped for:
+- a strip must belong to the current readout layer and exceed the layer's previous strip;
+- at most 20 hits per layer (then only the terminator is allowed);
+- LAYER_SEP ends layers 0-7, EOS ends layer 8: layers come in order and every event ends.
+ADC and TDC are drawn only from value tokens at hit positions. The ADC mixture's section weights
+are the masked strip distribution, which lies inside the current layer's section: the ADC comes
+from that section's head (the paper's soft routing, evaluated on the allowed strips).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from hitgen.models.gpt import HitGPT, KVCache
+from hitgen.tokenizers import clas12_ecal as tok
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    temperature: float = 1.0
+    top_k: int = 20  # the paper's value; 0 = no top-k
+    batch_size: int = 256
+    seed: int = 0
+
+
+def _section_of_layer() -> torch.Tensor:
+    return torch.tensor([layer // 3 for layer in range(tok.N_LAYERS)])
+
+
+def sample_from(logp: torch.Tensor, allowed: torch.Tensor, opts: SamplingOptions, gen: torch.Generator) -> torch.Tensor:
+    """Draw one token per row from log-probabilities restricted to `allowed`, with temperature and top-k."""
+    logits = logp.masked_fill(~allowed, float("-inf")) / opts.temperature
+    if opts.top_k and opts.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, opts.top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = F.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+
+
+@torch.no_grad()
+def generate_tokens(model: HitGPT, momentum: torch.Tensor, opts: SamplingOptions, gen: torch.Generator) -> dict[str, np.ndarray]:
+    """Token arrays (B, MAX_LENGTH) for one batch of conditions."""
+    device = momentum.device
+    b = len(momentum)
+    layer_first = torch.as_tensor(tok.STRIP_OFFSETS, device=device)
+    strip_ids = torch.arange(tok.STRIP.vocab_size, device=device)
+    section_of_layer = _section_of_layer().to(device)
+    out = {
+        k: torch.full((b, tok.MAX_LENGTH), s.pad, dtype=torch.long, device=device)
+        for k, s in (("strip", tok.STRIP), ("adc", tok.ADC), ("tdc", tok.TDC))
+    }
+    for k, s in (("strip", tok.STRIP), ("adc", tok.ADC), ("tdc", tok.TDC)):
+        out[k][:, 0] = s.sos
+
+    layer = torch.zeros(b, dtype=torch.long, device=device)  # current readout layer
+    count = torch.zeros(b, dtype=torch.long, device=device)  # hits so far in it
+    last = layer_first[layer] - 1  # previous strip token in the layer
+    done = torch.zeros(b, dtype=torch.bool, device=device)
+
+    cache = KVCache(len(model.blocks))
+    special = torch.full((b, 1), tok.SPECIAL_LAYER, dtype=torch.long, device=device)
+    first = model.embed(out["strip"][:, :1], out["adc"][:, :1], out["tdc"][:, :1], special, torch.full_like(special, tok.SPECIAL_RANK))
+    h = model.trunk(torch.cat([model.prefix_embeddings(momentum), first], dim=1), cache)[:, -1]
+    adc_values = torch.arange(tok.ADC.vocab_size, device=device) < tok.N_ADC
+    tdc_values = torch.arange(tok.TDC.vocab_size, device=device) <= tok.TDC_ZERO
+    for pos in range(1, tok.MAX_LENGTH):
+        strip_logp = model.strip_log_probs(h)
+        in_layer = (strip_ids[None] > last[:, None]) & (strip_ids[None] < layer_first[layer + 1][:, None]) & (count < tok.MAX_HITS)[:, None]
+        allowed = in_layer.clone()
+        allowed[:, tok.STRIP.sep] = layer < tok.N_LAYERS - 1
+        allowed[:, tok.STRIP.eos] = layer == tok.N_LAYERS - 1
+        strip = sample_from(strip_logp, allowed, opts, gen)
+        is_hit = strip < tok.N_STRIPS
+        is_sep = strip == tok.STRIP.sep
+        # ADC from the current section's head, TDC from its head; value tokens only
+        adc_logits = model.adc_head_logits(h)  # (B, S, V)
+        adc_logp = F.log_softmax(
+            adc_logits.gather(1, section_of_layer[layer.clamp(max=tok.N_LAYERS - 1)][:, None, None].expand(-1, 1, adc_logits.shape[-1])).squeeze(1),
+            -1,
+        )
+        adc = sample_from(adc_logp, adc_values.expand(b, -1), opts, gen)
+        tdc = sample_from(F.log_softmax(model.tdc_logits(h), -1), tdc_values.expand(b, -1), opts, gen)
+        adc = torch.where(is_hit, adc, torch.where(is_sep, tok.ADC.sep, tok.ADC.eos))
+        tdc = torch.where(is_hit, tdc, torch.where(is_sep, tok.TDC.sep, tok.TDC.eos))
+        live = ~done
+        out["strip"][live, pos] = strip[live]
+        out["adc"][live, pos] = adc[live]
+        out["tdc"][live, pos] = tdc[live]
+        in_layer_id = torch.where(is_hit, layer, torch.full_like(layer, tok.SPECIAL_LAYER))
+        rank = torch.where(is_hit, count, torch.full_like(count, tok.SPECIAL_RANK))
+        # state updates
+        count = torch.where(is_hit, count + 1, torch.zeros_like(count))
+        last = torch.where(is_hit, strip, layer_first[(layer + is_sep.long()).clamp(max=tok.N_LAYERS)] - 1)
+        layer = layer + is_sep.long()
+        done = done | (strip == tok.STRIP.eos)
+        if bool(done.all()):
+            break
+        x = model.embed(strip[:, None], adc[:, None], tdc[:, None], in_layer_id[:, None], rank[:, None])
+        h = model.trunk(x, cache)[:, -1]
+    return {k: v.cpu().numpy() for k, v in out.items()}
+
+
+def generate(
+    model: HitGPT, momentum: np.ndarray, opts: SamplingOptions, device: str = "cpu", progress: Callable[[int], None] | None = None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Generate one event per row of momentum (N, 3): returns (offsets, hits) in event order.
+
+    Batch k draws from a generator seeded with (seed, k): the output is reproducible for a given
+    seed and batch size."""
+    model = model.to(device).eval()
+    offsets_parts, hit_parts = [], []
+    n = len(momentum)
+    for k, lo in enumerate(range(0, n, opts.batch_size)):
+        gen = torch.Generator(device=device)
+        gen.manual_seed(int(np.random.SeedSequence([opts.seed, k]).generate_state(1)[0]))
+        m = torch.as_tensor(momentum[lo : lo + opts.batch_size], dtype=torch.float32, device=device)
+        tokens = generate_tokens(model, m, opts, gen)
+        offsets, hits = tok.decode(tokens["strip"], tokens["adc"], tokens["tdc"])
+        offsets_parts.append(offsets)
+        hit_parts.append(hits)
+        if progress:
+            progress(min(lo + opts.batch_size, n))
+    base = np.cumsum([0] + [int(o[-1]) for o in offsets_parts[:-1]])
+    offsets = np.concatenate([[0]] + [o[1:] + b for o, b in zip(offsets_parts, base, strict=True)]).astype(np.int64)
+    hits = {k: np.concatenate([h[k] for h in hit_parts]) for k in hit_parts[0]}
+    return offsets, hits

@@ -1,0 +1,91 @@
+"""`hitgen generate`: a model + conditions (from a file, or sampled) -> an event file."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hitgen.detectors import clas12_ecal
+from hitgen.errors import HitgenError
+from hitgen.events import EventSet
+from hitgen.models.io import load_model
+from hitgen.sampling.generate import SamplingOptions, generate
+
+
+@dataclass
+class GenerationSummary:
+    path: Path
+    n_events: int
+    n_hits: int
+    seconds: float
+    outside_training_range: int
+
+    @property
+    def events_per_s(self) -> float:
+        return self.n_events / max(self.seconds, 1e-9)
+
+
+def check_device(device: str) -> str:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise HitgenError(f"--device {device}: no CUDA GPU is available on this machine")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise HitgenError(f"--device must be cpu or cuda (got {device})")
+    return device
+
+
+def conditions_for(
+    model_detector: str, conditions: Path | None, momentum_range: tuple[float, float] | None, n_events: int | None, seed: int
+) -> dict[str, np.ndarray]:
+    if conditions is not None:
+        events = EventSet.read(conditions)
+        if events.detector != model_detector:
+            raise HitgenError(f"{conditions}: conditions of detector {events.detector}, but the model simulates {model_detector}")
+        return dict(events.conditions)
+    if momentum_range is None or n_events is None:
+        raise HitgenError("give either --conditions FILE or --momentum-range LO:HI with --events N")
+    if n_events <= 0:
+        raise HitgenError(f"--events must be positive (got {n_events})")
+    return clas12_ecal.sample_conditions(n_events, np.random.default_rng([seed, 0]), momentum_range=momentum_range)
+
+
+def generate_file(
+    model_ref: str,
+    out: str | Path,
+    conditions: Path | None = None,
+    momentum_range: tuple[float, float] | None = None,
+    n_events: int | None = None,
+    opts: SamplingOptions | None = None,
+    device: str = "cpu",
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> GenerationSummary:
+    device = check_device(device)
+    opts = opts or SamplingOptions()
+    if opts.temperature <= 0 or opts.top_k < 0 or opts.batch_size <= 0:
+        raise HitgenError("--temperature and --batch-size must be positive and --top-k >= 0")
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise HitgenError(f"{out}: already exists (use --overwrite to replace it)")
+    loaded = load_model(model_ref, device)
+    detector = loaded.config["detector_spec"]["name"]
+    cond = conditions_for(detector, conditions, momentum_range, n_events, opts.seed)
+    p = np.linalg.norm(cond["momentum"].astype(np.float64), axis=1)
+    lo, hi = loaded.config["data"]["momentum_range_gev"]
+    outside = int(((p < lo) | (p > hi)).sum())
+    notes = {}
+    if outside:
+        notes = {"momentum_outside_training_range": outside, "training_momentum_range_gev": [lo, hi]}
+        if warn:
+            warn(f"{outside} of {len(p)} events have |p| outside the training range {lo:.2f}-{hi:.2f} GeV; flagged in the file's notes")
+    t0 = time.perf_counter()
+    offsets, hits = generate(loaded.model, cond["momentum"], opts, device, progress)
+    seconds = time.perf_counter() - t0
+    events = EventSet(detector, loaded.config["detector_spec"], cond, offsets, hits, loaded.producer, seed=opts.seed, notes=notes)
+    events.write(out, overwrite=overwrite)
+    return GenerationSummary(out, events.n_events, events.n_hits, seconds, outside)
