@@ -125,33 +125,12 @@ def test_distortions_move_their_metric(g4_pair, what):
     assert m["classifier_auc"] > 0.65
 
 
-def toy_events(name: str) -> EventSet:
-    spec = {
-        "name": name,
-        "version": 1,
-        "hit_fields": {f: {"dtype": dt, "shape": []} for f, dt in (("layer", "int8"), ("strip", "int16"), ("adc", "int32"))},
-        "conditions": {"momentum": {"dtype": "float32", "shape": [3]}},
-        "readout_layers": ["L0"],
-        "strips_per_layer": [4],
-    }
-    n = 30
-    return EventSet(
-        name,
-        spec,
-        {"momentum": np.ones((n, 3), np.float32)},
-        np.arange(n + 1, dtype=np.int64),
-        {"layer": np.zeros(n, np.int8), "strip": np.ones(n, np.int16), "adc": np.full(n, 5, np.int32)},
-        "toy",
-    )
-
-
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hitgen", *args], capture_output=True, text=True, timeout=120)
 
 
-def test_bad_inputs_give_one_line(tmp_path):
-    toy = toy_events("toy-detector").write(tmp_path / "toy.h5")
-    other = toy_events("other-detector").write(tmp_path / "other.h5")
+def test_bad_inputs_give_one_line(tmp_path, toy_file):
+    toy, other = toy_file("toy-detector"), toy_file("other-detector")
     text = tmp_path / "text.h5"
     text.write_text("no")
     cases = [

@@ -1,0 +1,109 @@
+"""The CLAS12 GPT: soft routing and loss terms on hand-made cases, model folders without pickle."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hitgen.models.gpt import PAPER, GPTConfig, HitGPT
+from hitgen.tokenizers import clas12_ecal as tok
+from hitgen.training.losses import LossWeights, compute_loss, expected_layer_lengths
+
+TINY = GPTConfig(d_model=24, n_blocks=1, n_heads=2, d_ff=48, dropout=0.0)
+
+
+def constant_model(strip_logits: torch.Tensor, adc_logits: list[torch.Tensor] | None = None) -> HitGPT:
+    """A model whose heads ignore the hidden state: zero weights, the given biases."""
+    m = HitGPT(TINY)
+    with torch.no_grad():
+        for head in (m.head_strip, m.head_tdc, *m.head_adc):
+            head.weight.zero_()
+            head.bias.zero_()
+        m.head_strip.bias.copy_(strip_logits)
+        for head, logits in zip(m.head_adc, adc_logits or [], strict=False):
+            head.bias.copy_(logits)
+    return m
+
+
+def test_paper_size():
+    assert abs(HitGPT(PAPER).n_parameters() - 38.4e6) < 0.2e6
+
+
+def test_soft_routing_blend_by_hand():
+    # strip probabilities: PCAL strips 0.5 in all, ECIN 0.3, ECOUT 0.1, the four specials 0.1
+    p = torch.zeros(tok.STRIP.vocab_size)
+    p[0:192] = 0.5 / 192
+    p[192:300] = 0.3 / 108
+    p[300:408] = 0.1 / 108
+    p[408:] = 0.1 / 4
+    adc = [torch.full((tok.ADC.vocab_size,), -50.0) for _ in range(3)]
+    for s, token in enumerate((5, 6, 7)):  # head s puts all its mass on ADC token 5 + s
+        adc[s][token] = 50.0
+    m = constant_model(torch.log(p), adc)
+    h = torch.randn(4, TINY.d_model)
+    strip_logp = m.strip_log_probs(h)
+    weights = torch.exp(m.section_log_weights(strip_logp))
+    # each section gets its strips' probability plus a third of the specials' 0.1
+    torch.testing.assert_close(weights, torch.tensor([0.5, 0.3, 0.1]).expand(4, 3) + 0.1 / 3)
+    mix = torch.exp(m.adc_log_probs(h, strip_logp))
+    torch.testing.assert_close(mix[:, 5:8], torch.tensor([0.5 + 0.1 / 3, 0.3 + 0.1 / 3, 0.1 + 0.1 / 3]).expand(4, 3))
+    of = torch.exp(m.adc_log_prob_of(h, strip_logp, torch.tensor([5, 6, 7, 8])))
+    torch.testing.assert_close(of[:3], torch.tensor([0.5 + 0.1 / 3, 0.3 + 0.1 / 3, 0.1 + 0.1 / 3]))
+    assert of[3] < 1e-30
+
+
+def test_expected_layer_lengths_by_hand():
+    # segment 0: two hits then the terminator, stop probabilities 0.1, 0.2, 0.5
+    # E = 0.9 + 0.9 * 0.8 + (0.9 * 0.8) * (1 - 0.5) / 0.5 = 2.34
+    # segment 1: no hit, terminator stop probability 0.8: E = 1 * 0.2 / 0.8 = 0.25
+    # segment 2: 19 hits with q = 0 then a terminator with q = 1e-9: the tail is capped at 20 - 19 = 1
+    q = torch.tensor([0.1, 0.2, 0.5, 0.8] + [0.0] * 19 + [1e-9])
+    is_hit = torch.tensor([True, True, False, False] + [True] * 19 + [False])
+    segment = torch.tensor([0, 0, 0, 1] + [2] * 20)
+    expected, n_true = expected_layer_lengths(q, is_hit, segment, 3)
+    torch.testing.assert_close(expected, torch.tensor([2.34, 0.25, 20.0]))
+    torch.testing.assert_close(n_true, torch.tensor([2.0, 0.0, 19.0]))
+
+
+def one_event_batch() -> dict[str, torch.Tensor]:
+    offsets = np.array([0, 5])
+    hits = {
+        "layer": np.array([0, 0, 3, 3, 8], np.int8),
+        "strip": np.array([10, 11, 4, 9, 30], np.int16),
+        "adc": np.array([100, 2000, 40, 70, 15], np.int32),
+        "tdc": np.array([1200, 1300, 0, 0, 1500], np.int32),
+    }
+    b = tok.encode(offsets, hits)
+    t = int(b.length.max())
+    batch = {k: torch.from_numpy(getattr(b, k)[:, :t].astype(np.int64)) for k in ("strip", "adc", "tdc", "layer", "rank")}
+    batch["momentum"] = torch.tensor([[1.0, 0.0, 3.0]])
+    return batch
+
+
+def test_loss_terms_of_a_constant_model_by_hand():
+    # uniform strip logits except the two terminators, each with probability 0.05
+    p = torch.full((tok.STRIP.vocab_size,), 0.9 / (tok.STRIP.vocab_size - 2))
+    p[tok.STRIP.sep] = p[tok.STRIP.eos] = 0.05
+    m = constant_model(torch.log(p))
+    _, parts = compute_loss(m, one_event_batch(), LossWeights())
+    # ADC and TDC heads are uniform: cross-entropy log(V) at every position
+    assert parts["ce_adc"] == pytest.approx(math.log(tok.ADC.vocab_size), rel=1e-5)
+    assert parts["ce_tdc"] == pytest.approx(math.log(tok.TDC.vocab_size), rel=1e-5)
+    # strip targets: 5 hits (p = 0.9/410 each), 8 separators and EOS (0.05 each), weights 1, 4.5, 3
+    nll_hit, nll_stop = -math.log(0.9 / 410), -math.log(0.05)
+    assert parts["ce_strip"] == pytest.approx((5 * nll_hit + 8 * 4.5 * nll_stop + 3 * nll_stop) / (5 + 8 * 4.5 + 3), rel=1e-5)
+    # occupancy: at every hit, -log(1 - p(stop)) with p(stop) = 0.1
+    assert parts["occupancy"] == pytest.approx(-math.log(0.9), rel=1e-5)
+    # length: layers 0 and 3 have 2 hits: E = 0.9 + 0.81 + 0.81 * 9 = 9.0; layer 8 one hit: 0.9 + 0.9 * 9 = 9.0;
+    # the six empty layers: 0.9 / 0.1 = 9.0 each. Huber(delta 3) of the errors 7, 7, 8 and 9 (x6), averaged
+    huber = [3 * (e - 1.5) for e in (7, 7, 8, 9, 9, 9, 9, 9, 9)]
+    assert parts["length"] == pytest.approx(sum(huber) / 9, rel=1e-4)
+
+
+def test_cross_entropy_only_ablation_drops_the_structure_terms():
+    _, parts = compute_loss(HitGPT(TINY), one_event_batch(), LossWeights.cross_entropy_only())
+    assert set(parts) == {"ce_strip", "ce_adc", "ce_tdc", "loss"}
+    assert parts["loss"] == pytest.approx(parts["ce_strip"] + parts["ce_adc"] + parts["ce_tdc"], rel=1e-6)

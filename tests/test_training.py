@@ -1,0 +1,240 @@
+"""Training, exact resume after a kill, DDP equivalence, generation, model folders without pickle."""
+
+from __future__ import annotations
+
+import csv
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hitgen.errors import HitgenError
+from hitgen.events import EventSet
+from hitgen.models import io
+from hitgen.sampling.generate import SamplingOptions, generate
+from hitgen.sampling.job import generate_file
+from hitgen.training.trainer import train
+
+pytestmark = pytest.mark.geant4  # the data are a real Geant4 sample
+
+TINY = """
+[model]
+d_model = 32
+n_blocks = 1
+n_heads = 4
+d_ff = 64
+dropout = 0.1
+[train]
+batch_size = {batch}
+micro_batch_size = {micro}
+lr = 3e-3
+warmup_steps = 3
+max_steps = {steps}
+val_fraction = 0.1
+val_events = 24
+eval_every = 5
+checkpoint_every = {ckpt}
+seed = 3
+threads = 1
+"""
+
+
+def config(tmp_path: Path, name: str, steps: int = 20, ckpt: int = 5, batch: int = 16, micro: int = 8) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(TINY.format(steps=steps, ckpt=ckpt, batch=batch, micro=micro))
+    return path
+
+
+def log_rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "log.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "model.safetensors"))
+
+
+def hitgen(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hitgen", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, g4_train_file):
+    d = tmp_path_factory.mktemp("straight")
+    return train(config(d, "cfg"), g4_train_file, d / "run"), d
+
+
+def test_training_lowers_the_loss_and_writes_a_model_folder(straight):
+    run, _ = straight
+    rows = log_rows(run)
+    assert [int(r["step"]) for r in rows] == list(range(20))
+    def mean(key: str, part: list[dict[str, str]]) -> float:
+        return float(np.mean([float(r[key]) for r in part]))
+
+    # 20 steps of a tiny model: the cross-entropies fall from their uniform values (log V)
+    assert mean("ce_strip", rows[-3:]) < mean("ce_strip", rows[:3]) - 0.7
+    assert mean("ce_tdc", rows[-3:]) < mean("ce_tdc", rows[:3]) - 1.0
+    assert mean("loss", rows[-3:]) < mean("loss", rows[:3]) - 4.0
+    vals = [float(r["val_loss"]) for r in rows if r["val_loss"]]
+    assert len(vals) == 4 and all(b < a for a, b in zip(vals, vals[1:], strict=False))
+    loaded = io.load_model(run)
+    assert loaded.config["data"]["n_events"] == 240 and loaded.config["steps"] == 20
+
+
+def test_resume_after_a_kill_continues_exactly(straight, g4_train_file):
+    run, d = straight
+    killed = d / "killed"
+    cfg = config(d, "cfg")  # the same configuration
+    proc = subprocess.Popen([sys.executable, "-m", "hitgen", "train", str(cfg), "--data", str(g4_train_file), "--out", str(killed)])
+    deadline = time.time() + 240
+    while not ((killed / "log.csv").exists() and len(log_rows(killed)) >= 10):  # two checkpoints written
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "model.safetensors").exists()
+    done_before = len(log_rows(killed))
+    assert 10 <= done_before < 20
+    train(cfg, g4_train_file, killed)  # resumes from the last checkpoint
+    a, b = log_rows(run), log_rows(killed)
+    assert [r["step"] for r in b] == [r["step"] for r in a]
+    for key in ("loss", "ce_strip", "length", "grad_norm", "val_loss", "lr"):
+        assert [r[key] for r in b] == [r[key] for r in a], key
+    wa, wb = weights(run), weights(killed)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_ddp_processes_match_one_process(tmp_path, g4_train_file):
+    # one process accumulating two micro-batches of 8 == two processes with 8 events each
+    cfg = config(tmp_path, "ddp", steps=6, ckpt=6, batch=16, micro=8)
+    single = train(cfg, g4_train_file, tmp_path / "single")
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={free_port()}"]
+    cmd += ["-m", "hitgen", "train", str(cfg), "--data", str(g4_train_file), "--out", str(tmp_path / "ddp")]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ws, wd = weights(single), weights(tmp_path / "ddp")
+    for k in ws:
+        torch.testing.assert_close(wd[k], ws[k], rtol=1e-4, atol=1e-5)
+    ls, ld = log_rows(single), log_rows(tmp_path / "ddp")
+    np.testing.assert_allclose([float(r["loss"]) for r in ld], [float(r["loss"]) for r in ls], rtol=1e-4)
+
+
+def structurally_valid(events: EventSet) -> None:
+    layer = events.hits["layer"].astype(int)
+    strip = events.hits["strip"].astype(int)
+    event = events.event_index()
+    strips = np.array([68, 62, 62, 36, 36, 36, 36, 36, 36])
+    assert ((layer >= 0) & (layer < 9)).all() and ((strip >= 0) & (strip < strips[layer])).all()
+    key = event * 1000 + layer * 100 + strip  # layers in order, strips rising within a layer
+    assert (np.diff(key) > 0).all()
+    counts = np.zeros((events.n_events, 9), int)
+    np.add.at(counts, (event, layer), 1)
+    assert counts.max() <= 20
+    assert (events.hits["adc"] >= 1).all() and (events.hits["tdc"] >= 0).all()
+
+
+def test_generation_is_reproducible_and_valid(straight, g4_train_file, tmp_path):
+    run, _ = straight
+    out = generate_file(str(run), tmp_path / "a.h5", conditions=g4_train_file, opts=SamplingOptions(batch_size=64, seed=5))
+    again = generate_file(str(run), tmp_path / "b.h5", conditions=g4_train_file, opts=SamplingOptions(batch_size=64, seed=5))
+    other = generate_file(str(run), tmp_path / "c.h5", conditions=g4_train_file, opts=SamplingOptions(batch_size=64, seed=6))
+    a, b, c = (EventSet.read(s.path) for s in (out, again, other))
+    np.testing.assert_array_equal(a.offsets, b.offsets)
+    for k in a.hits:
+        np.testing.assert_array_equal(a.hits[k], b.hits[k])
+    assert not np.array_equal(a.hits["strip"], c.hits["strip"]) or not np.array_equal(a.offsets, c.offsets)
+    ref = EventSet.read(g4_train_file)
+    np.testing.assert_array_equal(a.conditions["momentum"], ref.conditions["momentum"])
+    assert a.producer.startswith("hitgen model run") and a.seed == 5
+    for e in (a, c):
+        structurally_valid(e)
+
+
+def test_structure_holds_even_for_an_untrained_model():
+    from hitgen.models.gpt import GPTConfig, HitGPT
+
+    torch.manual_seed(0)
+    model = HitGPT(GPTConfig(d_model=24, n_blocks=1, n_heads=2, d_ff=48, dropout=0.0))
+    momentum = np.tile(np.array([[1.0, 0.0, 4.0]], np.float32), (40, 1))
+    offsets, hits = generate(model, momentum, SamplingOptions(batch_size=16, top_k=0, seed=1))
+    from hitgen.detectors import clas12_ecal
+
+    events = EventSet("clas12-ecal", clas12_ecal.INFO.spec(), {"momentum": momentum, "pdg": np.full(40, 22, np.int32)}, offsets, hits, "x")
+    structurally_valid(events)
+    assert events.n_hits > 40 * 9  # random strip logits rarely pick a terminator: layers fill up
+
+
+def test_model_folders_load_without_pickle(straight, monkeypatch, tmp_path):
+    run, _ = straight
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("pickle used")
+
+    monkeypatch.setattr(pickle, "load", forbidden)
+    monkeypatch.setattr(pickle, "loads", forbidden)
+    monkeypatch.setattr(torch, "load", forbidden)
+    loaded = io.load_model(run)
+    assert loaded.model.n_parameters() > 0
+    # an altered weights file is refused
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (copy / name).write_bytes((run / name).read_bytes())
+    data = bytearray((copy / "model.safetensors").read_bytes())
+    data[-5] ^= 0xFF
+    (copy / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(HitgenError, match="checksum"):
+        io.load_model(copy)
+    (copy / "model.safetensors").unlink()
+    with pytest.raises(HitgenError, match="missing model.safetensors"):
+        io.load_model(copy)
+    with pytest.raises(HitgenError, match="no model folder or shipped model named 'no-such-model'"):
+        io.load_model("no-such-model")
+
+
+def test_bad_inputs_give_one_line(straight, g4_train_file, toy_file, tmp_path):
+    run, d = straight
+    small = tmp_path / "small.h5"
+    EventSet.read(g4_train_file).select(np.arange(30)).write(small)
+    cases = [
+        (
+            ("generate", str(run), "--conditions", str(toy_file("toy-detector")), "--out", str(tmp_path / "o.h5")),
+            "conditions of detector toy-detector",
+        ),
+        (("generate", str(run), "--conditions", str(g4_train_file), "--out", str(tmp_path / "o.h5"), "--device", "cuda"), "no CUDA GPU"),
+        (("generate", "no-such-model", "--momentum-range", "1:2", "--events", "3", "--out", str(tmp_path / "o.h5")), "no-such-model"),
+        (("generate", str(run), "--out", str(tmp_path / "o.h5")), "--momentum-range"),
+        (("train", str(config(d, "cfg")), "--data", str(small), "--out", str(tmp_path / "r")), "training file too small"),
+        (("train", str(tmp_path / "missing.toml"), "--data", str(small), "--out", str(tmp_path / "r")), "no such config file"),
+    ]
+    if torch.cuda.is_available():
+        cases.pop(1)
+    for args, fragment in cases:
+        r = hitgen(*args)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode != 0 and len(lines) == 1 and fragment in lines[0], (args, r.stderr)
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_momenta_outside_the_training_range_are_flagged(straight, tmp_path):
+    run, _ = straight
+    r = hitgen("generate", str(run), "--momentum-range", "12:14", "--events", "8", "--out", str(tmp_path / "far.h5"))
+    assert r.returncode == 0, r.stderr
+    assert "warning: 8 of 8 events have |p| outside the training range" in r.stderr
+    assert EventSet.read(tmp_path / "far.h5").notes["momentum_outside_training_range"] == 8
