@@ -155,7 +155,7 @@ def evaluate(
 @app.command()
 def train(
     config: Annotated[Path, typer.Argument(help="training config (TOML), e.g. configs/compact.toml")],
-    data: Annotated[Path, typer.Option(help="training event file (hitgen simulate output)")],
+    data: Annotated[list[Path], typer.Option(help="training event file(s) (hitgen simulate output); repeat for several")],
     out: Annotated[Path, typer.Option("--out", "-o", help="run folder; an unfinished run there is resumed")],
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     stop_after: Annotated[int | None, typer.Option(help="stop (with a checkpoint) after this many steps of this call")] = None,

@@ -100,6 +100,28 @@ class EventSet:
             notes=self.notes,
         )
 
+    @classmethod
+    def concatenate(cls, parts: list[EventSet]) -> EventSet:
+        """Events of several sets of the same detector, in order; producer and seeds are joined."""
+        first = parts[0]
+        for p in parts[1:]:
+            if p.detector != first.detector or p.detector_spec != first.detector_spec:
+                raise HitgenError(f"cannot join event files of different detectors or specs ({first.detector}, {p.detector})")
+        base = np.cumsum([0] + [p.n_hits for p in parts[:-1]])
+        truth_keys = set.intersection(*(set(p.truth) for p in parts))
+        seeds = [p.seed for p in parts]
+        return cls(
+            detector=first.detector,
+            detector_spec=first.detector_spec,
+            conditions={k: np.concatenate([p.conditions[k] for p in parts]) for k in first.conditions},
+            offsets=np.concatenate([[0]] + [p.offsets[1:] + b for p, b in zip(parts, base, strict=True)]).astype(np.int64),
+            hits={k: np.concatenate([p.hits[k] for p in parts]) for k in first.hits},
+            producer=first.producer if all(p.producer == first.producer for p in parts) else " | ".join(sorted({p.producer for p in parts})),
+            seed=seeds[0] if len(parts) == 1 else None,
+            truth={k: np.concatenate([p.truth[k] for p in parts]) for k in truth_keys},
+            notes={"seeds": seeds} if len(parts) > 1 else first.notes,
+        )
+
     def write(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write atomically (temporary file, then rename), in chunks of CHUNK_EVENTS events."""
         with EventWriter(path, self.detector_spec, self.producer, self.seed, overwrite, self.notes) as w:
@@ -191,6 +213,24 @@ def check_header(f: h5py.File, path: Path) -> tuple[dict[str, Any], dict[str, An
     return attrs, spec
 
 
+def _check_fields(
+    group: str, label: str, arrays: dict[str, np.ndarray], specs: dict[str, tuple[np.dtype, tuple[int, ...]]], length: int
+) -> list[str]:
+    """Names, shapes (length first) and dtypes of one group of arrays against the spec."""
+    problems = []
+    if set(arrays) != set(specs):
+        problems.append(f"{label} {sorted(arrays)} differ from the detector's {sorted(specs)}")
+    for name, arr in arrays.items():
+        if name not in specs:
+            continue
+        dtype, shape = specs[name]
+        if arr.shape != (length, *shape):
+            problems.append(f"{group}/{name} has shape {arr.shape}, expected {(length, *shape)}")
+        if arr.dtype != dtype:
+            problems.append(f"{group}/{name} has dtype {arr.dtype}, expected {dtype}")
+    return problems
+
+
 def validate_arrays(
     spec: dict[str, Any],
     conditions: dict[str, np.ndarray],
@@ -209,28 +249,8 @@ def validate_arrays(
     if n and np.any(np.diff(offsets) < 0):
         problems.append("hits/offsets decrease somewhere")
     n_hits = int(offsets[-1])
-    hit_specs = _field_dtypes(spec, "hit_fields")
-    if set(hits) != set(hit_specs):
-        problems.append(f"hit fields {sorted(hits)} differ from the detector's {sorted(hit_specs)}")
-    for name, arr in hits.items():
-        if name not in hit_specs:
-            continue
-        dtype, shape = hit_specs[name]
-        if arr.shape != (n_hits, *shape):
-            problems.append(f"hits/{name} has shape {arr.shape}, expected {(n_hits, *shape)} from offsets")
-        if arr.dtype != dtype:
-            problems.append(f"hits/{name} has dtype {arr.dtype}, expected {dtype}")
-    cond_specs = _field_dtypes(spec, "conditions")
-    if set(conditions) != set(cond_specs):
-        problems.append(f"conditions {sorted(conditions)} differ from the detector's {sorted(cond_specs)}")
-    for name, arr in conditions.items():
-        if name not in cond_specs:
-            continue
-        dtype, shape = cond_specs[name]
-        if arr.shape != (n, *shape):
-            problems.append(f"conditions/{name} has shape {arr.shape}, expected {(n, *shape)}")
-        if arr.dtype != dtype:
-            problems.append(f"conditions/{name} has dtype {arr.dtype}, expected {dtype}")
+    problems += _check_fields("hits", "hit fields", hits, _field_dtypes(spec, "hit_fields"), n_hits)
+    problems += _check_fields("conditions", "conditions", conditions, _field_dtypes(spec, "conditions"), n)
     for name, arr in truth.items():
         if arr.ndim < 1 or arr.shape[0] != n:
             problems.append(f"truth/{name} has shape {arr.shape}, expected {n} events first")

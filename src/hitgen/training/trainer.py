@@ -115,9 +115,13 @@ def _write_log(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
+def load_training_events(paths: list[Path]) -> EventSet:
+    return EventSet.concatenate([EventSet.read(p) for p in paths])
+
+
 def train(
     config_path: str | Path,
-    data_path: str | Path,
+    data_path: str | Path | list[str | Path],
     out: str | Path,
     device: str = "cpu",
     progress: Callable[[int, int, dict], None] | None = None,
@@ -140,7 +144,8 @@ def train(
         torch.set_num_threads(t.threads)
 
     out = Path(out)
-    events = EventSet.read(data_path)
+    data_paths = [Path(p) for p in (data_path if isinstance(data_path, list) else [data_path])]
+    events = load_training_events(data_paths)
     train_data, val_data = split(TokenData.from_events(events), t.val_fraction, t.seed)
     ckpt = out / CHECKPOINT
     cfg_json = json.loads(cfg.model_dump_json())
@@ -210,9 +215,9 @@ def train(
             "detector_spec": events.detector_spec,
             "training": cfg_json,
             "data": {
-                "path": str(data_path),
+                "paths": [str(p) for p in data_paths],
                 "producer": events.producer,
-                "seed": events.seed,
+                "seeds": events.notes.get("seeds", [events.seed]),
                 "n_events": events.n_events,
                 "n_train": len(train_data),
                 "n_val": len(val_data),
