@@ -1,7 +1,8 @@
 """Training loss of the CLAS12 GPT: cross-entropy of three streams plus the structure terms.
 
 - strip cross-entropy with LAYER_SEP weighted 4.5x and EOS 3.0x (the paper's values);
-- ADC cross-entropy under the soft-routed mixture of section heads; TDC cross-entropy;
+- ADC cross-entropy under the soft-routed mixture of section heads; TDC cross-entropy (both at hit
+  positions: at LAYER_SEP/EOS these tokens are implied by the strip token);
 - occupancy: where a real hit stands, -log(1 - p(LAYER_SEP or EOS)): the model must not stop early;
 - per-layer length: Huber(delta 3) between the expected number of hits the model would emit in a
   layer and the true number, from its teacher-forced stop probabilities (below);
@@ -83,12 +84,14 @@ def compute_loss(model: HitGPT, batch: dict[str, torch.Tensor], weights: LossWei
     class_w = torch.ones(tok.STRIP.vocab_size, device=h.device)
     class_w[tok.STRIP.sep], class_w[tok.STRIP.eos] = weights.sep_weight, weights.eos_weight
     ce_strip = F.nll_loss(strip_logp, ts.long(), weight=class_w)
-    ce_adc = -model.adc_log_prob_of(hv, strip_logp, ta.long()).mean()
-    ce_tdc = F.cross_entropy(model.tdc_logits(hv), tt.long())
+    # ADC and TDC over hit positions only: at LAYER_SEP/EOS they are implied by the strip token
+    # (generation writes them), so predicting them would cost a fifth of the heads' work for nothing
+    is_hit = ts < tok.N_STRIPS
+    ce_adc = -model.adc_log_prob_of(hv[is_hit], strip_logp[is_hit], ta[is_hit].long()).mean()
+    ce_tdc = F.cross_entropy(model.tdc_logits(hv[is_hit]), tt[is_hit].long())
     total = ce_strip + ce_adc + ce_tdc
     parts = {"ce_strip": ce_strip, "ce_adc": ce_adc, "ce_tdc": ce_tdc}
 
-    is_hit = ts < tok.N_STRIPS
     p_stop = torch.exp(strip_logp[:, tok.STRIP.sep]) + torch.exp(strip_logp[:, tok.STRIP.eos])
     if weights.occupancy:
         occ = -torch.log1p(-p_stop[is_hit].clamp(max=1 - 1e-6)).mean()
