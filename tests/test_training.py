@@ -77,6 +77,7 @@ def test_training_lowers_the_loss_and_writes_a_model_folder(straight):
     run, _ = straight
     rows = log_rows(run)
     assert [int(r["step"]) for r in rows] == list(range(20))
+
     def mean(key: str, part: list[dict[str, str]]) -> float:
         return float(np.mean([float(r[key]) for r in part]))
 
@@ -238,3 +239,20 @@ def test_momenta_outside_the_training_range_are_flagged(straight, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "warning: 8 of 8 events have |p| outside the training range" in r.stderr
     assert EventSet.read(tmp_path / "far.h5").notes["momentum_outside_training_range"] == 8
+
+
+def test_ship_writes_a_model_card_from_the_records(straight, g4_train_file, tmp_path):
+    from hitgen.evaluation import evaluate
+    from hitgen.models.card import ship
+
+    run, _ = straight
+    gen = generate_file(str(run), tmp_path / "gen.h5", conditions=g4_train_file, opts=SamplingOptions(batch_size=128, seed=2))
+    evaluate(g4_train_file, gen.path, tmp_path / "eval", plots=False)
+    dest = ship(run, tmp_path / "models" / "tiny-gpt", tmp_path / "eval")
+    assert sorted(p.name for p in dest.iterdir()) == ["README.md", "config.json", "metrics.json", "model.safetensors"]
+    card = (dest / "README.md").read_text()
+    cfg = io.load_model(dest).config
+    assert cfg["weights_sha256"] in card and "--events 240 --seed 31" in card and "240 Geant4 events" in card
+    assert "| energy scale, largest \\|ratio - 1\\| |" in card
+    assert "| shower position W1 (strips) |" in card and "for the same conditions" in card
+    assert "training_seconds" in cfg and cfg["machine"]["cores"] >= 1

@@ -224,6 +224,20 @@ def generate(
     )
 
 
+@app.command()
+def ship(
+    run: Annotated[Path, typer.Argument(help="a finished run folder")],
+    name: Annotated[str, typer.Option(help="model name: written to models/NAME/")],
+    evaluation: Annotated[Path | None, typer.Option(help="the hitgen evaluate folder of this model against fresh Geant4")] = None,
+    models_dir: Annotated[Path, typer.Option(help="where shipped models live")] = Path("models"),
+) -> None:
+    """Ship a trained model: weights, config, evaluation and a model card in models/NAME/."""
+    from hitgen.models.card import ship as run_ship
+
+    dest = run_ship(run, models_dir / name, evaluation)
+    console.print(f"shipped {dest}: config.json, model.safetensors, README.md" + (", metrics.json" if evaluation else ""))
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback."""
     try:

@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import os
+import platform
 import shutil
 import time
 from collections.abc import Callable
@@ -115,8 +116,10 @@ def _write_log(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def load_training_events(paths: list[Path]) -> EventSet:
-    return EventSet.concatenate([EventSet.read(p) for p in paths])
+def load_training_events(paths: list[Path]) -> tuple[EventSet, list[int]]:
+    """The events of all files, in order, and the number of events of each file."""
+    parts = [EventSet.read(p) for p in paths]
+    return EventSet.concatenate(parts), [p.n_events for p in parts]
 
 
 def train(
@@ -145,7 +148,7 @@ def train(
 
     out = Path(out)
     data_paths = [Path(p) for p in (data_path if isinstance(data_path, list) else [data_path])]
-    events = load_training_events(data_paths)
+    events, events_per_file = load_training_events(data_paths)
     train_data, val_data = split(TokenData.from_events(events), t.val_fraction, t.seed)
     ckpt = out / CHECKPOINT
     cfg_json = json.loads(cfg.model_dump_json())
@@ -170,7 +173,8 @@ def train(
     n_micro = per_rank // t.micro_batch_size
     end = t.max_steps if stop_after is None else min(t.max_steps, start + stop_after)
     model.train()
-    t0 = time.perf_counter()
+    # "seconds" is the training time summed over sessions: a resumed run continues the clock
+    t0 = time.perf_counter() - (float(log_rows[-1]["seconds"]) if log_rows else 0.0)
     for step in range(start, end):
         idx = global_batch(len(train_data), t.batch_size, t.seed, step)[ddp.rank * per_rank : (ddp.rank + 1) * per_rank]
         sums: dict[str, float] = {}
@@ -216,6 +220,7 @@ def train(
             "training": cfg_json,
             "data": {
                 "paths": [str(p) for p in data_paths],
+                "events_per_file": events_per_file,
                 "producer": events.producer,
                 "seeds": events.notes.get("seeds", [events.seed]),
                 "n_events": events.n_events,
@@ -224,11 +229,27 @@ def train(
                 "momentum_range_gev": [float(v) for v in _p_range(events)],
             },
             "steps": t.max_steps,
+            "training_seconds": float(log_rows[-1]["seconds"]) if log_rows else 0.0,
+            "machine": machine_description(dev),
         }
         save_model_dir(out, model, extra)
     if ddp.world > 1:
         dist.barrier()
     return out
+
+
+def machine_description(device: torch.device) -> dict[str, str | int]:
+    """CPU model and cores, torch version, GPU name: written next to every timing."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    info: dict[str, str | int] = {"cpu": cpu, "cores": os.cpu_count() or 0, "torch": torch.__version__}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
 
 
 def _p_range(events: EventSet) -> tuple[float, float]:
