@@ -42,7 +42,7 @@ class LossWeights:
 
 
 ADC_GROUP = 50  # ADC bins per group in the distribution-matching histogram (100 groups)
-ADC_HISTOGRAM_POSITIONS = 512  # hit positions per batch that estimate the predicted ADC histogram
+ADC_HISTOGRAM_POSITIONS = 128  # hit positions per batch that estimate the predicted ADC histogram
 
 
 def _tv(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

@@ -176,7 +176,9 @@ def train(
     # "seconds" is the training time summed over sessions: a resumed run continues the clock
     t0 = time.perf_counter() - (float(log_rows[-1]["seconds"]) if log_rows else 0.0)
     for step in range(start, end):
-        idx = global_batch(len(train_data), t.batch_size, t.seed, step)[ddp.rank * per_rank : (ddp.rank + 1) * per_rank]
+        idx = global_batch(len(train_data), t.batch_size, t.seed, step)
+        idx = idx[np.argsort(train_data.length[idx], kind="stable")]  # similar lengths share a micro-batch: less padding
+        idx = idx[ddp.rank * per_rank : (ddp.rank + 1) * per_rank]
         sums: dict[str, float] = {}
         for a in range(n_micro):
             torch.manual_seed(dropout_seed(t.seed, step, ddp.rank * n_micro + a))
