@@ -211,33 +211,38 @@ def train(
             if (step + 1) % t.checkpoint_every == 0 or last:
                 save_checkpoint(ckpt, model, optimizer, step + 1, {"config": cfg_json})
                 _write_log(out / LOG, log_rows)
+                # the model folder follows the checkpoint, so a run in progress can already generate
+                save_model_dir(out, model, run_record(events, events_per_file, data_paths, train_data, val_data, cfg_json, step + 1, log_rows, dev))
             if progress:
                 progress(step + 1, t.max_steps, row)
         if ddp.world > 1:
             dist.barrier()
-    if ddp.main and end == t.max_steps:
-        extra = {
-            "tokenizer": "clas12-ecal three-stream (hitgen.tokenizers.clas12_ecal)",
-            "detector_spec": events.detector_spec,
-            "training": cfg_json,
-            "data": {
-                "paths": [str(p) for p in data_paths],
-                "events_per_file": events_per_file,
-                "producer": events.producer,
-                "seeds": events.notes.get("seeds", [events.seed]),
-                "n_events": events.n_events,
-                "n_train": len(train_data),
-                "n_val": len(val_data),
-                "momentum_range_gev": [float(v) for v in _p_range(events)],
-            },
-            "steps": t.max_steps,
-            "training_seconds": float(log_rows[-1]["seconds"]) if log_rows else 0.0,
-            "machine": machine_description(dev),
-        }
-        save_model_dir(out, model, extra)
     if ddp.world > 1:
         dist.barrier()
     return out
+
+
+def run_record(events, events_per_file, data_paths, train_data, val_data, cfg_json, steps, log_rows, dev) -> dict:
+    """What config.json records about the data and the training, beside the model itself."""
+    return {
+        "tokenizer": "clas12-ecal three-stream (hitgen.tokenizers.clas12_ecal)",
+        "detector_spec": events.detector_spec,
+        "training": cfg_json,
+        "data": {
+            "paths": [str(p) for p in data_paths],
+            "events_per_file": events_per_file,
+            "producer": events.producer,
+            "seeds": events.notes.get("seeds", [events.seed]),
+            "n_events": events.n_events,
+            "n_train": len(train_data),
+            "n_val": len(val_data),
+            "momentum_range_gev": [float(v) for v in _p_range(events)],
+        },
+        "steps": steps,
+        "finished": steps == cfg_json["train"]["max_steps"],
+        "training_seconds": float(log_rows[-1]["seconds"]) if log_rows else 0.0,
+        "machine": machine_description(dev),
+    }
 
 
 def machine_description(device: torch.device) -> dict[str, str | int]:
