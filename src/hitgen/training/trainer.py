@@ -14,7 +14,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -262,10 +261,3 @@ def machine_description(device: torch.device) -> dict[str, str | int]:
 def _p_range(events: EventSet) -> tuple[float, float]:
     p = np.linalg.norm(events.conditions["momentum"].astype(np.float64), axis=1)
     return float(p.min()), float(p.max())
-
-
-def copy_model(run: Path, dest: Path) -> None:
-    """Copy the model files of a finished run (not its checkpoint or log) into dest."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "model.safetensors"):
-        shutil.copy2(run / name, dest / name)
