@@ -98,6 +98,8 @@ def info(
     s = summarize(events)
     console.print(f"[bold]{file}[/bold]: {s.n_events} events of {s.detector}, {s.n_hits} hits")
     console.print(f"producer: {s.producer}   seed: {s.seed}")
+    if events.notes:
+        console.print(f"notes: {events.notes}", markup=False)
     console.print(f"hits per event: mean {s.hits_mean:.2f}, std {s.hits_std:.2f}")
     if s.layer_names:
         t = Table(title="per readout layer")
