@@ -53,6 +53,18 @@ def test_soft_routing_blend_by_hand():
     of = torch.exp(m.adc_log_prob_of(h, strip_logp, torch.tensor([5, 6, 7, 8])))
     torch.testing.assert_close(of[:3], torch.tensor([0.5 + 0.1 / 3, 0.3 + 0.1 / 3, 0.1 + 0.1 / 3]))
     assert of[3] < 1e-30
+    # generation knows the section: only that head is evaluated, row by row
+    chosen = m.adc_logits_of_sections(h, torch.tensor([2, 0, 1, 0]))
+    assert chosen.argmax(-1).tolist() == [7, 5, 6, 5]
+
+
+def test_one_head_per_row_equals_the_full_stack():
+    torch.manual_seed(3)
+    m = HitGPT(TINY)
+    h = torch.randn(7, TINY.d_model)
+    section = torch.tensor([0, 2, 1, 1, 0, 2, 2])
+    full = m.adc_head_logits(h)
+    torch.testing.assert_close(m.adc_logits_of_sections(h, section), full[torch.arange(7), section])
 
 
 def test_expected_layer_lengths_by_hand():

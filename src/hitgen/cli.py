@@ -139,7 +139,7 @@ def evaluate(
 ) -> None:
     """Compare a candidate with a reference: metrics with their noise floor, plots and an HTML report."""
     from hitgen.evaluation import evaluate as run
-    from hitgen.evaluation.report import SUMMARY_ROWS, fmt_value, get
+    from hitgen.evaluation.report import SUMMARY_ROWS, fmt_value, get, made_in
 
     result = run(reference, candidate, out, max_events=max_events)
     m = result.metrics
@@ -151,6 +151,9 @@ def evaluate(
     for key, label, fmt, paper in SUMMARY_ROWS:
         t.add_row(label, fmt_value(fmt, get(m, key)), fmt_value(fmt, get(m["noise_floor"], key)), paper)
     console.print(t)
+    for who in ("reference", "candidate"):
+        if m[who]["timing"]:
+            console.print(f"{who} made in {made_in(m[who]['timing'])}: {m[who]['producer']}", markup=False, highlight=False)
     console.print(f"wrote {result.out / 'metrics.json'}, {result.out / 'report.html'} in {m['seconds']:.1f} s")
 
 
@@ -196,7 +199,8 @@ def generate(
     events: Annotated[int | None, typer.Option("--events", "-n", help="... for this many events")] = None,
     batch_size: Annotated[int, typer.Option(help="events decoded together")] = 256,
     temperature: Annotated[float, typer.Option(help="sampling temperature")] = 1.0,
-    top_k: Annotated[int, typer.Option(help="top-k sampling (0 = none)")] = 20,
+    top_k: Annotated[int, typer.Option(help="top-k sampling of the strip stream (0 = none)")] = 20,
+    value_top_k: Annotated[int, typer.Option(help="top-k sampling of the ADC and TDC streams (0 = none)")] = 0,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     overwrite: Annotated[bool, typer.Option(help="replace an existing output file")] = False,
@@ -206,7 +210,7 @@ def generate(
     from hitgen.sampling.job import generate_file
 
     p_range = parse_range(momentum_range, "--momentum-range") if momentum_range else None
-    opts = SamplingOptions(temperature=temperature, top_k=top_k, batch_size=batch_size, seed=seed)
+    opts = SamplingOptions(temperature=temperature, top_k=top_k, value_top_k=value_top_k, batch_size=batch_size, seed=seed)
     with Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console, transient=True) as bar:
         task = bar.add_task("events", total=None)
         summary = generate_file(
@@ -232,11 +236,17 @@ def ship(
     name: Annotated[str, typer.Option(help="model name: written to models/NAME/")],
     evaluation: Annotated[Path | None, typer.Option(help="the hitgen evaluate folder of this model against fresh Geant4")] = None,
     models_dir: Annotated[Path, typer.Option(help="where shipped models live")] = Path("models"),
+    notes: Annotated[Path | None, typer.Option(help="a Markdown file added to the model card as its Notes section")] = None,
 ) -> None:
     """Ship a trained model: weights, config, evaluation and a model card in models/NAME/."""
     from hitgen.models.card import ship as run_ship
 
-    dest = run_ship(run, models_dir / name, evaluation)
+    text = ""
+    if notes is not None:
+        if not notes.is_file():
+            raise HitgenError(f"{notes}: no such notes file")
+        text = notes.read_text(encoding="utf-8")
+    dest = run_ship(run, models_dir / name, evaluation, text)
     console.print(f"shipped {dest}: config.json, model.safetensors, README.md" + (", metrics.json" if evaluation else ""))
 
 

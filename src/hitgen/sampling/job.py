@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ import torch
 from hitgen.detectors import clas12_ecal
 from hitgen.errors import HitgenError
 from hitgen.events import EventSet
+from hitgen.machine import machine_description, timing_note
 from hitgen.models.io import load_model
 from hitgen.sampling.generate import SamplingOptions, generate
 
@@ -67,8 +68,8 @@ def generate_file(
 ) -> GenerationSummary:
     device = check_device(device)
     opts = opts or SamplingOptions()
-    if opts.temperature <= 0 or opts.top_k < 0 or opts.batch_size <= 0:
-        raise HitgenError("--temperature and --batch-size must be positive and --top-k >= 0")
+    if opts.temperature <= 0 or opts.top_k < 0 or opts.value_top_k < 0 or opts.batch_size <= 0:
+        raise HitgenError("--temperature and --batch-size must be positive, --top-k and --value-top-k >= 0")
     out = Path(out)
     if out.exists() and not overwrite:
         raise HitgenError(f"{out}: already exists (use --overwrite to replace it)")
@@ -78,14 +79,17 @@ def generate_file(
     p = np.linalg.norm(cond["momentum"].astype(np.float64), axis=1)
     lo, hi = loaded.config["data"]["momentum_range_gev"]
     outside = int(((p < lo) | (p > hi)).sum())
-    notes = {}
+    notes: dict = {"sampling": asdict(opts)}
     if outside:
-        notes = {"momentum_outside_training_range": outside, "training_momentum_range_gev": [lo, hi]}
+        notes |= {"momentum_outside_training_range": outside, "training_momentum_range_gev": [lo, hi]}
         if warn:
             warn(f"{outside} of {len(p)} events have |p| outside the training range {lo:.2f}-{hi:.2f} GeV; flagged in the file's notes")
     t0 = time.perf_counter()
     offsets, hits = generate(loaded.model, cond["momentum"], opts, device, progress)
     seconds = time.perf_counter() - t0
+    gpu = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else None
+    timing = timing_note(len(offsets) - 1, seconds, device=str(device), threads=torch.get_num_threads())
+    notes["timing"] = timing | {"machine": machine_description(gpu)}
     events = EventSet(detector, loaded.config["detector_spec"], cond, offsets, hits, loaded.producer, seed=opts.seed, notes=notes)
     events.write(out, overwrite=overwrite)
     return GenerationSummary(out, events.n_events, events.n_hits, seconds, outside)

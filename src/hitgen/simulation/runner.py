@@ -24,6 +24,7 @@ import numpy as np
 
 from hitgen.errors import HitgenError
 from hitgen.events import EventWriter
+from hitgen.machine import timing_note
 from hitgen.simulation.backends import get_backend
 from hitgen.simulation.g4env import data_dir
 from hitgen.simulation.session import DEFAULT_PHYSICS, DEFAULT_RANGE_CUT_MM, RawEvents, check_physics
@@ -187,6 +188,8 @@ def simulate(
                 writer.append(cond, offsets, hits, truth)
                 written = stop
         writer.producer = producer = _producer(version, physics_class, range_cut_mm)
+        startup = t_ready - t_start
+        writer.notes["timing"] = timing_note(n_events, time.perf_counter() - t_start - startup, startup, workers=len(procs), busy_s=busy)
         n_hits = writer.n_hits
         path = writer.close()
         writer = None

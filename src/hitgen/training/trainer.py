@@ -13,7 +13,6 @@ import csv
 import json
 import math
 import os
-import platform
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -27,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from hitgen.errors import HitgenError
 from hitgen.events import EventSet
+from hitgen.machine import machine_description
 from hitgen.models.gpt import HitGPT
 from hitgen.models.io import save_model_dir
 from hitgen.training.checkpoint import load_checkpoint, save_checkpoint
@@ -211,7 +211,8 @@ def train(
                 save_checkpoint(ckpt, model, optimizer, step + 1, {"config": cfg_json})
                 _write_log(out / LOG, log_rows)
                 # the model folder follows the checkpoint, so a run in progress can already generate
-                save_model_dir(out, model, run_record(events, events_per_file, data_paths, train_data, val_data, cfg_json, step + 1, log_rows, dev))
+                record = run_record(events, events_per_file, data_paths, train_data, val_data, cfg_json, step + 1, log_rows, dev, config_path)
+                save_model_dir(out, model, record)
             if progress:
                 progress(step + 1, t.max_steps, row)
         if ddp.world > 1:
@@ -221,12 +222,13 @@ def train(
     return out
 
 
-def run_record(events, events_per_file, data_paths, train_data, val_data, cfg_json, steps, log_rows, dev) -> dict:
+def run_record(events, events_per_file, data_paths, train_data, val_data, cfg_json, steps, log_rows, dev, config_path) -> dict:
     """What config.json records about the data and the training, beside the model itself."""
     return {
         "tokenizer": "clas12-ecal three-stream (hitgen.tokenizers.clas12_ecal)",
         "detector_spec": events.detector_spec,
         "training": cfg_json,
+        "training_config_file": str(config_path),
         "data": {
             "paths": [str(p) for p in data_paths],
             "events_per_file": events_per_file,
@@ -240,22 +242,8 @@ def run_record(events, events_per_file, data_paths, train_data, val_data, cfg_js
         "steps": steps,
         "finished": steps == cfg_json["train"]["max_steps"],
         "training_seconds": float(log_rows[-1]["seconds"]) if log_rows else 0.0,
-        "machine": machine_description(dev),
+        "machine": machine_description(torch.cuda.get_device_name(dev) if dev.type == "cuda" else None),
     }
-
-
-def machine_description(device: torch.device) -> dict[str, str | int]:
-    """CPU model and cores, torch version, GPU name: written next to every timing."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    info: dict[str, str | int] = {"cpu": cpu, "cores": os.cpu_count() or 0, "torch": torch.__version__}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def _p_range(events: EventSet) -> tuple[float, float]:
