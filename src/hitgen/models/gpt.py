@@ -102,6 +102,11 @@ class KVCache:
             self.v[index] = torch.cat([self.v[index], v], dim=2)
         return self.k[index], self.v[index]
 
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only these batch rows (a boolean mask or indices), e.g. when sequences finish."""
+        self.k = [None if k is None else k[rows] for k in self.k]
+        self.v = [None if v is None else v[rows] for v in self.v]
+
 
 class HitGPT(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:

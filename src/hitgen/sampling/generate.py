@@ -67,7 +67,7 @@ def generate_tokens(model: HitGPT, momentum: torch.Tensor, opts: SamplingOptions
     layer = torch.zeros(b, dtype=torch.long, device=device)  # current readout layer
     count = torch.zeros(b, dtype=torch.long, device=device)  # hits so far in it
     last = layer_first[layer] - 1  # previous strip token in the layer
-    done = torch.zeros(b, dtype=torch.bool, device=device)
+    active = torch.arange(b, device=device)  # rows of the batch still decoding; finished ones are dropped
 
     cache = KVCache(len(model.blocks))
     special = torch.full((b, 1), tok.SPECIAL_LAYER, dtype=torch.long, device=device)
@@ -76,6 +76,7 @@ def generate_tokens(model: HitGPT, momentum: torch.Tensor, opts: SamplingOptions
     adc_values = torch.arange(tok.ADC.vocab_size, device=device) < tok.N_ADC
     tdc_values = torch.arange(tok.TDC.vocab_size, device=device) <= tok.TDC_ZERO
     for pos in range(1, tok.MAX_LENGTH):
+        n = len(active)
         strip_logp = model.strip_log_probs(h)
         in_layer = (strip_ids[None] > last[:, None]) & (strip_ids[None] < layer_first[layer + 1][:, None]) & (count < tok.MAX_HITS)[:, None]
         allowed = in_layer.clone()
@@ -87,23 +88,26 @@ def generate_tokens(model: HitGPT, momentum: torch.Tensor, opts: SamplingOptions
         # ADC from the current section's head only (the routing weights of the others are zero
         # under the mask), TDC from its head; value tokens only
         adc_logp = F.log_softmax(model.adc_logits_of_sections(h, section_of_layer[layer.clamp(max=tok.N_LAYERS - 1)]), -1)
-        adc = sample_from(adc_logp, adc_values.expand(b, -1), opts.temperature, opts.value_top_k, gen)
-        tdc = sample_from(F.log_softmax(model.tdc_logits(h), -1), tdc_values.expand(b, -1), opts.temperature, opts.value_top_k, gen)
+        adc = sample_from(adc_logp, adc_values.expand(n, -1), opts.temperature, opts.value_top_k, gen)
+        tdc = sample_from(F.log_softmax(model.tdc_logits(h), -1), tdc_values.expand(n, -1), opts.temperature, opts.value_top_k, gen)
         adc = torch.where(is_hit, adc, torch.where(is_sep, tok.ADC.sep, tok.ADC.eos))
         tdc = torch.where(is_hit, tdc, torch.where(is_sep, tok.TDC.sep, tok.TDC.eos))
-        live = ~done
-        out["strip"][live, pos] = strip[live]
-        out["adc"][live, pos] = adc[live]
-        out["tdc"][live, pos] = tdc[live]
+        out["strip"][active, pos] = strip
+        out["adc"][active, pos] = adc
+        out["tdc"][active, pos] = tdc
         in_layer_id = torch.where(is_hit, layer, torch.full_like(layer, tok.SPECIAL_LAYER))
         rank = torch.where(is_hit, count, torch.full_like(count, tok.SPECIAL_RANK))
         # state updates
         count = torch.where(is_hit, count + 1, torch.zeros_like(count))
         last = torch.where(is_hit, strip, layer_first[(layer + is_sep.long()).clamp(max=tok.N_LAYERS)] - 1)
         layer = layer + is_sep.long()
-        done = done | (strip == tok.STRIP.eos)
-        if bool(done.all()):
-            break
+        going = strip != tok.STRIP.eos
+        if not bool(going.all()):  # drop finished events from the batch and the cache
+            if not bool(going.any()):
+                break
+            active, count, last, layer = active[going], count[going], last[going], layer[going]
+            strip, adc, tdc, in_layer_id, rank = strip[going], adc[going], tdc[going], in_layer_id[going], rank[going]
+            cache.keep(going)
         x = model.embed(strip[:, None], adc[:, None], tdc[:, None], in_layer_id[:, None], rank[:, None])
         h = model.trunk(x, cache)[:, -1]
     return {k: v.cpu().numpy() for k, v in out.items()}
