@@ -82,6 +82,11 @@ def test_cli_evaluate_with_max_events(g4_pair):
     m = json.loads((d / "cli" / "metrics.json").read_text())
     assert m["n_reference"] == m["n_candidate"] == 300 and m["noise_floor"]["n_per_half"] == 150
     assert (d / "cli" / "report.html").stat().st_size > 100_000
+    # both files were made by hitgen simulate: their timing notes reach the table, the report and metrics.json
+    timing = m["reference"]["timing"]
+    assert timing["events"] == N_EVENTS and timing["workers"] == 2 and timing["events_per_s"] > 0 and timing["machine"]["cores"] >= 1
+    assert "reference made in" in r.stdout and "candidate made in" in r.stdout
+    assert f"{timing['events_per_s']:.1f} events/s (2 workers" in (d / "cli" / "report.html").read_text()
 
 
 def distorted(events: EventSet, what: str) -> EventSet:

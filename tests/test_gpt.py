@@ -78,6 +78,9 @@ def test_expected_layer_lengths_by_hand():
     expected, n_true = expected_layer_lengths(q, is_hit, segment, 3)
     torch.testing.assert_close(expected, torch.tensor([2.34, 0.25, 20.0]))
     torch.testing.assert_close(n_true, torch.tensor([2.0, 0.0, 19.0]))
+    # without the tail: only the true hits the model would emit before stopping
+    body, _ = expected_layer_lengths(q, is_hit, segment, 3, tail=False)
+    torch.testing.assert_close(body, torch.tensor([0.9 + 0.9 * 0.8, 0.0, 19.0]))
 
 
 def one_event_batch() -> dict[str, torch.Tensor]:

@@ -249,7 +249,7 @@ def test_ship_writes_a_model_card_from_the_records(straight, g4_train_file, tmp_
     run, _ = straight
     gen = generate_file(str(run), tmp_path / "gen.h5", conditions=g4_train_file, opts=SamplingOptions(batch_size=128, seed=2))
     evaluate(g4_train_file, gen.path, tmp_path / "eval", plots=False)
-    dest = ship(run, tmp_path / "models" / "tiny-gpt", tmp_path / "eval")
+    dest = ship(run, tmp_path / "models" / "tiny-gpt", tmp_path / "eval", notes="The ablation: measured.")
     assert sorted(p.name for p in dest.iterdir()) == ["README.md", "config.json", "metrics.json", "model.safetensors"]
     card = (dest / "README.md").read_text()
     cfg = io.load_model(dest).config
@@ -257,6 +257,8 @@ def test_ship_writes_a_model_card_from_the_records(straight, g4_train_file, tmp_
     assert "| energy scale, largest \\|ratio - 1\\| |" in card
     assert "| shower position W1 (strips) |" in card and "for the same conditions" in card
     assert "training_seconds" in cfg and cfg["machine"]["cores"] >= 1
+    assert "## Notes\n\nThe ablation: measured." in card and "sampling {" in card
+    assert f"hitgen train {cfg['training_config_file']} --data" in card
 
 
 def test_top_k_keeps_only_the_k_most_likely_allowed_tokens():

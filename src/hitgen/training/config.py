@@ -40,6 +40,7 @@ class LossSection(_Strict):
     occupancy: float = Field(3.0, ge=0)
     length: float = Field(0.4, ge=0)
     length_huber_delta: float = Field(3.0, gt=0)
+    length_tail: bool = True
     distribution: float = Field(0.1, ge=0)
 
     def weights(self) -> LossWeights:

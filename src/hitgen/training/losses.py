@@ -33,6 +33,7 @@ class LossWeights:
     occupancy: float = 3.0
     length: float = 0.4
     length_huber_delta: float = 3.0
+    length_tail: bool = True  # the geometric tail beyond the true count in the expected length (see README)
     distribution: float = 0.1
 
     @classmethod
@@ -49,11 +50,15 @@ def _tv(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return 0.5 * (p / p.sum().clamp(min=1e-12) - q / q.sum().clamp(min=1e-12)).abs().sum()
 
 
-def expected_layer_lengths(q: torch.Tensor, is_hit: torch.Tensor, segment: torch.Tensor, n_segments: int) -> tuple[torch.Tensor, torch.Tensor]:
+def expected_layer_lengths(
+    q: torch.Tensor, is_hit: torch.Tensor, segment: torch.Tensor, n_segments: int, tail: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Expected and true hit counts per segment (an event's layer).
 
     q: stop probability per target position (M,), in sequence order; is_hit: whether the target is
     a hit (else it is the segment's terminator); segment: segment id per position, contiguous.
+    tail=False leaves out the geometric tail beyond the true count: the expected number of the true
+    hits the model emits before it stops (at most the true count).
     """
     log_keep = torch.where(is_hit, torch.log1p(-q.clamp(max=1 - 1e-6)), torch.zeros_like(q))
     c = torch.cumsum(log_keep, 0)
@@ -67,8 +72,10 @@ def expected_layer_lengths(q: torch.Tensor, is_hit: torch.Tensor, segment: torch
     # survival after the last true hit = exp(c at the terminator - base), since log_keep is 0 there
     s_last = torch.zeros_like(n_true).index_put((segment[term],), survival[term])
     q_end = torch.ones_like(n_true).index_put((segment[term],), q[term])
-    tail = s_last * torch.minimum((1 - q_end) / q_end.clamp(min=1e-6), tok.MAX_HITS - n_true)
-    return body + tail, n_true
+    if not tail:
+        return body, n_true
+    beyond = s_last * torch.minimum((1 - q_end) / q_end.clamp(min=1e-6), tok.MAX_HITS - n_true)
+    return body + beyond, n_true
 
 
 def compute_loss(model: HitGPT, batch: dict[str, torch.Tensor], weights: LossWeights) -> tuple[torch.Tensor, dict[str, float]]:
@@ -102,7 +109,7 @@ def compute_loss(model: HitGPT, batch: dict[str, torch.Tensor], weights: LossWei
         sep_before = torch.cumsum((t_strip == tok.STRIP.sep).long(), dim=1) - (t_strip == tok.STRIP.sep).long()
         event = torch.arange(b, device=h.device)[:, None].expand_as(t_strip)
         segment = (event * tok.N_LAYERS + sep_before)[valid]
-        expected, n_true = expected_layer_lengths(p_stop, is_hit, segment, b * tok.N_LAYERS)
+        expected, n_true = expected_layer_lengths(p_stop, is_hit, segment, b * tok.N_LAYERS, weights.length_tail)
         if weights.length:
             length = F.huber_loss(expected, n_true, delta=weights.length_huber_delta)
             total = total + weights.length * length
