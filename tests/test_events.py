@@ -66,6 +66,8 @@ def test_chunked_write_across_several_chunks(tmp_path, monkeypatch):
     path = original.write(tmp_path / "chunks.h5")
     with h5py.File(path) as f:
         assert f["hits/adc"].chunks == (7,)
+        # stored compressed (gzip + shuffle), read back exactly
+        assert all(f[k].compression == "gzip" and f[k].shuffle for k in ("hits/adc", "hits/offsets", "conditions/momentum"))
     assert_same(original, EventSet.read(path))
 
 

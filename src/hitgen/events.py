@@ -30,6 +30,9 @@ from hitgen.errors import EventFileError, HitgenError
 FORMAT = "hitgen-events"
 FORMAT_VERSION = 1
 CHUNK_EVENTS = 65536  # HDF5 chunk length (events or hits) of every dataset
+# every dataset is stored with the byte-shuffle filter and gzip level 4 (in every HDF5 build): a
+# clas12-ecal file shrinks 3.6x (12.6 -> 3.5 MB for 20000 events) for about 0.2 s of writing
+COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 REQUIRED_ATTRS = ("format", "format_version", "detector", "detector_spec", "producer", "hitgen_version", "created")
 
 
@@ -294,11 +297,11 @@ class EventWriter:
         self.n_hits = 0
         f = self.file
         chunk = (CHUNK_EVENTS,)
-        f.create_dataset("hits/offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=chunk)
+        f.create_dataset("hits/offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=chunk, **COMPRESSION)
         for name, (dtype, shape) in _field_dtypes(detector_spec, "hit_fields").items():
-            f.create_dataset(f"hits/{name}", (0, *shape), dtype, maxshape=(None, *shape), chunks=(CHUNK_EVENTS, *shape))
+            f.create_dataset(f"hits/{name}", (0, *shape), dtype, maxshape=(None, *shape), chunks=(CHUNK_EVENTS, *shape), **COMPRESSION)
         for name, (dtype, shape) in _field_dtypes(detector_spec, "conditions").items():
-            f.create_dataset(f"conditions/{name}", (0, *shape), dtype, maxshape=(None, *shape), chunks=(CHUNK_EVENTS, *shape))
+            f.create_dataset(f"conditions/{name}", (0, *shape), dtype, maxshape=(None, *shape), chunks=(CHUNK_EVENTS, *shape), **COMPRESSION)
 
     @staticmethod
     def _extend(ds: h5py.Dataset, data: np.ndarray, start: int) -> None:
@@ -329,7 +332,7 @@ class EventWriter:
             if key not in f:
                 if self.n_events:
                     raise ValueError(f"truth/{name} appeared after the first block")
-                f.create_dataset(key, (0, *arr.shape[1:]), arr.dtype, maxshape=(None, *arr.shape[1:]), chunks=(CHUNK_EVENTS, *arr.shape[1:]))
+                f.create_dataset(key, (0, *arr.shape[1:]), arr.dtype, maxshape=(None, *arr.shape[1:]), chunks=(CHUNK_EVENTS, *arr.shape[1:]), **COMPRESSION)
             self._extend(f[key], arr, self.n_events)
         self._extend(f["hits/offsets"], offsets[1:] + self.n_hits, self.n_events + 1)
         self.n_events += n
