@@ -231,6 +231,55 @@ def generate(
 
 
 @app.command()
+def bench(
+    model: Annotated[str, typer.Argument(help="a run/model folder or the name of a shipped model")],
+    events: Annotated[int, typer.Option("--events", "-n", help="events per timed run (at most 32 batches)")] = 1024,
+    batch_sizes: Annotated[str, typer.Option(help="comma-separated batch sizes")] = "1,64,256,1024,4096",
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    dtype: Annotated[str, typer.Option(help="fp32 or bf16")] = "fp32",
+    repeats: Annotated[int, typer.Option(help="timed runs per batch size (the median is reported)")] = 3,
+    geant4_events: Annotated[int, typer.Option(help="Geant4 events (one worker per core); 0 = skip Geant4")] = 400,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the results here (JSON)")] = None,
+) -> None:
+    """Geant4 vs the model on this machine: events/s, speed-up, naive decoding, FLOPs and roofline."""
+    import json
+
+    from hitgen.benchmark.run import bench as run
+
+    try:
+        sizes = tuple(int(b) for b in batch_sizes.split(","))
+    except ValueError:
+        raise HitgenError(f"malformed --batch-sizes '{batch_sizes}': expected e.g. 1,64,256") from None
+    r = run(model, events, sizes, device, dtype, repeats, geant4_events, progress=lambda m: err_console.print(m, highlight=False))
+    where = f"{r['machine']['cpu']} ({r['machine']['cores']} cores)" + (f", {r['machine']['gpu']}" if "gpu" in r["machine"] else "")
+    t = Table(title=f"{r['detector']} on {where}, {device} {dtype}")
+    for col in ("batch", "events/s", "hit tokens/s", "ms/event", "peak memory MB"):
+        t.add_column(col, justify="right")
+    for b in r["per_batch"]:
+        mem = "-" if b["peak_memory_bytes"] is None else f"{b['peak_memory_bytes'] / 1e6:.0f}"
+        t.add_row(str(b["batch_size"]), f"{b['events_per_s']:.1f}", f"{b['hit_tokens_per_s']:.0f}", f"{b['ms_per_event']:.2f}", mem)
+    console.print(t)
+    if r["geant4_events_per_s"]:
+        g = r["geant4"]
+        speedup = r["speedup_vs_geant4"]
+        console.print(f"Geant4: {r['geant4_events_per_s']:.1f} events/s ({g['workers']} workers, {g['events']} events); model/Geant4 {speedup:.2f}x")
+    console.print(
+        f"naive decoding (no KV cache), batch {r['naive_batch_size']}: {r['naive_events_per_s']:.1f} events/s; "
+        f"KV cache {r['speedup_vs_naive']:.1f}x faster"
+    )
+    peak = r["matmul_peak_flops"][dtype]
+    console.print(
+        f"{r['flops_per_event'] / 1e6:.1f} MFLOP per event; {r['achieved_flops'] / 1e9:.1f} GFLOP/s achieved at batch {r['best_batch_size']}, "
+        f"{100 * r['roofline_fraction']:.1f}% of the measured {dtype} matmul peak ({peak / 1e9:.0f} GFLOP/s)"
+    )
+    if json_out is not None:
+        tmp = json_out.with_name(f".{json_out.name}.partial")
+        tmp.write_text(json.dumps(r, indent=2))
+        tmp.replace(json_out)
+        console.print(f"wrote {json_out}")
+
+
+@app.command()
 def ship(
     run: Annotated[Path, typer.Argument(help="a finished run folder")],
     name: Annotated[str, typer.Option(help="model name: written to models/NAME/")],

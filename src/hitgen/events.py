@@ -332,7 +332,8 @@ class EventWriter:
             if key not in f:
                 if self.n_events:
                     raise ValueError(f"truth/{name} appeared after the first block")
-                f.create_dataset(key, (0, *arr.shape[1:]), arr.dtype, maxshape=(None, *arr.shape[1:]), chunks=(CHUNK_EVENTS, *arr.shape[1:]), **COMPRESSION)
+                shape = arr.shape[1:]
+                f.create_dataset(key, (0, *shape), arr.dtype, maxshape=(None, *shape), chunks=(CHUNK_EVENTS, *shape), **COMPRESSION)
             self._extend(f[key], arr, self.n_events)
         self._extend(f["hits/offsets"], offsets[1:] + self.n_hits, self.n_events + 1)
         self.n_events += n

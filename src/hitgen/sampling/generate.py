@@ -33,6 +33,9 @@ class SamplingOptions:
     value_top_k: int = 0
     batch_size: int = 256
     seed: int = 0
+    # False: no key-value cache, the whole sequence is recomputed at every step (the way the SiliconAI
+    # and OmniJet-alpha-C codes generate); the baseline of `hitgen bench`, same distribution
+    kv_cache: bool = True
 
 
 def _section_of_layer() -> torch.Tensor:
@@ -69,10 +72,11 @@ def generate_tokens(model: HitGPT, momentum: torch.Tensor, opts: SamplingOptions
     last = layer_first[layer] - 1  # previous strip token in the layer
     active = torch.arange(b, device=device)  # rows of the batch still decoding; finished ones are dropped
 
-    cache = KVCache(len(model.blocks))
+    cache = KVCache(len(model.blocks)) if opts.kv_cache else None
     special = torch.full((b, 1), tok.SPECIAL_LAYER, dtype=torch.long, device=device)
     first = model.embed(out["strip"][:, :1], out["adc"][:, :1], out["tdc"][:, :1], special, torch.full_like(special, tok.SPECIAL_RANK))
-    h = model.trunk(torch.cat([model.prefix_embeddings(momentum), first], dim=1), cache)[:, -1]
+    seq = torch.cat([model.prefix_embeddings(momentum), first], dim=1)  # without a cache: every input so far
+    h = model.trunk(seq, cache)[:, -1]
     adc_values = torch.arange(tok.ADC.vocab_size, device=device) < tok.N_ADC
     tdc_values = torch.arange(tok.TDC.vocab_size, device=device) <= tok.TDC_ZERO
     for pos in range(1, tok.MAX_LENGTH):
@@ -107,9 +111,16 @@ def generate_tokens(model: HitGPT, momentum: torch.Tensor, opts: SamplingOptions
                 break
             active, count, last, layer = active[going], count[going], last[going], layer[going]
             strip, adc, tdc, in_layer_id, rank = strip[going], adc[going], tdc[going], in_layer_id[going], rank[going]
-            cache.keep(going)
+            if cache is not None:
+                cache.keep(going)
+            else:
+                seq = seq[going]
         x = model.embed(strip[:, None], adc[:, None], tdc[:, None], in_layer_id[:, None], rank[:, None])
-        h = model.trunk(x, cache)[:, -1]
+        if cache is not None:
+            h = model.trunk(x, cache)[:, -1]
+        else:
+            seq = torch.cat([seq, x], dim=1)
+            h = model.trunk(seq)[:, -1]
     return {k: v.cpu().numpy() for k, v in out.items()}
 
 

@@ -1,0 +1,62 @@
+"""What the machine can do and what generation asks of it: the measured matmul peak and the
+analytic FLOPs of generating one event with a key-value cache.
+
+FLOPs count a multiply-add as 2 and include every matrix product of the forward pass (embedding
+projection, attention projections, attention scores and values over the cached context,
+feed-forward, and the output heads that generation evaluates: strip, TDC and one ADC head per hit,
+the section's). Element-wise work (LayerNorm, softmax, sampling) is left out: it moves memory, it
+does no matrix arithmetic.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from hitgen.models.gpt import GPTConfig
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak_flops(device: str, dtype: str, size: int | None = None, repeats: int = 5) -> float:
+    """Measured FLOP/s of a square matrix product in this dtype: the median of `repeats` timed
+    products after one warm-up (size 8192 on a GPU, 1024 on a CPU)."""
+    dev = torch.device(device)
+    n = size or (8192 if dev.type == "cuda" else 1024)
+    a = torch.randn(n, n, device=dev, dtype=DTYPES[dtype])
+    b = torch.randn(n, n, device=dev, dtype=DTYPES[dtype])
+    torch.matmul(a, b)
+    _sync(dev)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.matmul(a, b)
+        _sync(dev)
+        times.append(time.perf_counter() - t0)
+    return 2.0 * n**3 / statistics.median(times)
+
+
+def flops_per_event(cfg: GPTConfig, lengths: np.ndarray) -> float:
+    """Mean forward FLOPs of generating events whose token sequences (SOS..EOS) have these lengths.
+
+    An event of length T: a prefill of n_prefix + 1 positions (prefix and SOS), then T - 2 steps of
+    one position each (the last token, EOS, needs no further step); heads at T - 1 positions."""
+    d, f, p = cfg.d_model, cfg.d_ff, cfg.n_prefix
+    per_position = 2 * cfg.n_blocks * (4 * d * d + 2 * d * f)  # qkv + proj + feed-forward
+    attention = 2 * cfg.n_blocks * 2 * d  # scores + values, per position per context position
+    heads = 2 * d * (cfg.strip_vocab + cfg.tdc_vocab + cfg.adc_vocab)  # one ADC head per row
+    embed = 2 * d * d
+    lengths = np.asarray(lengths, dtype=np.float64)
+    positions = p + 1 + (lengths - 2)  # every position that passes through the trunk
+    # causal context: position i (0-based) attends to i + 1 positions
+    context = positions * (positions + 1) / 2
+    total = positions * per_position + (lengths - 1) * (embed + heads) + context * attention
+    return float(total.mean())

@@ -1,0 +1,211 @@
+"""`hitgen bench`: Geant4 and the model on the same machine, in one run.
+
+- Geant4: events/s of `hitgen simulate` for the model's detector, one worker per core,
+  digitisation and writing included, Geant4 start-up excluded.
+- The model: events/s, hit tokens/s, ms per event and peak memory at each batch size, decoding to a
+  finished event file included; the median of `repeats` timed runs after one warm-up run.
+- Naive decoding (no key-value cache: the whole sequence is recomputed at every step) at one
+  batch size, for the same model.
+- FLOPs per generated event (analytic, roofline.py) and the fraction of the measured matmul peak of
+  the dtype that generation reaches.
+Every figure carries the machine it was measured on. No timing is asserted anywhere: the numbers
+are reported, not tested.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hitgen.benchmark.roofline import DTYPES, flops_per_event, matmul_peak_flops
+from hitgen.errors import HitgenError
+from hitgen.events import EventSet
+from hitgen.machine import machine_description
+from hitgen.models.io import load_model
+from hitgen.sampling.generate import SamplingOptions, generate
+from hitgen.sampling.job import check_device
+from hitgen.simulation.backends import get_backend
+from hitgen.tokenizers import clas12_ecal as tok
+
+DEFAULT_BATCH_SIZES = (1, 64, 256, 1024, 4096)
+MAX_BATCHES_PER_RUN = 32  # a timed run at batch size b generates min(events, 32 b) events (at least b)
+
+
+def check_dtype(device: str, dtype: str) -> str:
+    if dtype not in DTYPES:
+        raise HitgenError(f"--dtype must be one of {', '.join(DTYPES)} (got {dtype})")
+    if dtype == "bf16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        raise HitgenError(f"--dtype bf16: the GPU {torch.cuda.get_device_name(device)} cannot run bf16")
+    return dtype
+
+
+def _peak_memory_reset(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:  # Linux: writing 5 resets the process's peak resident set size (VmHWM)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _peak_memory_bytes(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    try:
+        with open("/proc/self/status") as f:
+            line = next(line for line in f if line.startswith("VmHWM:"))
+        return int(line.split()[1]) * 1024
+    except (OSError, StopIteration):
+        return None
+
+
+def _generate_to_file(loaded, conditions: dict[str, np.ndarray], opts: SamplingOptions, device: str, dtype: str, folder: Path):
+    """One timed generation: sampling, decoding and writing a finished event file."""
+    dev = torch.device(device)
+    amp = torch.autocast(dev.type, dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
+    t0 = time.perf_counter()
+    with amp:
+        offsets, hits = generate(loaded.model, conditions["momentum"], opts, device)
+    spec = loaded.config["detector_spec"]
+    events = EventSet(spec["name"], spec, conditions, offsets, hits, loaded.producer, seed=opts.seed)
+    events.write(folder / "bench.h5", overwrite=True)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    return time.perf_counter() - t0, events
+
+
+def measure_model(
+    loaded, conditions: dict[str, np.ndarray], batch_size: int, device: str, dtype: str, repeats: int, folder: Path, kv_cache: bool = True
+) -> dict:
+    """Events/s, hit tokens/s, ms per event and peak memory at one batch size (median of repeats)."""
+    n = len(conditions["momentum"])
+    opts = SamplingOptions(batch_size=batch_size, seed=0, kv_cache=kv_cache)
+    warm = {k: v[: min(n, batch_size)] for k, v in conditions.items()}
+    _generate_to_file(loaded, warm, opts, device, dtype, folder)  # warm-up, not timed
+    dev = torch.device(device)
+    _peak_memory_reset(dev)
+    seconds, lengths, hits = [], None, 0
+    for r in range(repeats):
+        s, events = _generate_to_file(loaded, conditions, replace(opts, seed=r), device, dtype, folder)
+        seconds.append(s)
+        if lengths is None:
+            # tokens of each event: SOS, its hits, the 8 separators, EOS
+            lengths, hits = events.hits_per_event() + tok.N_LAYERS + 1, events.n_hits
+    t = statistics.median(seconds)
+    return {
+        "batch_size": batch_size,
+        "events": n,
+        "kv_cache": kv_cache,
+        "seconds_median": t,
+        "seconds_all": seconds,
+        "events_per_s": n / t,
+        "hit_tokens_per_s": hits / t,
+        "ms_per_event": 1000 * t / n,
+        "peak_memory_bytes": _peak_memory_bytes(dev),
+        "mean_sequence_length": float(np.mean(lengths)),
+        "_lengths": lengths,
+    }
+
+
+def measure_geant4(detector: str, n_events: int, workers: int, folder: Path) -> dict:
+    """Geant4 events/s for the detector with `workers` processes (start-up excluded)."""
+    from hitgen.simulation.runner import simulate
+
+    summary = simulate(detector, n_events, folder / "geant4.h5", seed=12345, workers=workers, overwrite=True)
+    return {
+        "events": summary.n_events,
+        "workers": summary.workers,
+        "events_per_s": summary.events_per_s,
+        "startup_s": summary.startup_s,
+        "wall_s": summary.wall_s,
+        "producer": summary.producer,
+    }
+
+
+def bench(
+    model_ref: str,
+    events: int = 1024,
+    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
+    device: str = "cpu",
+    dtype: str = "fp32",
+    repeats: int = 3,
+    geant4_events: int = 400,
+    naive_batch_size: int | None = None,
+    naive_events: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Run the whole benchmark; returns the JSON-ready result (keys: see the module docstring)."""
+    device = check_device(device)
+    dtype = check_dtype(device, dtype)
+    if events <= 0 or repeats <= 0 or geant4_events < 0 or not batch_sizes or min(batch_sizes) <= 0:
+        raise HitgenError("--events, --repeats and every batch size must be positive; --geant4-events >= 0")
+    say = progress or (lambda _: None)
+    loaded = load_model(model_ref, device)
+    detector = loaded.config["detector_spec"]["name"]
+    conditions = get_backend(detector).sample_conditions(events, np.random.default_rng([2024, 0]))  # a common condition distribution
+    gpu = torch.cuda.get_device_name(device) if device.startswith("cuda") else None
+    result: dict = {
+        "model": str(loaded.path),
+        "producer": loaded.producer,
+        "detector": detector,
+        "device": device,
+        "dtype": dtype,
+        "torch_threads": torch.get_num_threads(),
+        "machine": machine_description(gpu),
+    }
+    with tempfile.TemporaryDirectory(prefix="hitgen-bench-") as tmp:
+        folder = Path(tmp)
+        if geant4_events:
+            say(f"Geant4: {geant4_events} events, {os.cpu_count()} workers")
+            result["geant4"] = measure_geant4(detector, geant4_events, os.cpu_count() or 1, folder)
+        per_batch = []
+        for b in batch_sizes:
+            n = max(b, min(events, MAX_BATCHES_PER_RUN * b))
+            cond = _take(conditions, n)
+            say(f"model: batch {b}, {n} events x {repeats}")
+            per_batch.append(measure_model(loaded, cond, b, device, dtype, repeats, folder))
+        nb = naive_batch_size or (64 if 64 in batch_sizes else min(batch_sizes))
+        cached = next((r for r in per_batch if r["batch_size"] == nb), None)
+        if cached is None:
+            cached = measure_model(loaded, _take(conditions, max(nb, min(events, MAX_BATCHES_PER_RUN * nb))), nb, device, dtype, repeats, folder)
+        nn = naive_events or min(cached["events"], 2 * nb)
+        say(f"naive decoding (no KV cache): batch {nb}, {nn} events")
+        naive = measure_model(loaded, _take(conditions, nn), nb, device, dtype, 1, folder, kv_cache=False)
+    say("matmul peak")
+    peak = {name: matmul_peak_flops(device, name) for name in DTYPES}
+    best = max(per_batch, key=lambda r: r["events_per_s"])
+    flops = flops_per_event(loaded.model.cfg, best["_lengths"])
+    for r in [*per_batch, naive, cached]:
+        r.pop("_lengths", None)
+    result |= {
+        "geant4_events_per_s": result["geant4"]["events_per_s"] if geant4_events else None,
+        "model_events_per_s": best["events_per_s"],
+        "best_batch_size": best["batch_size"],
+        "naive_events_per_s": naive["events_per_s"],
+        "naive_batch_size": nb,
+        "speedup_vs_naive": cached["events_per_s"] / naive["events_per_s"],
+        "flops_per_event": flops,
+        "matmul_peak_flops": peak,
+        "achieved_flops": flops * best["events_per_s"],
+        "roofline_fraction": flops * best["events_per_s"] / peak[dtype],
+        "per_batch": per_batch,
+        "naive": naive,
+    }
+    result["speedup_vs_geant4"] = best["events_per_s"] / result["geant4_events_per_s"] if geant4_events else None
+    return result
+
+
+def _take(conditions: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    reps = -(-n // len(conditions["momentum"]))
+    return {k: np.concatenate([v] * reps)[:n] for k, v in conditions.items()}

@@ -1,0 +1,94 @@
+"""`hitgen bench`: naive decoding samples what the KV cache samples, FLOPs by hand, the JSON
+contract, bad inputs in one line, and a GPU run where a GPU exists. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from hitgen.benchmark.roofline import flops_per_event, matmul_peak_flops
+from hitgen.benchmark.run import bench
+from hitgen.cli import app
+from hitgen.detectors import clas12_ecal
+from hitgen.errors import HitgenError
+from hitgen.models.gpt import GPTConfig, HitGPT
+from hitgen.models.io import save_model_dir
+from hitgen.sampling.generate import SamplingOptions, generate
+from test_cli import assert_one_line_error, hitgen
+
+SMALL = GPTConfig(d_model=24, n_blocks=2, n_heads=2, d_ff=48, dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory):
+    """An untrained small model in a model folder: random strips fill the layers, long sequences."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("bench") / "model"
+    record = {"detector_spec": clas12_ecal.INFO.spec(), "data": {"momentum_range_gev": [0.5, 10.0]}}
+    return save_model_dir(folder, HitGPT(SMALL), record)
+
+
+def test_naive_decoding_samples_the_same_events_as_the_kv_cache():
+    torch.manual_seed(1)
+    model = HitGPT(SMALL).eval()
+    momentum = clas12_ecal.sample_conditions(24, np.random.default_rng(3))["momentum"]
+    cached = generate(model, momentum, SamplingOptions(batch_size=8, top_k=0, seed=2))
+    naive = generate(model, momentum, SamplingOptions(batch_size=8, top_k=0, seed=2, kv_cache=False))
+    np.testing.assert_array_equal(cached[0], naive[0])
+    for k in cached[1]:
+        np.testing.assert_array_equal(cached[1][k], naive[1][k])
+    assert cached[0][-1] > 24 * 9  # long sequences: the equality is not trivial
+
+
+def test_flops_per_event_by_hand():
+    cfg = GPTConfig(d_model=6, n_blocks=1, n_heads=1, d_ff=12, n_prefix=2, strip_vocab=5, adc_vocab=7, tdc_vocab=3)
+    # T = 4 (SOS, two hits, EOS): trunk positions 2 + 1 + 2 = 5; context 1+2+3+4+5 = 15; heads at 3 positions
+    per_position = 2 * (4 * 36 + 2 * 6 * 12)
+    expected = 5 * per_position + 3 * (2 * 36 + 2 * 6 * (5 + 7 + 3)) + 15 * 2 * 2 * 6
+    assert flops_per_event(cfg, np.array([4])) == pytest.approx(expected)
+    assert flops_per_event(cfg, np.array([4, 4])) == pytest.approx(expected)
+
+
+def test_matmul_peak_is_a_measured_rate():
+    peak = matmul_peak_flops("cpu", "fp32", size=128, repeats=3)
+    assert np.isfinite(peak) and peak > 0
+
+
+@pytest.mark.geant4
+def test_bench_writes_the_json_contract(model_folder, tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["bench", str(model_folder), "--events", "8", "--batch-sizes", "2,4", "--repeats", "1", "--geant4-events", "6", "--json", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    r = json.loads(out.read_text())
+    for key in ("geant4_events_per_s", "model_events_per_s", "speedup_vs_geant4", "naive_events_per_s", "speedup_vs_naive", "flops_per_event"):
+        assert r[key] > 0, key
+    assert 0 < r["roofline_fraction"] < 1
+    assert [b["batch_size"] for b in r["per_batch"]] == [2, 4] and all(b["events"] == 8 for b in r["per_batch"])
+    assert r["machine"]["cores"] >= 1 and r["machine"]["torch"] == torch.__version__
+    assert r["model_events_per_s"] == max(b["events_per_s"] for b in r["per_batch"])
+    assert r["speedup_vs_geant4"] == pytest.approx(r["model_events_per_s"] / r["geant4_events_per_s"])
+    assert r["geant4"]["workers"] >= 1 and r["geant4"]["events"] == 6
+
+
+def test_bad_inputs_give_one_line(model_folder):
+    for args, words in (
+        (["--dtype", "fp16"], "--dtype must be one of"),
+        (["--batch-sizes", "4,x"], "malformed --batch-sizes"),
+        (["--batch-sizes", "0"], "must be positive"),
+    ):
+        assert_one_line_error(hitgen("bench", str(model_folder), "--geant4-events", "0", *args), words)
+    if not torch.cuda.is_available():
+        assert_one_line_error(hitgen("bench", str(model_folder), "--device", "cuda"), "no CUDA GPU")
+    with pytest.raises(HitgenError, match="no model folder"):
+        bench("no-such-model")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bench_on_the_gpu(model_folder):
+    r = bench(str(model_folder), events=64, batch_sizes=(16, 64), device="cuda", dtype="bf16", repeats=1, geant4_events=0)
+    assert r["machine"]["gpu"] and r["model_events_per_s"] > 0 and r["per_batch"][0]["peak_memory_bytes"] > 0
