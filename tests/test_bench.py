@@ -92,3 +92,19 @@ def test_bad_inputs_give_one_line(model_folder):
 def test_bench_on_the_gpu(model_folder):
     r = bench(str(model_folder), events=64, batch_sizes=(16, 64), device="cuda", dtype="bf16", repeats=1, geant4_events=0)
     assert r["machine"]["gpu"] and r["model_events_per_s"] > 0 and r["per_batch"][0]["peak_memory_bytes"] > 0
+
+
+def test_inverse_cdf_sampling_draws_the_given_distribution():
+    from scipy.stats import chisquare
+
+    from hitgen.sampling.generate import inverse_cdf_sample
+
+    p = torch.tensor([0.0, 0.5, 0.0, 0.2, 0.3, 0.0])
+    gen = torch.Generator().manual_seed(4)
+    drawn = inverse_cdf_sample(p.expand(60_000, -1), gen)
+    counts = torch.bincount(drawn, minlength=6)
+    assert counts[[0, 2, 5]].sum() == 0  # tokens of probability zero are never drawn
+    assert chisquare(counts[[1, 3, 4]].numpy(), 60_000 * np.array([0.5, 0.2, 0.3])).pvalue > 1e-3
+    # unnormalised rows and a single allowed token
+    q = torch.tensor([[0.0, 0.0, 2.0], [3.0, 0.0, 0.0]])
+    assert inverse_cdf_sample(q, gen).tolist() == [2, 0]

@@ -48,8 +48,20 @@ def sample_from(logp: torch.Tensor, allowed: torch.Tensor, temperature: float, t
     if top_k and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = F.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+    return inverse_cdf_sample(F.softmax(logits, dim=-1), gen)
+
+
+def inverse_cdf_sample(probs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One index per row of probs (B, V), drawn with probability probs[i] / sum(probs): one uniform
+    number per row against the cumulative sum (in float64). Measured: torch.multinomial draws V
+    exponential numbers per row on the CPU, which took 61% of all generation time (3.4 of 5.6 s for
+    512 events of the shipped model); this draws one. A token of probability zero is never drawn:
+    the first cumulative sum above u * total lies past a token with positive probability."""
+    cdf = probs.double().cumsum(-1)
+    total = cdf[:, -1:]
+    u = torch.rand(len(probs), 1, generator=gen, device=probs.device, dtype=torch.float64)
+    v = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, v, right=True).squeeze(-1)
 
 
 @torch.no_grad()
