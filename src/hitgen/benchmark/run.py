@@ -40,6 +40,10 @@ DEFAULT_BATCH_SIZES = (1, 64, 256, 1024, 4096)
 MAX_BATCHES_PER_RUN = 32  # a timed run at batch size b generates min(events, 32 b) events (at least b)
 
 
+def events_per_run(batch_size: int, events: int) -> int:
+    return max(batch_size, min(events, MAX_BATCHES_PER_RUN * batch_size))
+
+
 def check_dtype(device: str, dtype: str) -> str:
     if dtype not in DTYPES:
         raise HitgenError(f"--dtype must be one of {', '.join(DTYPES)} (got {dtype})")
@@ -87,8 +91,9 @@ def _generate_to_file(loaded, conditions: dict[str, np.ndarray], opts: SamplingO
 
 def measure_model(
     loaded, conditions: dict[str, np.ndarray], batch_size: int, device: str, dtype: str, repeats: int, folder: Path, kv_cache: bool = True
-) -> dict:
-    """Events/s, hit tokens/s, ms per event and peak memory at one batch size (median of repeats)."""
+) -> tuple[dict, np.ndarray]:
+    """Events/s, hit tokens/s, ms per event and peak memory at one batch size (median of repeats),
+    and the token count of each event of the first timed run (for the FLOPs)."""
     n = len(conditions["momentum"])
     opts = SamplingOptions(batch_size=batch_size, seed=0, kv_cache=kv_cache)
     warm = {k: v[: min(n, batch_size)] for k, v in conditions.items()}
@@ -114,8 +119,7 @@ def measure_model(
         "ms_per_event": 1000 * t / n,
         "peak_memory_bytes": _peak_memory_bytes(dev),
         "mean_sequence_length": float(np.mean(lengths)),
-        "_lengths": lengths,
-    }
+    }, lengths
 
 
 def measure_geant4(detector: str, n_events: int, workers: int, folder: Path) -> dict:
@@ -169,25 +173,23 @@ def bench(
         if geant4_events:
             say(f"Geant4: {geant4_events} events, {os.cpu_count()} workers")
             result["geant4"] = measure_geant4(detector, geant4_events, os.cpu_count() or 1, folder)
-        per_batch = []
+        runs = []  # (record, token counts) per batch size
         for b in batch_sizes:
-            n = max(b, min(events, MAX_BATCHES_PER_RUN * b))
-            cond = _take(conditions, n)
+            n = events_per_run(b, events)
             say(f"model: batch {b}, {n} events x {repeats}")
-            per_batch.append(measure_model(loaded, cond, b, device, dtype, repeats, folder))
+            runs.append(measure_model(loaded, _take(conditions, n), b, device, dtype, repeats, folder))
+        per_batch = [r for r, _ in runs]
         nb = naive_batch_size or (64 if 64 in batch_sizes else min(batch_sizes))
         cached = next((r for r in per_batch if r["batch_size"] == nb), None)
         if cached is None:
-            cached = measure_model(loaded, _take(conditions, max(nb, min(events, MAX_BATCHES_PER_RUN * nb))), nb, device, dtype, repeats, folder)
+            cached, _ = measure_model(loaded, _take(conditions, events_per_run(nb, events)), nb, device, dtype, repeats, folder)
         nn = naive_events or min(cached["events"], 2 * nb)
         say(f"naive decoding (no KV cache): batch {nb}, {nn} events")
-        naive = measure_model(loaded, _take(conditions, nn), nb, device, dtype, 1, folder, kv_cache=False)
+        naive, _ = measure_model(loaded, _take(conditions, nn), nb, device, dtype, 1, folder, kv_cache=False)
     say("matmul peak")
     peak = {name: matmul_peak_flops(device, name) for name in DTYPES}
-    best = max(per_batch, key=lambda r: r["events_per_s"])
-    flops = flops_per_event(loaded.model.cfg, best["_lengths"])
-    for r in [*per_batch, naive, cached]:
-        r.pop("_lengths", None)
+    best, best_lengths = max(runs, key=lambda r: r[0]["events_per_s"])
+    flops = flops_per_event(loaded.model.cfg, best_lengths)
     result |= {
         "geant4_events_per_s": result["geant4"]["events_per_s"] if geant4_events else None,
         "model_events_per_s": best["events_per_s"],
