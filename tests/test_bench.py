@@ -3,6 +3,7 @@ contract, bad inputs in one line, and a GPU run where a GPU exists. No timing is
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -32,9 +33,12 @@ def model_folder(tmp_path_factory):
     return save_model_dir(folder, HitGPT(SMALL), record)
 
 
-def test_naive_decoding_samples_the_same_events_as_the_kv_cache():
+@pytest.mark.parametrize("every_position", [False, True])
+def test_naive_decoding_samples_the_same_events_as_the_kv_cache(every_position):
     torch.manual_seed(1)
-    model = HitGPT(SMALL).eval()
+    model = HitGPT(dataclasses.replace(SMALL, condition_every_position=every_position)).eval()
+    if every_position:  # away from its zero initialisation, so the offset matters
+        torch.nn.init.normal_(model.cond_tokens.weight, std=0.1)
     momentum = clas12_ecal.sample_conditions(24, np.random.default_rng(3))["momentum"]
     cached = generate(model, momentum, SamplingOptions(batch_size=8, top_k=0, seed=2))
     naive = generate(model, momentum, SamplingOptions(batch_size=8, top_k=0, seed=2, kv_cache=False))

@@ -139,3 +139,22 @@ def test_prefix_resolves_one_strip_of_direction_at_initialisation():
 
     assert relative_change(8) > 0.1
     assert relative_change(0) < 0.01
+
+
+def test_condition_every_position_starts_as_the_paper_model_and_reaches_every_token():
+    torch.manual_seed(0)
+    cfg = GPTConfig(d_model=24, n_blocks=1, n_heads=2, d_ff=48, dropout=0.0, condition_every_position=True)
+    m, plain = HitGPT(cfg).eval(), HitGPT(TINY).eval()
+    plain.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("cond_tokens")})
+    batch = one_event_batch()
+    args = (batch["strip"], batch["adc"], batch["tdc"], batch["layer"], batch["rank"])
+    low, high = torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[0.0, 0.0, 9.0]])
+    with torch.no_grad():
+        # zero-initialised: the same function as the prefix-only model
+        torch.testing.assert_close(m(low, *args), plain(low, *args))
+        m.cond_tokens.weight.normal_()
+        # now |p| changes the first token's embedding itself, before any attention
+        emb = [m.embed(*(a[:, :1] for a in args), m.conditioning(p)[1]) for p in (low, high)]
+        emb_plain = [plain.embed(*(a[:, :1] for a in args)) for _ in (low, high)]
+    assert (emb[0] - emb[1]).abs().max() > 0.1
+    torch.testing.assert_close(emb_plain[0], emb_plain[1])

@@ -86,8 +86,9 @@ def generate_tokens(model: HitGPT, momentum: torch.Tensor, opts: SamplingOptions
 
     cache = KVCache(len(model.blocks)) if opts.kv_cache else None
     special = torch.full((b, 1), tok.SPECIAL_LAYER, dtype=torch.long, device=device)
-    first = model.embed(out["strip"][:, :1], out["adc"][:, :1], out["tdc"][:, :1], special, torch.full_like(special, tok.SPECIAL_RANK))
-    seq = torch.cat([model.prefix_embeddings(momentum), first], dim=1)  # without a cache: every input so far
+    prefix, cond = model.conditioning(momentum)
+    first = model.embed(out["strip"][:, :1], out["adc"][:, :1], out["tdc"][:, :1], special, torch.full_like(special, tok.SPECIAL_RANK), cond)
+    seq = torch.cat([prefix, first], dim=1)  # without a cache: every input so far
     h = model.trunk(seq, cache)[:, -1]
     adc_values = torch.arange(tok.ADC.vocab_size, device=device) < tok.N_ADC
     tdc_values = torch.arange(tok.TDC.vocab_size, device=device) <= tok.TDC_ZERO
@@ -123,11 +124,12 @@ def generate_tokens(model: HitGPT, momentum: torch.Tensor, opts: SamplingOptions
                 break
             active, count, last, layer = active[going], count[going], last[going], layer[going]
             strip, adc, tdc, in_layer_id, rank = strip[going], adc[going], tdc[going], in_layer_id[going], rank[going]
+            cond = None if cond is None else cond[going]
             if cache is not None:
                 cache.keep(going)
             else:
                 seq = seq[going]
-        x = model.embed(strip[:, None], adc[:, None], tdc[:, None], in_layer_id[:, None], rank[:, None])
+        x = model.embed(strip[:, None], adc[:, None], tdc[:, None], in_layer_id[:, None], rank[:, None], cond)
         if cache is not None:
             h = model.trunk(x, cache)[:, -1]
         else:

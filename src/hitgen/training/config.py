@@ -23,6 +23,7 @@ class ModelSection(_Strict):
     n_heads: int = Field(8, gt=0)
     d_ff: int = Field(2048, gt=0)
     dropout: float = Field(0.1, ge=0, lt=1)
+    condition_every_position: bool = False  # see hitgen.models.gpt
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ModelSection:
