@@ -78,11 +78,12 @@ def simulate(
             progress=lambda done: bar.update(task, completed=done),
             momentum_range=p_range,
         )
-    console.print(
-        f"{summary.n_events} events, {summary.n_hits} hits -> {summary.path} in {summary.wall_s:.1f} s: "
-        f"{summary.events_per_s:.1f} events/s with {summary.workers} workers, "
-        f"{summary.events_per_s_per_core:.1f} events/s per core (Geant4 start-up {summary.startup_s:.1f} s excluded)"
-    )
+    if summary.wrote_output:
+        console.print(
+            f"{summary.n_events} events, {summary.n_hits} hits -> {summary.path} in {summary.wall_s:.1f} s: "
+            f"{summary.events_per_s:.1f} events/s with {summary.workers} workers, "
+            f"{summary.events_per_s_per_core:.1f} events/s per core (Geant4 start-up {summary.startup_s:.1f} s excluded)"
+        )
 
 
 @app.command()
@@ -203,6 +204,7 @@ def generate(
     value_top_k: Annotated[int, typer.Option(help="top-k sampling of the ADC and TDC streams (0 = none)")] = 0,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    decoder: Annotated[str, typer.Option(help="plain, static (preallocated cache, continuous batching) or naive; same events")] = "plain",
     overwrite: Annotated[bool, typer.Option(help="replace an existing output file")] = False,
 ) -> None:
     """Generate events with a trained model for given or sampled conditions."""
@@ -210,7 +212,7 @@ def generate(
     from hitgen.sampling.job import generate_file
 
     p_range = parse_range(momentum_range, "--momentum-range") if momentum_range else None
-    opts = SamplingOptions(temperature=temperature, top_k=top_k, value_top_k=value_top_k, batch_size=batch_size, seed=seed)
+    opts = SamplingOptions(temperature=temperature, top_k=top_k, value_top_k=value_top_k, batch_size=batch_size, seed=seed, decoder=decoder)
     with Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console, transient=True) as bar:
         task = bar.add_task("events", total=None)
         summary = generate_file(
@@ -225,9 +227,10 @@ def generate(
             progress=lambda done: bar.update(task, completed=done),
             warn=lambda msg: err_console.print(f"warning: {msg}", highlight=False),
         )
-    console.print(
-        f"{summary.n_events} events, {summary.n_hits} hits -> {summary.path} in {summary.seconds:.1f} s ({summary.events_per_s:.1f} events/s)"
-    )
+    if summary.wrote_output:
+        console.print(
+            f"{summary.n_events} events, {summary.n_hits} hits -> {summary.path} in {summary.seconds:.1f} s ({summary.events_per_s:.1f} events/s)"
+        )
 
 
 @app.command()
@@ -240,6 +243,7 @@ def bench(
     repeats: Annotated[int, typer.Option(help="timed runs per batch size (the median is reported)")] = 3,
     geant4_events: Annotated[int, typer.Option(help="Geant4 events (one worker per core); 0 = skip Geant4")] = 400,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the results here (JSON)")] = None,
+    decoder: Annotated[str, typer.Option(help="plain or static (preallocated cache, continuous batching)")] = "plain",
 ) -> None:
     """Geant4 vs the model on this machine: events/s, speed-up, naive decoding, FLOPs and roofline."""
     import json
@@ -250,9 +254,9 @@ def bench(
         sizes = tuple(int(b) for b in batch_sizes.split(","))
     except ValueError:
         raise HitgenError(f"malformed --batch-sizes '{batch_sizes}': expected e.g. 1,64,256") from None
-    r = run(model, events, sizes, device, dtype, repeats, geant4_events, progress=lambda m: err_console.print(m, highlight=False))
+    r = run(model, events, sizes, device, dtype, repeats, geant4_events, progress=lambda m: err_console.print(m, highlight=False), decoder=decoder)
     where = f"{r['machine']['cpu']} ({r['machine']['cores']} cores)" + (f", {r['machine']['gpu']}" if "gpu" in r["machine"] else "")
-    t = Table(title=f"{r['detector']} on {where}, {device} {dtype}")
+    t = Table(title=f"{r['detector']} on {where}, {device} {dtype}, {decoder} decoder")
     for col in ("batch", "events/s", "hit tokens/s", "ms/event", "peak memory MB"):
         t.add_column(col, justify="right")
     for b in r["per_batch"]:

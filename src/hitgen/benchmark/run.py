@@ -5,7 +5,9 @@
 - The model: events/s, hit tokens/s, ms per event and peak memory at each batch size, decoding to a
   finished event file included; the median of `repeats` timed runs after one warm-up run.
 - Naive decoding (no key-value cache: the whole sequence is recomputed at every step) at one
-  batch size, for the same model.
+  batch size, for the same model and the same events (per-event random streams).
+- decoder: plain (growing cache, batch by batch) or static (the engine: preallocated cache,
+  continuous batching); hitgen.sampling.generate.
 - FLOPs per generated event (analytic, roofline.py) and the fraction of the measured matmul peak of
   the dtype that generation reaches.
 Every figure carries the machine it was measured on. No timing is asserted anywhere: the numbers
@@ -90,12 +92,12 @@ def _generate_to_file(loaded, conditions: dict[str, np.ndarray], opts: SamplingO
 
 
 def measure_model(
-    loaded, conditions: dict[str, np.ndarray], batch_size: int, device: str, dtype: str, repeats: int, folder: Path, kv_cache: bool = True
+    loaded, conditions: dict[str, np.ndarray], batch_size: int, device: str, dtype: str, repeats: int, folder: Path, decoder: str = "plain"
 ) -> tuple[dict, np.ndarray]:
     """Events/s, hit tokens/s, ms per event and peak memory at one batch size (median of repeats),
     and the token count of each event of the first timed run (for the FLOPs)."""
     n = len(conditions["momentum"])
-    opts = SamplingOptions(batch_size=batch_size, seed=0, kv_cache=kv_cache)
+    opts = SamplingOptions(batch_size=batch_size, seed=0, decoder=decoder)
     warm = {k: v[: min(n, batch_size)] for k, v in conditions.items()}
     _generate_to_file(loaded, warm, opts, device, dtype, folder)  # warm-up, not timed
     dev = torch.device(device)
@@ -111,7 +113,7 @@ def measure_model(
     return {
         "batch_size": batch_size,
         "events": n,
-        "kv_cache": kv_cache,
+        "decoder": decoder,
         "seconds_median": t,
         "seconds_all": seconds,
         "events_per_s": n / t,
@@ -148,10 +150,13 @@ def bench(
     naive_batch_size: int | None = None,
     naive_events: int | None = None,
     progress: Callable[[str], None] | None = None,
+    decoder: str = "plain",
 ) -> dict:
     """Run the whole benchmark; returns the JSON-ready result (keys: see the module docstring)."""
     device = check_device(device)
     dtype = check_dtype(device, dtype)
+    if decoder not in ("plain", "static"):
+        raise HitgenError(f"--decoder must be plain or static (got {decoder})")
     if events <= 0 or repeats <= 0 or geant4_events < 0 or not batch_sizes or min(batch_sizes) <= 0:
         raise HitgenError("--events, --repeats and every batch size must be positive; --geant4-events >= 0")
     say = progress or (lambda _: None)
@@ -165,6 +170,7 @@ def bench(
         "detector": detector,
         "device": device,
         "dtype": dtype,
+        "decoder": decoder,
         "torch_threads": torch.get_num_threads(),
         "machine": machine_description(gpu),
     }
@@ -177,15 +183,15 @@ def bench(
         for b in batch_sizes:
             n = events_per_run(b, events)
             say(f"model: batch {b}, {n} events x {repeats}")
-            runs.append(measure_model(loaded, _take(conditions, n), b, device, dtype, repeats, folder))
+            runs.append(measure_model(loaded, _take(conditions, n), b, device, dtype, repeats, folder, decoder))
         per_batch = [r for r, _ in runs]
         nb = naive_batch_size or (64 if 64 in batch_sizes else min(batch_sizes))
         cached = next((r for r in per_batch if r["batch_size"] == nb), None)
         if cached is None:
-            cached, _ = measure_model(loaded, _take(conditions, events_per_run(nb, events)), nb, device, dtype, repeats, folder)
+            cached, _ = measure_model(loaded, _take(conditions, events_per_run(nb, events)), nb, device, dtype, repeats, folder, decoder)
         nn = naive_events or min(cached["events"], 2 * nb)
         say(f"naive decoding (no KV cache): batch {nb}, {nn} events")
-        naive, _ = measure_model(loaded, _take(conditions, nn), nb, device, dtype, 1, folder, kv_cache=False)
+        naive, _ = measure_model(loaded, _take(conditions, nn), nb, device, dtype, 1, folder, decoder="naive")
     say("matmul peak")
     peak = {name: matmul_peak_flops(device, name) for name in DTYPES}
     best, best_lengths = max(runs, key=lambda r: r[0]["events_per_s"])

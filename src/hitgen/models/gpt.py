@@ -89,11 +89,7 @@ class Block(nn.Module):
         if cache is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.attn_dropout if self.training else 0.0)
         else:
-            k, v = cache.update(index, k, v)
-            if t > 1:  # prefill from position 0: plain causal attention over what was written
-                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            else:  # one new position attends to everything cached so far
-                y = F.scaled_dot_product_attention(q, k, v)
+            y = cache.attend(index, q, k, v)
         return self.proj(y.transpose(1, 2).reshape(b, t, d))
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, index: int = 0) -> torch.Tensor:
@@ -102,7 +98,11 @@ class Block(nn.Module):
 
 
 class KVCache:
-    """Keys and values of every block for a batch of sequences, grown one step at a time."""
+    """Keys and values of every block for a batch of sequences, grown one step at a time.
+
+    The cache protocol of Block: attend(index, q, k, v) stores the new keys and values of block
+    `index` and returns the attention output of the new queries (the static cache of the generation
+    engine, hitgen.sampling.engine, implements the same call)."""
 
     def __init__(self, n_blocks: int) -> None:
         self.k: list[torch.Tensor | None] = [None] * n_blocks
@@ -115,6 +115,12 @@ class KVCache:
             self.k[index] = torch.cat([self.k[index], k], dim=2)
             self.v[index] = torch.cat([self.v[index], v], dim=2)
         return self.k[index], self.v[index]
+
+    def attend(self, index: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        k, v = self.update(index, k, v)
+        if q.shape[2] > 1:  # prefill from position 0: plain causal attention over what was written
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return F.scaled_dot_product_attention(q, k, v)  # one new position attends to everything cached
 
     def keep(self, rows: torch.Tensor) -> None:
         """Keep only these batch rows (a boolean mask or indices), e.g. when sequences finish."""

@@ -1,13 +1,17 @@
-"""Batched autoregressive generation with a key-value cache and enforced event structure.
+"""Autoregressive generation with enforced event structure and per-event random streams.
 
-Per batch: prefill the nine prefix embeddings and SOS, then one fused hit (strip, ADC, TDC) per
-step. The structure is enforced by masking, not hoped for:
+Prefill the nine prefix embeddings and SOS, then one fused hit (strip, ADC, TDC) per step. The
+structure is enforced by masking, not hoped for (HitSampler):
 - a strip must belong to the current readout layer and exceed the layer's previous strip;
 - at most 20 hits per layer (then only the terminator is allowed);
 - LAYER_SEP ends layers 0-7, EOS ends layer 8: layers come in order and every event ends.
 ADC and TDC are drawn only from value tokens at hit positions. The ADC mixture's section weights
 are the masked strip distribution, which lies inside the current layer's section: the ADC comes
 from that section's head (the paper's soft routing, evaluated on the allowed strips).
+
+Decoders: "plain" (batch by batch, growing cache; the default), "static" (the engine of
+hitgen.sampling.engine) and "naive" (no cache). Every draw takes its uniform number from the event's own
+stream (hitgen.sampling.streams), so all three give the same events.
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from hitgen.models.gpt import HitGPT, KVCache
+from hitgen.sampling import streams
 from hitgen.tokenizers import clas12_ecal as tok
+
+DECODERS = ("static", "plain", "naive")
 
 
 @dataclass(frozen=True)
@@ -33,103 +40,189 @@ class SamplingOptions:
     value_top_k: int = 0
     batch_size: int = 256
     seed: int = 0
-    # False: no key-value cache, the whole sequence is recomputed at every step (the way the SiliconAI
-    # and OmniJet-alpha-C codes generate); the baseline of `hitgen bench`, same distribution
-    kv_cache: bool = True
+    # plain: batch by batch with a growing key-value cache (the default: the fastest on 2 CPU cores,
+    # README); static: the engine (hitgen.sampling.engine): preallocated key-value cache, continuous
+    # batching; naive: no cache, the whole sequence is
+    # recomputed at every step (the way the SiliconAI and OmniJet-alpha-C codes generate; the
+    # baseline of `hitgen bench`). All three draw the same events (per-event random streams).
+    decoder: str = "plain"
 
 
 def _section_of_layer() -> torch.Tensor:
     return torch.tensor([layer // 3 for layer in range(tok.N_LAYERS)])
 
 
-def sample_from(logp: torch.Tensor, allowed: torch.Tensor, temperature: float, top_k: int, gen: torch.Generator) -> torch.Tensor:
-    """Draw one token per row from log-probabilities restricted to `allowed`, with temperature and top-k."""
+def sample_from(logp: torch.Tensor, allowed: torch.Tensor, temperature: float, top_k: int, u: torch.Tensor) -> torch.Tensor:
+    """Draw one token per row from log-probabilities restricted to `allowed`, with temperature and
+    top-k, by the uniform numbers u (B,)."""
     logits = logp.masked_fill(~allowed, float("-inf")) / temperature
     if top_k and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    return inverse_cdf_sample(F.softmax(logits, dim=-1), gen)
+    return inverse_cdf_sample(F.softmax(logits, dim=-1), u)
 
 
-def inverse_cdf_sample(probs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """One index per row of probs (B, V), drawn with probability probs[i] / sum(probs): one uniform
-    number per row against the cumulative sum (in float64). Measured: torch.multinomial draws V
-    exponential numbers per row on the CPU, which took 61% of all generation time (3.4 of 5.6 s for
-    512 events of the shipped model); this draws one. A token of probability zero is never drawn:
-    the first cumulative sum above u * total lies past a token with positive probability."""
-    cdf = probs.double().cumsum(-1)
+def sample_values(logits: torch.Tensor, temperature: float, top_k: int, u: torch.Tensor) -> torch.Tensor:
+    """Draw one of the logits' tokens per row (all allowed): the value streams, whose allowed tokens
+    are a contiguous range from 0. The same distribution as sample_from(log_softmax(logits), all
+    allowed, ...) without the log-softmax and the mask, a third of the passes over 5000 bins."""
+    if temperature != 1.0:
+        logits = logits / temperature
+    if top_k and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return inverse_cdf_sample(F.softmax(logits, dim=-1), u)
+
+
+def inverse_cdf_sample(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """One index per row of probs (B, V), drawn with probability probs[i] / sum(probs) by the
+    uniform numbers u (B,) in [0, 1) against the cumulative sum. Measured: torch.multinomial draws
+    V exponential numbers per row on the CPU, which took 61% of all generation time (3.4 of 5.6 s
+    for 512 events of the shipped model); this needs one per row. The sum runs in float32: in
+    float64 the conversion alone took 3x the float32 cumulative sum (10.7 vs 3.2 ms for 1024 x 5004
+    on 2 cores). Each step of a float32 cumulative sum below 1 rounds by at most 2**-25, so a token's
+    drawn probability differs from its own by at most 6e-8 (absolute), whatever V. A token of
+    probability zero is never drawn: the cumulative sum stays flat across it, and the first sum above
+    u * total lies past a token with positive probability."""
+    cdf = probs.float().cumsum(-1)
     total = cdf[:, -1:]
-    u = torch.rand(len(probs), 1, generator=gen, device=probs.device, dtype=torch.float64)
-    v = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
+    v = torch.minimum(u.float()[:, None] * total, torch.nextafter(total, torch.zeros_like(total)))
     return torch.searchsorted(cdf, v, right=True).squeeze(-1)
 
 
-@torch.no_grad()
-def generate_tokens(model: HitGPT, momentum: torch.Tensor, opts: SamplingOptions, gen: torch.Generator) -> dict[str, np.ndarray]:
-    """Token arrays (B, MAX_LENGTH) for one batch of conditions."""
-    device = momentum.device
-    b = len(momentum)
-    layer_first = torch.as_tensor(tok.STRIP_OFFSETS, device=device)
-    strip_ids = torch.arange(tok.STRIP.vocab_size, device=device)
-    section_of_layer = _section_of_layer().to(device)
-    out = {
-        k: torch.full((b, tok.MAX_LENGTH), s.pad, dtype=torch.long, device=device)
-        for k, s in (("strip", tok.STRIP), ("adc", tok.ADC), ("tdc", tok.TDC))
-    }
-    for k, s in (("strip", tok.STRIP), ("adc", tok.ADC), ("tdc", tok.TDC)):
-        out[k][:, 0] = s.sos
+@dataclass
+class LayerState:
+    """Where each row's event stands: current readout layer, hits so far in it, its previous strip."""
 
-    layer = torch.zeros(b, dtype=torch.long, device=device)  # current readout layer
-    count = torch.zeros(b, dtype=torch.long, device=device)  # hits so far in it
-    last = layer_first[layer] - 1  # previous strip token in the layer
-    active = torch.arange(b, device=device)  # rows of the batch still decoding; finished ones are dropped
+    layer: torch.Tensor
+    count: torch.Tensor
+    last: torch.Tensor
 
-    cache = KVCache(len(model.blocks)) if opts.kv_cache else None
-    special = torch.full((b, 1), tok.SPECIAL_LAYER, dtype=torch.long, device=device)
-    prefix, cond = model.conditioning(momentum)
-    first = model.embed(out["strip"][:, :1], out["adc"][:, :1], out["tdc"][:, :1], special, torch.full_like(special, tok.SPECIAL_RANK), cond)
-    seq = torch.cat([prefix, first], dim=1)  # without a cache: every input so far
-    h = model.trunk(seq, cache)[:, -1]
-    adc_values = torch.arange(tok.ADC.vocab_size, device=device) < tok.N_ADC
-    tdc_values = torch.arange(tok.TDC.vocab_size, device=device) <= tok.TDC_ZERO
-    for pos in range(1, tok.MAX_LENGTH):
-        n = len(active)
+    @classmethod
+    def start(cls, n: int, device: torch.device) -> LayerState:
+        zeros = torch.zeros(n, dtype=torch.long, device=device)
+        return cls(zeros, zeros.clone(), torch.full_like(zeros, -1))
+
+    def select(self, rows: torch.Tensor) -> LayerState:
+        return LayerState(self.layer[rows], self.count[rows], self.last[rows])
+
+    def reset(self, rows: torch.Tensor) -> None:
+        self.layer[rows], self.count[rows], self.last[rows] = 0, 0, -1
+
+
+@dataclass
+class Hit:
+    """One drawn position per row: the three tokens and the layer/rank embedding inputs."""
+
+    strip: torch.Tensor
+    adc: torch.Tensor
+    tdc: torch.Tensor
+    layer_id: torch.Tensor
+    rank: torch.Tensor
+
+    def embed(self, model: HitGPT, cond: torch.Tensor | None) -> torch.Tensor:
+        return model.embed(self.strip[:, None], self.adc[:, None], self.tdc[:, None], self.layer_id[:, None], self.rank[:, None], cond)
+
+
+class HitSampler:
+    """The masked draw of one fused hit from hidden states, shared by every decoder:
+    - a strip must belong to the current readout layer and exceed the layer's previous strip;
+    - at most 20 hits per layer (then only the terminator is allowed);
+    - LAYER_SEP ends layers 0-7, EOS ends layer 8.
+    ADC and TDC come from value tokens only, the ADC from the current section's head (the routing
+    weights of the other heads are zero under the strip mask)."""
+
+    def __init__(self, model: HitGPT, opts: SamplingOptions, device: torch.device) -> None:
+        self.model, self.opts = model, opts
+        self.layer_first = torch.as_tensor(tok.STRIP_OFFSETS, device=device)
+        self.strip_ids = torch.arange(tok.STRIP.vocab_size, device=device)
+        self.section_of_layer = _section_of_layer().to(device)
+
+    def draw(self, h: torch.Tensor, state: LayerState, keys: torch.Tensor, position: torch.Tensor) -> tuple[Hit, LayerState]:
+        """Tokens at token `position` (B,) for hidden states h (B, d); keys (B, 2) of the events."""
+        model, opts = self.model, self.opts
+        layer, count = state.layer, state.count
+        last = torch.where(state.last < 0, self.layer_first[layer] - 1, state.last)
         strip_logp = model.strip_log_probs(h)
-        in_layer = (strip_ids[None] > last[:, None]) & (strip_ids[None] < layer_first[layer + 1][:, None]) & (count < tok.MAX_HITS)[:, None]
-        allowed = in_layer.clone()
+        ids = self.strip_ids[None]
+        allowed = (ids > last[:, None]) & (ids < self.layer_first[layer + 1][:, None]) & (count < tok.MAX_HITS)[:, None]
         allowed[:, tok.STRIP.sep] = layer < tok.N_LAYERS - 1
         allowed[:, tok.STRIP.eos] = layer == tok.N_LAYERS - 1
-        strip = sample_from(strip_logp, allowed, opts.temperature, opts.top_k, gen)
+        strip = sample_from(strip_logp, allowed, opts.temperature, opts.top_k, streams.draw_uniforms(keys, position, streams.STRIP))
         is_hit = strip < tok.N_STRIPS
         is_sep = strip == tok.STRIP.sep
-        # ADC from the current section's head only (the routing weights of the others are zero
-        # under the mask), TDC from its head; value tokens only
-        adc_logp = F.log_softmax(model.adc_logits_of_sections(h, section_of_layer[layer.clamp(max=tok.N_LAYERS - 1)]), -1)
-        adc = sample_from(adc_logp, adc_values.expand(n, -1), opts.temperature, opts.value_top_k, gen)
-        tdc = sample_from(F.log_softmax(model.tdc_logits(h), -1), tdc_values.expand(n, -1), opts.temperature, opts.value_top_k, gen)
-        adc = torch.where(is_hit, adc, torch.where(is_sep, tok.ADC.sep, tok.ADC.eos))
-        tdc = torch.where(is_hit, tdc, torch.where(is_sep, tok.TDC.sep, tok.TDC.eos))
-        out["strip"][active, pos] = strip
-        out["adc"][active, pos] = adc
-        out["tdc"][active, pos] = tdc
-        in_layer_id = torch.where(is_hit, layer, torch.full_like(layer, tok.SPECIAL_LAYER))
-        rank = torch.where(is_hit, count, torch.full_like(count, tok.SPECIAL_RANK))
-        # state updates
-        count = torch.where(is_hit, count + 1, torch.zeros_like(count))
-        last = torch.where(is_hit, strip, layer_first[(layer + is_sep.long()).clamp(max=tok.N_LAYERS)] - 1)
-        layer = layer + is_sep.long()
-        going = strip != tok.STRIP.eos
+        # value tokens: ADC 0..N_ADC-1, TDC 0..TDC_ZERO (the specials follow them)
+        adc_logits = model.adc_logits_of_sections(h, self.section_of_layer[layer.clamp(max=tok.N_LAYERS - 1)])[:, : tok.N_ADC]
+        adc = sample_values(adc_logits, opts.temperature, opts.value_top_k, streams.draw_uniforms(keys, position, streams.ADC))
+        tdc_logits = model.tdc_logits(h)[:, : tok.TDC_ZERO + 1]
+        tdc = sample_values(tdc_logits, opts.temperature, opts.value_top_k, streams.draw_uniforms(keys, position, streams.TDC))
+        hit = Hit(
+            strip=strip,
+            adc=torch.where(is_hit, adc, torch.where(is_sep, tok.ADC.sep, tok.ADC.eos)),
+            tdc=torch.where(is_hit, tdc, torch.where(is_sep, tok.TDC.sep, tok.TDC.eos)),
+            layer_id=torch.where(is_hit, layer, torch.full_like(layer, tok.SPECIAL_LAYER)),
+            rank=torch.where(is_hit, count, torch.full_like(count, tok.SPECIAL_RANK)),
+        )
+        after = LayerState(
+            layer=layer + is_sep.long(),
+            count=torch.where(is_hit, count + 1, torch.zeros_like(count)),
+            last=torch.where(is_hit, strip, torch.full_like(strip, -1)),
+        )
+        return hit, after
+
+
+def start_tokens(model: HitGPT, momentum: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Inputs up to SOS (B, n_prefix + 1, d) and the per-event token offset (or None)."""
+    b, device = len(momentum), momentum.device
+    prefix, cond = model.conditioning(momentum)
+    sos = [torch.full((b, 1), s.sos, dtype=torch.long, device=device) for s in (tok.STRIP, tok.ADC, tok.TDC)]
+    special = torch.full((b, 1), tok.SPECIAL_LAYER, dtype=torch.long, device=device)
+    first = model.embed(*sos, special, torch.full_like(special, tok.SPECIAL_RANK), cond)
+    return torch.cat([prefix, first], dim=1), cond
+
+
+def empty_tokens(b: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Token arrays (B, MAX_LENGTH): SOS, then PAD."""
+    out = {k: torch.full((b, tok.MAX_LENGTH), s.pad, dtype=torch.long, device=device) for k, s in STREAMS}
+    for k, s in STREAMS:
+        out[k][:, 0] = s.sos
+    return out
+
+
+STREAMS = (("strip", tok.STRIP), ("adc", tok.ADC), ("tdc", tok.TDC))
+
+
+@torch.no_grad()
+def generate_tokens(model: HitGPT, momentum: torch.Tensor, keys: torch.Tensor, opts: SamplingOptions) -> dict[str, np.ndarray]:
+    """Token arrays (B, MAX_LENGTH) for one batch of conditions, batch by batch: the plain decoder
+    (growing key-value cache; finished events leave the batch) or, with decoder "naive", the whole
+    sequence recomputed at every step. keys (B, 2): the events' random streams."""
+    device = momentum.device
+    b = len(momentum)
+    sampler = HitSampler(model, opts, device)
+    out = empty_tokens(b, device)
+    state = LayerState.start(b, device)
+    active = torch.arange(b, device=device)  # rows of the batch still decoding; finished ones are dropped
+    cache = KVCache(len(model.blocks)) if opts.decoder != "naive" else None
+    seq, cond = start_tokens(model, momentum)  # without a cache: every input so far
+    h = model.trunk(seq, cache)[:, -1]
+    for pos in range(1, tok.MAX_LENGTH):
+        hit, state = sampler.draw(h, state, keys, torch.full((len(active),), pos, device=device))
+        out["strip"][active, pos] = hit.strip
+        out["adc"][active, pos] = hit.adc
+        out["tdc"][active, pos] = hit.tdc
+        going = hit.strip != tok.STRIP.eos
         if not bool(going.all()):  # drop finished events from the batch and the cache
             if not bool(going.any()):
                 break
-            active, count, last, layer = active[going], count[going], last[going], layer[going]
-            strip, adc, tdc, in_layer_id, rank = strip[going], adc[going], tdc[going], in_layer_id[going], rank[going]
+            active, state, keys = active[going], state.select(going), keys[going]
+            hit = Hit(*(getattr(hit, f)[going] for f in ("strip", "adc", "tdc", "layer_id", "rank")))
             cond = None if cond is None else cond[going]
             if cache is not None:
                 cache.keep(going)
             else:
                 seq = seq[going]
-        x = model.embed(strip[:, None], adc[:, None], tdc[:, None], in_layer_id[:, None], rank[:, None], cond)
+        x = hit.embed(model, cond)
         if cache is not None:
             h = model.trunk(x, cache)[:, -1]
         else:
@@ -139,25 +232,37 @@ def generate_tokens(model: HitGPT, momentum: torch.Tensor, opts: SamplingOptions
 
 
 def generate(
-    model: HitGPT, momentum: np.ndarray, opts: SamplingOptions, device: str = "cpu", progress: Callable[[int], None] | None = None
+    model: HitGPT,
+    momentum: np.ndarray,
+    opts: SamplingOptions,
+    device: str = "cpu",
+    progress: Callable[[int], None] | None = None,
+    first_event: int = 0,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Generate one event per row of momentum (N, 3): returns (offsets, hits) in event order.
 
-    Batch k draws from a generator seeded with (seed, k): the output is reproducible for a given
-    seed and batch size."""
+    Event i draws from the random stream of (seed, first_event + i): the output depends on the seed
+    and the conditions, not on the batch size or the decoder (up to floating-point rounding of the
+    logits, which differs between batch shapes only in the last bits)."""
+    from hitgen.sampling.engine import generate_static
+
+    if opts.decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {DECODERS} (got {opts.decoder})")
     model = model.to(device).eval()
-    offsets_parts, hit_parts = [], []
     n = len(momentum)
-    for k, lo in enumerate(range(0, n, opts.batch_size)):
-        gen = torch.Generator(device=device)
-        gen.manual_seed(int(np.random.SeedSequence([opts.seed, k]).generate_state(1)[0]))
-        m = torch.as_tensor(momentum[lo : lo + opts.batch_size], dtype=torch.float32, device=device)
-        tokens = generate_tokens(model, m, opts, gen)
+    keys = torch.as_tensor(streams.event_keys(opts.seed, first_event + np.arange(n)), device=device)
+    m_all = torch.as_tensor(np.asarray(momentum), dtype=torch.float32, device=device)
+    if opts.decoder == "static":
+        return generate_static(model, m_all, keys, opts, progress)
+    offsets_parts, hit_parts = [], []
+    for lo in range(0, n, opts.batch_size):
+        hi = min(lo + opts.batch_size, n)
+        tokens = generate_tokens(model, m_all[lo:hi], keys[lo:hi], opts)
         offsets, hits = tok.decode(tokens["strip"], tokens["adc"], tokens["tdc"])
         offsets_parts.append(offsets)
         hit_parts.append(hits)
         if progress:
-            progress(min(lo + opts.batch_size, n))
+            progress(hi)
     base = np.cumsum([0] + [int(o[-1]) for o in offsets_parts[:-1]])
     offsets = np.concatenate([[0]] + [o[1:] + b for o, b in zip(offsets_parts, base, strict=True)]).astype(np.int64)
     hits = {k: np.concatenate([h[k] for h in hit_parts]) for k in hit_parts[0]}

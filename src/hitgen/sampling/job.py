@@ -1,4 +1,10 @@
-"""`hitgen generate`: a model + conditions (from a file, or sampled) -> an event file."""
+"""`hitgen generate`: a model + conditions (from a file, or sampled) -> an event file.
+
+Under torchrun (`torchrun --nproc_per_node=K -m hitgen generate ...`) each of the K processes
+generates a contiguous share of the conditions on its own device (cuda:LOCAL_RANK, or the CPU),
+writes it beside the output under a hidden partial name, and the first process joins the shares into
+the one output file (written atomically, shares removed). Events keep their index in the whole
+file, so their random streams and the merged file equal a single-process run's."""
 
 from __future__ import annotations
 
@@ -11,11 +17,12 @@ import numpy as np
 import torch
 
 from hitgen.detectors import clas12_ecal
+from hitgen.distributed import Distributed
 from hitgen.errors import HitgenError
 from hitgen.events import EventSet
 from hitgen.machine import machine_description, timing_note
 from hitgen.models.io import load_model
-from hitgen.sampling.generate import SamplingOptions, generate
+from hitgen.sampling.generate import DECODERS, SamplingOptions, generate
 
 
 @dataclass
@@ -25,6 +32,7 @@ class GenerationSummary:
     n_hits: int
     seconds: float
     outside_training_range: int
+    wrote_output: bool = True  # False in the processes of a torchrun job other than the first
 
     @property
     def events_per_s(self) -> float:
@@ -54,6 +62,11 @@ def conditions_for(
     return clas12_ecal.sample_conditions(n_events, np.random.default_rng([seed, 0]), momentum_range=momentum_range)
 
 
+def _part_path(out: Path, rank: int, world: int) -> Path:
+    """One process's share under torchrun: a hidden, unfinished-looking name beside the output."""
+    return out.with_name(f".{out.name}.part{rank}of{world}.partial")
+
+
 def generate_file(
     model_ref: str,
     out: str | Path,
@@ -70,6 +83,8 @@ def generate_file(
     opts = opts or SamplingOptions()
     if opts.temperature <= 0 or opts.top_k < 0 or opts.value_top_k < 0 or opts.batch_size <= 0:
         raise HitgenError("--temperature and --batch-size must be positive, --top-k and --value-top-k >= 0")
+    if opts.decoder not in DECODERS:
+        raise HitgenError(f"--decoder must be one of {', '.join(DECODERS)} (got {opts.decoder})")
     out = Path(out)
     if out.exists() and not overwrite:
         raise HitgenError(f"{out}: already exists (use --overwrite to replace it)")
@@ -84,12 +99,29 @@ def generate_file(
         notes |= {"momentum_outside_training_range": outside, "training_momentum_range_gev": [lo, hi]}
         if warn:
             warn(f"{outside} of {len(p)} events have |p| outside the training range {lo:.2f}-{hi:.2f} GeV; flagged in the file's notes")
+    ddp = Distributed.from_env(torch.device(device))
+    device = str(ddp.local_device(torch.device(device)))
+    n = len(cond["momentum"])
+    lo, hi = n * ddp.rank // ddp.world, n * (ddp.rank + 1) // ddp.world  # this process's share
     t0 = time.perf_counter()
-    offsets, hits = generate(loaded.model, cond["momentum"], opts, device, progress)
-    seconds = time.perf_counter() - t0
+    offsets, hits = generate(loaded.model, cond["momentum"][lo:hi], opts, device, progress, first_event=lo)
     gpu = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else None
-    timing = timing_note(len(offsets) - 1, seconds, device=str(device), threads=torch.get_num_threads())
+    part = EventSet(detector, loaded.config["detector_spec"], {k: v[lo:hi] for k, v in cond.items()}, offsets, hits, loaded.producer, seed=opts.seed)
+    if ddp.world > 1:  # every process writes its share; the first joins them into the one output
+        part.write(_part_path(out, ddp.rank, ddp.world), overwrite=True)
+        ddp.barrier()
+        if ddp.main:
+            paths = [_part_path(out, r, ddp.world) for r in range(ddp.world)]
+            part = EventSet.concatenate([EventSet.read(p) for p in paths])
+    seconds = time.perf_counter() - t0
+    timing = timing_note(n, seconds, device=str(device), threads=torch.get_num_threads(), processes=ddp.world)
     notes["timing"] = timing | {"machine": machine_description(gpu)}
-    events = EventSet(detector, loaded.config["detector_spec"], cond, offsets, hits, loaded.producer, seed=opts.seed, notes=notes)
-    events.write(out, overwrite=overwrite)
-    return GenerationSummary(out, events.n_events, events.n_hits, seconds, outside)
+    if ddp.main:
+        part = EventSet(detector, loaded.config["detector_spec"], cond, part.offsets, part.hits, loaded.producer, seed=opts.seed, notes=notes)
+        part.write(out, overwrite=overwrite)
+    if ddp.world > 1:
+        ddp.barrier()
+        if ddp.main:
+            for p in paths:
+                p.unlink()
+    return GenerationSummary(out, part.n_events, part.n_hits, seconds, outside, ddp.main)

@@ -16,7 +16,6 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from hitgen.distributed import Distributed
 from hitgen.errors import HitgenError
 from hitgen.events import EventSet
 from hitgen.machine import machine_description
@@ -50,25 +50,6 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
 
 def dropout_seed(seed: int, step: int, micro: int) -> int:
     return (seed * 1_000_003 + step * 1009 + micro) % (2**63)
-
-
-@dataclass
-class Distributed:
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls, device: torch.device) -> Distributed:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world == 1:
-            return cls()
-        if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-        return cls(dist.get_rank(), world)
 
 
 def make_optimizer(model: HitGPT, cfg: TrainConfig) -> torch.optim.AdamW:

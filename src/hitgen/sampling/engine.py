@@ -1,0 +1,204 @@
+"""The generation engine: a preallocated key-value cache and continuous batching.
+
+What the profile of the plain decoder (growing cache, finished events dropped) showed on 2 CPU
+cores at batch 1024: a third of the time went to copies, indexing and concatenation of the cache,
+which is regrown every step and copied whole every time an event finishes. Here:
+
+- the cache is one preallocated buffer per block, (slots, heads, length, head dim); each slot holds
+  one event, written at that event's own position, and attention reads the buffer up to the longest
+  event in flight, with a per-slot mask of the positions it has written;
+- continuous batching: when an event ends, its slot is refilled at once with the next event (its
+  prefix and SOS prefilled into that slot), so the batch stays full instead of shrinking to its
+  slowest event; a refilled slot's decode step of that iteration writes at its first free position
+  and is discarded (overwritten by its next step), so every decode step runs on the whole batch
+  without gathering rows;
+- when no events are left to admit and fewer than half of the slots are live, the slots are
+  compacted (a copy of log2(batch) times in all, not per step).
+
+Tokens come from the per-event random streams of hitgen.sampling.streams: an event's tokens do not
+depend on its slot, its neighbours or the batch size, and equal those of the plain decoder (tested).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from hitgen.models.gpt import HitGPT
+from hitgen.sampling.generate import HitSampler, LayerState, SamplingOptions, empty_tokens, start_tokens
+from hitgen.tokenizers import clas12_ecal as tok
+
+
+class StaticKVCache:
+    """Keys and values of every block in preallocated buffers (slots, heads, length, head dim)."""
+
+    def __init__(self, n_blocks: int, slots: int, length: int) -> None:
+        self.n_blocks, self.slots, self.length = n_blocks, slots, length
+        self.k: list[torch.Tensor] = []  # allocated at the first write, in the dtype of the keys (bf16 under autocast)
+        self.v: list[torch.Tensor] = []
+        self.rows: torch.Tensor | None = None
+        self.pos: torch.Tensor | None = None
+        self.mask: torch.Tensor | None = None
+        self.span = 0
+
+    def _buffers(self, index: int, k: torch.Tensor) -> None:
+        if len(self.k) <= index:
+            shape = (self.slots, k.shape[1], self.length, k.shape[3])
+            self.k.append(torch.zeros(shape, dtype=k.dtype, device=k.device))
+            self.v.append(torch.zeros(shape, dtype=k.dtype, device=k.device))
+
+    def prefill(self, rows: torch.Tensor) -> None:
+        """The next trunk call writes positions 0.. of these slots (their events' first inputs)."""
+        self.rows, self.pos = rows, None
+
+    def decode(self, pos: torch.Tensor) -> None:
+        """The next trunk call writes one position per slot, pos (slots,), and attends to 0..pos."""
+        self.rows, self.pos = None, pos
+        self.span = int(pos.max()) + 1
+        self.mask = (torch.arange(self.span, device=pos.device)[None] <= pos[:, None])[:, None, None, :]
+        self.slot_ids = torch.arange(len(pos), device=pos.device)
+
+    def attend(self, index: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        self._buffers(index, k)
+        if self.pos is None:  # prefill: causal attention among the new inputs themselves
+            t = k.shape[2]
+            self.k[index][self.rows, :, :t] = k
+            self.v[index][self.rows, :, :t] = v
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        self.k[index][self.slot_ids, :, self.pos] = k[:, :, 0]
+        self.v[index][self.slot_ids, :, self.pos] = v[:, :, 0]
+        keys, values = self.k[index][:, :, : self.span], self.v[index][:, :, : self.span]
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=self.mask)
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.k = [k[rows] for k in self.k]
+        self.v = [v[rows] for v in self.v]
+        self.slots = len(rows)
+
+
+class Harvest:
+    """Finished events' tokens, decoded to hits chunk by chunk, reordered into event order at the end."""
+
+    CHUNK = 4096
+
+    def __init__(self, n_events: int) -> None:
+        self.n_events = n_events
+        self.pending_ids: list[np.ndarray] = []
+        self.pending: list[dict[str, np.ndarray]] = []
+        self.n_pending = 0
+        self.ids: list[np.ndarray] = []
+        self.counts: list[np.ndarray] = []
+        self.hits: list[dict[str, np.ndarray]] = []
+
+    def add(self, ids: np.ndarray, tokens: dict[str, np.ndarray]) -> None:
+        self.pending_ids.append(ids)
+        self.pending.append(tokens)
+        self.n_pending += len(ids)
+        if self.n_pending >= self.CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.n_pending:
+            return
+        tokens = {k: np.concatenate([p[k] for p in self.pending]) for k in self.pending[0]}
+        offsets, hits = tok.decode(tokens["strip"], tokens["adc"], tokens["tdc"])
+        self.ids.append(np.concatenate(self.pending_ids))
+        self.counts.append(np.diff(offsets))
+        self.hits.append(hits)
+        self.pending_ids, self.pending, self.n_pending = [], [], 0
+
+    def result(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        self.flush()
+        ids, counts = np.concatenate(self.ids), np.concatenate(self.counts)
+        if not np.array_equal(np.sort(ids), np.arange(self.n_events)):
+            raise RuntimeError("generation engine: events lost or repeated")  # an internal error, not bad input
+        hits = {k: np.concatenate([h[k] for h in self.hits]) for k in self.hits[0]}
+        order = np.argsort(ids, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[order]
+        offsets = np.concatenate([[0], np.cumsum(counts[order])]).astype(np.int64)
+        take = np.repeat(starts - offsets[:-1], counts[order]) + np.arange(offsets[-1])
+        return offsets, {k: v[take] for k, v in hits.items()}
+
+
+@torch.no_grad()
+def generate_static(
+    model: HitGPT,
+    momentum: torch.Tensor,
+    keys: torch.Tensor,
+    opts: SamplingOptions,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Events for all conditions momentum (N, 3), keys (N, 2) on the model's device, with
+    opts.batch_size slots: (offsets, hits) in event order."""
+    device = momentum.device
+    n_events = len(momentum)
+    slots = min(opts.batch_size, n_events)
+    n_prefix = model.cfg.n_prefix
+    cache = StaticKVCache(len(model.blocks), slots, n_prefix + tok.MAX_LENGTH)
+    sampler = HitSampler(model, opts, device)
+    harvest = Harvest(n_events)
+
+    event = torch.full((slots,), -1, dtype=torch.long, device=device)  # the event in each slot; -1: free
+    position = torch.ones(slots, dtype=torch.long, device=device)  # token position of the next draw
+    state = LayerState.start(slots, device)
+    out = empty_tokens(slots, device)
+    h = torch.zeros(slots, model.cfg.d_model, device=device)
+    cond = torch.zeros(slots, model.cfg.d_model, device=device) if model.cond_tokens is not None else None
+    admitted = 0
+
+    def admit(free: torch.Tensor) -> None:
+        nonlocal admitted, h, cond
+        free = free[: n_events - admitted]
+        new = torch.arange(admitted, admitted + len(free), device=device)
+        admitted += len(free)
+        event[free] = new
+        position[free] = 1
+        state.reset(free)
+        for k, s in (("strip", tok.STRIP), ("adc", tok.ADC), ("tdc", tok.TDC)):
+            out[k][free] = s.pad
+            out[k][free, 0] = s.sos
+        seq, c = start_tokens(model, momentum[new])
+        cache.prefill(free)
+        h_new = model.trunk(seq, cache)[:, -1]
+        h = h.to(h_new.dtype)
+        h[free] = h_new
+        if cond is not None:
+            cond = cond.to(c.dtype)
+            cond[free] = c
+
+    admit(torch.arange(slots, device=device))
+    finished = 0
+    while True:
+        live = event >= 0
+        hit, state = sampler.draw(h, state, keys[event.clamp(min=0)], position)
+        rows = torch.arange(len(event), device=device)
+        out["strip"][rows, position] = hit.strip
+        out["adc"][rows, position] = hit.adc
+        out["tdc"][rows, position] = hit.tdc
+        done = live & (hit.strip == tok.STRIP.eos)
+        if bool(done.any()):
+            idx = torch.nonzero(done).squeeze(1)
+            harvest.add(event[idx].cpu().numpy(), {k: v[idx].cpu().numpy() for k, v in out.items()})
+            finished += len(idx)
+            event[idx] = -1
+            if progress:
+                progress(finished)
+            if finished == n_events:
+                break
+        # a finished or free slot takes a harmless step at position 1 until it is refilled
+        position = torch.where(event >= 0, position + 1, torch.ones_like(position))
+        cache.decode(n_prefix + position - 1)  # the cache position of the token just drawn
+        h = model.trunk(hit.embed(model, cond), cache)[:, -1]
+        free = torch.nonzero(event < 0).squeeze(1)
+        if len(free) and admitted < n_events:
+            admit(free)
+        elif admitted == n_events and 2 * (len(event) - len(free)) <= len(event) and len(event) > 1:
+            keep = torch.nonzero(event >= 0).squeeze(1)  # drain: compact the live slots
+            cache.keep(keep)
+            event, position, state, h = event[keep], position[keep], state.select(keep), h[keep]
+            out = {k: v[keep] for k, v in out.items()}
+            cond = None if cond is None else cond[keep]
+    return harvest.result()

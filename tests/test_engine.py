@@ -1,0 +1,127 @@
+"""Generation engine and random streams: every decoder draws the same events, whatever the batch
+size; the counter-based uniforms match an unsigned reference and are uniform; the samplers draw
+the given distributions. No timing is asserted."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import chisquare, kstest
+
+from hitgen.detectors import clas12_ecal
+from hitgen.models.gpt import GPTConfig, HitGPT
+from hitgen.sampling import streams
+from hitgen.sampling.generate import SamplingOptions, generate, inverse_cdf_sample, sample_from, sample_values
+
+SMALL = GPTConfig(d_model=48, n_blocks=2, n_heads=4, d_ff=96, dropout=0.0)
+
+
+def same_events(a, b) -> bool:
+    return np.array_equal(a[0], b[0]) and all(np.array_equal(a[1][k], b[1][k]) for k in a[1])
+
+
+@pytest.mark.parametrize("every_position", [False, True])
+def test_every_decoder_and_batch_size_draws_the_same_events(every_position):
+    torch.manual_seed(1)
+    model = HitGPT(dataclasses.replace(SMALL, condition_every_position=every_position)).eval()
+    if every_position:  # away from its zero initialisation, so the offset matters
+        torch.nn.init.normal_(model.cond_tokens.weight, std=0.1)
+    momentum = clas12_ecal.sample_conditions(30, np.random.default_rng(3))["momentum"]
+    ref = generate(model, momentum, SamplingOptions(batch_size=8, seed=2, decoder="plain"))
+    assert ref[0][-1] > 30 * 9  # long sequences: the equality is not trivial
+    for decoder, batch in (("plain", 30), ("naive", 16), ("static", 8), ("static", 5), ("static", 64)):
+        assert same_events(generate(model, momentum, SamplingOptions(batch_size=batch, seed=2, decoder=decoder)), ref), (decoder, batch)
+    # an event depends on its own stream only: the last 10 events alone, numbered as before
+    tail = generate(model, momentum[20:], SamplingOptions(batch_size=4, seed=2, decoder="static"), first_event=20)
+    np.testing.assert_array_equal(tail[0], ref[0][20:] - ref[0][20])
+    np.testing.assert_array_equal(tail[1]["strip"], ref[1]["strip"][ref[0][20] :])
+    other = generate(model, momentum, SamplingOptions(batch_size=8, seed=3, decoder="plain"))
+    assert not same_events(other, ref)
+
+
+def test_mix32_matches_the_unsigned_reference():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.integers(0, 2**32, 100_000, dtype=np.uint64), np.array([0, 1, 2**31, 2**32 - 1], np.uint64)])
+    got = streams.mix32(torch.from_numpy(x.astype(np.int64))).numpy()
+    np.testing.assert_array_equal(got.astype(np.uint64), streams.mix32_numpy(x))
+    assert got.min() >= 0 and got.max() < 2**32
+
+
+def test_uniforms_are_uniform_and_distinct_per_event_and_draw():
+    keys = torch.from_numpy(streams.event_keys(7, np.arange(50_000)))
+    assert len(np.unique(keys.numpy(), axis=0)) == 50_000
+    u = streams.draw_uniforms(keys, torch.full((50_000,), 3), streams.ADC).numpy()
+    assert u.min() >= 0 and u.max() < 1
+    assert kstest(u, "uniform").pvalue > 1e-3
+    # neighbouring draws of one event, and the same draw of neighbouring events, are uncorrelated
+    v = streams.draw_uniforms(keys, torch.full((50_000,), 3), streams.TDC).numpy()
+    assert abs(np.corrcoef(u, v)[0, 1]) < 0.03 and abs(np.corrcoef(u[1:], u[:-1])[0, 1]) < 0.03
+    # another seed: other keys
+    assert not np.array_equal(streams.event_keys(8, np.arange(10)), keys[:10].numpy())
+
+
+def test_inverse_cdf_sampling_draws_the_given_distribution():
+    p = torch.tensor([0.0, 0.5, 0.0, 0.2, 0.3, 0.0])
+    u = torch.rand(60_000, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    counts = torch.bincount(inverse_cdf_sample(p.expand(60_000, -1), u), minlength=6)
+    assert counts[[0, 2, 5]].sum() == 0  # tokens of probability zero are never drawn
+    assert chisquare(counts[[1, 3, 4]].numpy(), 60_000 * np.array([0.5, 0.2, 0.3])).pvalue > 1e-3
+    # unnormalised rows, a single allowed token, u at the edges
+    q = torch.tensor([[0.0, 0.0, 2.0], [3.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    assert inverse_cdf_sample(q, torch.tensor([0.0, 1.0 - 1e-17, 0.999999999], dtype=torch.float64)).tolist() == [2, 0, 1]
+
+
+def test_top_k_keeps_only_the_k_most_likely_allowed_tokens():
+    logp = torch.log_softmax(torch.tensor([[3.0, 2.5, 2.0, 1.0, 0.5]]).expand(4000, -1), -1)
+    allowed = torch.ones_like(logp, dtype=torch.bool)
+    allowed[:, 0] = False  # the most likely token is forbidden: top-2 of the rest is {1, 2}
+    u = torch.rand(4000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    drawn = sample_from(logp, allowed, 1.0, 2, u)
+    assert set(drawn.tolist()) == {1, 2}
+    # renormalised over the two kept tokens: p(1) = e^2.5 / (e^2.5 + e^2) = 0.622
+    assert abs(float((drawn == 1).float().mean()) - 0.622) < 0.03
+    assert set(sample_from(logp, allowed, 1.0, 0, u).tolist()) == {1, 2, 3, 4}
+
+
+@pytest.mark.parametrize(("temperature", "top_k"), [(1.0, 0), (0.7, 0), (1.3, 3)])
+def test_value_sampling_is_the_masked_sampler_on_the_value_tokens(temperature, top_k):
+    """The value streams skip the log-softmax and the mask: same draws as the general sampler."""
+    logits = torch.randn(2000, 7, generator=torch.Generator().manual_seed(1)) * 2
+    u = torch.rand(2000, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    allowed = torch.ones(2000, 9, dtype=torch.bool)
+    allowed[:, 7:] = False  # two special tokens after the values
+    padded = torch.cat([logits, torch.full((2000, 2), 5.0)], dim=1)
+    general = sample_from(torch.log_softmax(padded, -1), allowed, temperature, top_k, u)
+    assert torch.equal(sample_values(logits, temperature, top_k, u), general)
+
+
+def test_torchrun_generation_with_two_processes_equals_one_process(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from hitgen.events import EventSet
+    from hitgen.models.io import save_model_dir
+    from hitgen.sampling.job import generate_file
+    from test_training import free_port
+
+    torch.manual_seed(0)
+    record = {"detector_spec": clas12_ecal.INFO.spec(), "data": {"momentum_range_gev": [0.5, 10.0]}}
+    model = save_model_dir(tmp_path / "model", HitGPT(SMALL), record)
+    args = ["--momentum-range", "1:5", "--events", "21", "--batch-size", "4", "--seed", "3"]
+    generate_file(str(model), tmp_path / "one.h5", momentum_range=(1.0, 5.0), n_events=21, opts=SamplingOptions(batch_size=4, seed=3))
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={free_port()}"]
+    cmd += ["-m", "hitgen", "generate", str(model), "--out", str(tmp_path / "two.h5"), *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    one, two = EventSet.read(tmp_path / "one.h5"), EventSet.read(tmp_path / "two.h5")
+    assert two.n_events == 21 and two.notes["timing"]["processes"] == 2
+    np.testing.assert_array_equal(two.offsets, one.offsets)
+    for k in one.hits:
+        np.testing.assert_array_equal(two.hits[k], one.hits[k])
+    np.testing.assert_array_equal(two.conditions["momentum"], one.conditions["momentum"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "one.h5", "two.h5"]  # the shares are gone
