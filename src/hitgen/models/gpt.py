@@ -14,6 +14,10 @@ Optionally (condition_every_position; not in the paper) a linear map of the MLP'
 is added to every token embedding, initialised to zero: the paper-style model's energy response
 was too flat in |p| (5.7% high at 1 GeV, 2.5% low at 10 GeV), i.e. the ADC of each hit followed
 |p| too weakly when the momentum reached it only through attention to the prefix.
+Optionally (value_heads_see_strip; not in the paper) the ADC and TDC heads see the strip of their
+hit. In the paper's fused hit, strip, ADC and TDC are drawn independently given the hidden state:
+the ADC of a hit is drawn from a mixture over all strips it might be (shower core or halo), without
+knowing which strip was drawn.
 Pre-norm causal blocks; output heads: strip, TDC, and one ADC head per calorimeter
 section (PCAL, ECIN, ECOUT) blended by soft section routing, with weights equal to the predicted
 strip probability summed over each section's strips.
@@ -47,6 +51,10 @@ class GPTConfig:
     # add a learned function of the momentum to every token's embedding as well (not in the paper;
     # see the module docstring); False keeps the paper's prefix-only conditioning
     condition_every_position: bool = False
+    # the ADC and TDC heads see the strip of the hit they describe (teacher-forced in training, the
+    # drawn strip in generation) through a small residual MLP; False: the paper's fused hit, whose
+    # three tokens are drawn independently given the hidden state (see the module docstring)
+    value_heads_see_strip: bool = False
     strip_vocab: int = tok.STRIP.vocab_size
     adc_vocab: int = tok.ADC.vocab_size
     tdc_vocab: int = tok.TDC.vocab_size
@@ -152,6 +160,11 @@ class HitGPT(nn.Module):
         self.head_strip = nn.Linear(d, cfg.strip_vocab)
         self.head_tdc = nn.Linear(d, cfg.tdc_vocab)
         self.head_adc = nn.ModuleList([nn.Linear(d, cfg.adc_vocab) for _ in cfg.sections])
+        if cfg.value_heads_see_strip:
+            self.value_strip = nn.Embedding(cfg.strip_vocab, d)
+            self.value_mlp = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+        else:
+            self.value_strip, self.value_mlp = None, None
         section_of = torch.full((cfg.strip_vocab,), -1, dtype=torch.long)
         for i, (lo, hi) in enumerate(cfg.sections):
             section_of[lo:hi] = i
@@ -163,6 +176,8 @@ class HitGPT(nn.Module):
         if self.cond_tokens is not None:  # starts as the paper's model: the offset grows from zero
             nn.init.zeros_(self.cond_tokens.weight)
             nn.init.zeros_(self.cond_tokens.bias)
+        if self.value_mlp is not None:  # likewise the strip's contribution to the value heads
+            nn.init.zeros_(self.value_mlp[-1].weight)
         for name, p in self.named_parameters():  # GPT-2 style: scale the residual projections
             if name.endswith("proj.weight") and "emb" not in name or name.endswith("ff.2.weight"):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_blocks))
@@ -209,6 +224,13 @@ class HitGPT(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x, cache, i)
         return self.ln_f(x)
+
+    def value_hidden(self, h: torch.Tensor, strip: torch.Tensor) -> torch.Tensor:
+        """The input of the ADC and TDC heads for hidden states h (..., d) whose hit has this strip
+        token (...): h itself in the paper's model, else h + MLP(h + embedding of the strip)."""
+        if self.value_mlp is None:
+            return h
+        return h + self.value_mlp(h + self.value_strip(strip))
 
     def strip_log_probs(self, h: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(self.head_strip(h).float(), dim=-1)

@@ -152,6 +152,7 @@ class HitSampler:
         is_hit = strip < tok.N_STRIPS
         is_sep = strip == tok.STRIP.sep
         # value tokens: ADC 0..N_ADC-1, TDC 0..TDC_ZERO (the specials follow them)
+        h = model.value_hidden(h, strip)
         adc_logits = model.adc_logits_of_sections(h, self.section_of_layer[layer.clamp(max=tok.N_LAYERS - 1)])[:, : tok.N_ADC]
         adc = sample_values(adc_logits, opts.temperature, opts.value_top_k, streams.draw_uniforms(keys, position, streams.ADC))
         tdc_logits = model.tdc_logits(h)[:, : tok.TDC_ZERO + 1]

@@ -94,8 +94,9 @@ def compute_loss(model: HitGPT, batch: dict[str, torch.Tensor], weights: LossWei
     # ADC and TDC over hit positions only: at LAYER_SEP/EOS they are implied by the strip token
     # (generation writes them), so predicting them would cost a fifth of the heads' work for nothing
     is_hit = ts < tok.N_STRIPS
-    ce_adc = -model.adc_log_prob_of(hv[is_hit], strip_logp[is_hit], ta[is_hit].long()).mean()
-    ce_tdc = F.cross_entropy(model.tdc_logits(hv[is_hit]), tt[is_hit].long())
+    h_val = model.value_hidden(hv[is_hit], ts[is_hit].long())  # the value heads' input at hit positions
+    ce_adc = -model.adc_log_prob_of(h_val, strip_logp[is_hit], ta[is_hit].long()).mean()
+    ce_tdc = F.cross_entropy(model.tdc_logits(h_val), tt[is_hit].long())
     total = ce_strip + ce_adc + ce_tdc
     parts = {"ce_strip": ce_strip, "ce_adc": ce_adc, "ce_tdc": ce_tdc}
 
@@ -120,8 +121,8 @@ def compute_loss(model: HitGPT, batch: dict[str, torch.Tensor], weights: LossWei
             # the full routed ADC distribution is costly (M x 3 x 5004): estimate the batch's predicted
             # histogram on evenly spaced hit positions, and compare with all true hits
             hit_rows = torch.nonzero(is_hit).squeeze(1)
-            pick = hit_rows[torch.linspace(0, len(hit_rows) - 1, min(len(hit_rows), ADC_HISTOGRAM_POSITIONS), device=h.device).long()]
-            adc_p = torch.exp(model.adc_log_probs(hv[pick], strip_logp[pick])[:, : tok.N_ADC]).sum(0)
+            pick = torch.linspace(0, len(hit_rows) - 1, min(len(hit_rows), ADC_HISTOGRAM_POSITIONS), device=h.device).long()
+            adc_p = torch.exp(model.adc_log_probs(h_val[pick], strip_logp[hit_rows[pick]])[:, : tok.N_ADC]).sum(0)
             adc_true = torch.bincount(ta[is_hit].long(), minlength=tok.N_ADC).float()
             adc_p, adc_true = adc_p.view(-1, ADC_GROUP).sum(1), adc_true.view(-1, ADC_GROUP).sum(1)
             exp_len, true_len = expected.view(b, -1).sum(1).mean(), n_true.view(b, -1).sum(1).mean()
