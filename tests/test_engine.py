@@ -23,12 +23,15 @@ def same_events(a, b) -> bool:
     return np.array_equal(a[0], b[0]) and all(np.array_equal(a[1][k], b[1][k]) for k in a[1])
 
 
-@pytest.mark.parametrize("every_position", [False, True])
-def test_every_decoder_and_batch_size_draws_the_same_events(every_position):
+@pytest.mark.parametrize("option", ["paper", "condition_every_position", "value_heads_see_strip"])
+def test_every_decoder_and_batch_size_draws_the_same_events(option):
     torch.manual_seed(1)
-    model = HitGPT(dataclasses.replace(SMALL, condition_every_position=every_position)).eval()
-    if every_position:  # away from its zero initialisation, so the offset matters
-        torch.nn.init.normal_(model.cond_tokens.weight, std=0.1)
+    model = HitGPT(dataclasses.replace(SMALL, **({} if option == "paper" else {option: True}))).eval()
+    with torch.no_grad():  # away from their zero initialisation, so the options matter
+        if model.cond_tokens is not None:
+            torch.nn.init.normal_(model.cond_tokens.weight, std=0.1)
+        if model.value_mlp is not None:
+            torch.nn.init.normal_(model.value_mlp[-1].weight, std=0.5)
     momentum = clas12_ecal.sample_conditions(30, np.random.default_rng(3))["momentum"]
     ref = generate(model, momentum, SamplingOptions(batch_size=8, seed=2, decoder="plain"))
     assert ref[0][-1] > 30 * 9  # long sequences: the equality is not trivial

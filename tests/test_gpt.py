@@ -158,3 +158,24 @@ def test_condition_every_position_starts_as_the_paper_model_and_reaches_every_to
         emb_plain = [plain.embed(*(a[:, :1] for a in args)) for _ in (low, high)]
     assert (emb[0] - emb[1]).abs().max() > 0.1
     torch.testing.assert_close(emb_plain[0], emb_plain[1])
+
+
+def test_value_heads_see_the_strip_only_where_enabled():
+    torch.manual_seed(0)
+    m = HitGPT(GPTConfig(d_model=24, n_blocks=1, n_heads=2, d_ff=48, dropout=0.0, value_heads_see_strip=True)).eval()
+    h = torch.randn(5, 24)
+    a, b = torch.full((5,), 3), torch.full((5,), 300)
+    torch.testing.assert_close(m.value_hidden(h, a), h)  # zero-initialised: the paper's heads at first
+    with torch.no_grad():
+        m.value_mlp[-1].weight.normal_()
+        m.value_strip.weight.normal_()
+    assert (m.value_hidden(h, a) - m.value_hidden(h, b)).abs().max() > 0.1
+    plain = HitGPT(TINY)
+    torch.testing.assert_close(plain.value_hidden(h, a), h)
+    # the loss uses it: with the option the ADC cross-entropy depends on the strip embedding
+    batch = one_event_batch()
+    _, before = compute_loss(m, batch, LossWeights.cross_entropy_only())
+    with torch.no_grad():
+        m.value_strip.weight.normal_(std=3.0)
+    _, after = compute_loss(m, batch, LossWeights.cross_entropy_only())
+    assert before["ce_adc"] != pytest.approx(after["ce_adc"]) and before["ce_strip"] == pytest.approx(after["ce_strip"])

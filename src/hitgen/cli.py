@@ -78,12 +78,11 @@ def simulate(
             progress=lambda done: bar.update(task, completed=done),
             momentum_range=p_range,
         )
-    if summary.wrote_output:
-        console.print(
-            f"{summary.n_events} events, {summary.n_hits} hits -> {summary.path} in {summary.wall_s:.1f} s: "
-            f"{summary.events_per_s:.1f} events/s with {summary.workers} workers, "
-            f"{summary.events_per_s_per_core:.1f} events/s per core (Geant4 start-up {summary.startup_s:.1f} s excluded)"
-        )
+    console.print(
+        f"{summary.n_events} events, {summary.n_hits} hits -> {summary.path} in {summary.wall_s:.1f} s: "
+        f"{summary.events_per_s:.1f} events/s with {summary.workers} workers, "
+        f"{summary.events_per_s_per_core:.1f} events/s per core (Geant4 start-up {summary.startup_s:.1f} s excluded)"
+    )
 
 
 @app.command()
