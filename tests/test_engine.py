@@ -23,7 +23,7 @@ def same_events(a, b) -> bool:
     return np.array_equal(a[0], b[0]) and all(np.array_equal(a[1][k], b[1][k]) for k in a[1])
 
 
-@pytest.mark.parametrize("option", ["paper", "condition_every_position", "value_heads_see_strip"])
+@pytest.mark.parametrize("option", ["paper", "condition_every_position", "value_heads_see_strip", "deposit_feature"])
 def test_every_decoder_and_batch_size_draws_the_same_events(option):
     torch.manual_seed(1)
     model = HitGPT(dataclasses.replace(SMALL, **({} if option == "paper" else {option: True}))).eval()
@@ -32,6 +32,8 @@ def test_every_decoder_and_batch_size_draws_the_same_events(option):
             torch.nn.init.normal_(model.cond_tokens.weight, std=0.1)
         if model.value_mlp is not None:
             torch.nn.init.normal_(model.value_mlp[-1].weight, std=0.5)
+        if model.deposit_mlp is not None:
+            torch.nn.init.normal_(model.deposit_mlp[-1].weight, std=0.5)
     momentum = clas12_ecal.sample_conditions(30, np.random.default_rng(3))["momentum"]
     ref = generate(model, momentum, SamplingOptions(batch_size=8, seed=2, decoder="plain"))
     assert ref[0][-1] > 30 * 9  # long sequences: the equality is not trivial
@@ -128,3 +130,32 @@ def test_torchrun_generation_with_two_processes_equals_one_process(tmp_path):
         np.testing.assert_array_equal(two.hits[k], one.hits[k])
     np.testing.assert_array_equal(two.conditions["momentum"], one.conditions["momentum"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "one.h5", "two.h5"]  # the shares are gone
+
+
+@pytest.mark.parametrize("option", ["paper", "condition_every_position", "deposit_feature"])
+def test_incremental_decoding_sees_what_teacher_forcing_sees(option):
+    """The hidden states of a token sequence fed one token at a time through the KV cache, with the
+    generator's running inputs (the per-event offset, the deposit fraction), equal those of the
+    teacher-forced forward pass used in training."""
+    from hitgen.models.gpt import KVCache
+    from hitgen.sampling.generate import Deposit, Hit, start_tokens
+    from test_gpt import one_event_batch
+
+    torch.manual_seed(2)
+    model = HitGPT(dataclasses.replace(SMALL, **({} if option == "paper" else {option: True}))).eval()
+    with torch.no_grad():
+        for mlp in (model.cond_tokens, model.deposit_mlp and model.deposit_mlp[-1]):
+            if mlp is not None:
+                torch.nn.init.normal_(mlp.weight, std=0.5)
+    b = one_event_batch()
+    momentum = b["momentum"]
+    with torch.no_grad():
+        forced = model(momentum, b["strip"], b["adc"], b["tdc"], b["layer"], b["rank"])[0]
+        cache = KVCache(len(model.blocks))
+        seq, cond = start_tokens(model, momentum)
+        deposit = Deposit(model, momentum)
+        steps = [model.trunk(seq, cache)[:, -1]]
+        for t in range(1, b["strip"].shape[1]):
+            hit = Hit(*(b[k][:, t] for k in ("strip", "adc", "tdc", "layer", "rank")))
+            steps.append(model.trunk(hit.embed(model, cond, deposit.add(hit.adc)), cache)[:, -1])
+    torch.testing.assert_close(torch.cat(steps), forced, rtol=1e-4, atol=1e-5)

@@ -29,6 +29,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
@@ -55,6 +56,12 @@ class GPTConfig:
     # drawn strip in generation) through a small residual MLP; False: the paper's fused hit, whose
     # three tokens are drawn independently given the hidden state (see the module docstring)
     value_heads_see_strip: bool = False
+    # each position also sees the ADC deposited so far (its own token included) as a fraction of
+    # |p| x adc_per_gev (the Geant4 mean response of clas12-ecal, about 19 400 ADC per GeV: only the
+    # scale of the input), through a small MLP: a function of the earlier tokens, so the model can
+    # budget what is left for the deeper layers (not in the paper; README, "Second round")
+    deposit_feature: bool = False
+    adc_per_gev: float = 19400.0
     strip_vocab: int = tok.STRIP.vocab_size
     adc_vocab: int = tok.ADC.vocab_size
     tdc_vocab: int = tok.TDC.vocab_size
@@ -160,6 +167,13 @@ class HitGPT(nn.Module):
         self.head_strip = nn.Linear(d, cfg.strip_vocab)
         self.head_tdc = nn.Linear(d, cfg.tdc_vocab)
         self.head_adc = nn.ModuleList([nn.Linear(d, cfg.adc_vocab) for _ in cfg.sections])
+        if cfg.deposit_feature:
+            adc_value = torch.zeros(cfg.adc_vocab)
+            adc_value[: tok.N_ADC] = torch.from_numpy(tok.ADC_BINNING.decode(np.arange(tok.N_ADC))).float()
+            self.register_buffer("adc_value", adc_value, persistent=False)  # decoded ADC per token; 0 for specials
+            self.deposit_mlp = nn.Sequential(nn.Linear(1, d), nn.GELU(), nn.Linear(d, d))
+        else:
+            self.deposit_mlp = None
         if cfg.value_heads_see_strip:
             self.value_strip = nn.Embedding(cfg.strip_vocab, d)
             self.value_mlp = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
@@ -178,6 +192,9 @@ class HitGPT(nn.Module):
             nn.init.zeros_(self.cond_tokens.bias)
         if self.value_mlp is not None:  # likewise the strip's contribution to the value heads
             nn.init.zeros_(self.value_mlp[-1].weight)
+        if self.deposit_mlp is not None:  # and the deposit's
+            self.deposit_mlp[0].reset_parameters()
+            nn.init.zeros_(self.deposit_mlp[-1].weight)
         for name, p in self.named_parameters():  # GPT-2 style: scale the residual projections
             if name.endswith("proj.weight") and "emb" not in name or name.endswith("ff.2.weight"):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_blocks))
@@ -211,14 +228,30 @@ class HitGPT(nn.Module):
         return self.conditioning(momentum)[0]
 
     def embed(
-        self, strip: torch.Tensor, adc: torch.Tensor, tdc: torch.Tensor, layer: torch.Tensor, rank: torch.Tensor, cond: torch.Tensor | None = None
+        self,
+        strip: torch.Tensor,
+        adc: torch.Tensor,
+        tdc: torch.Tensor,
+        layer: torch.Tensor,
+        rank: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        deposit: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Token embeddings (B, T, d); cond (B, d) is the per-event offset of condition_every_position."""
+        """Token embeddings (B, T, d); cond (B, d) is the per-event offset of condition_every_position,
+        deposit (B, T) the deposit fraction of deposit_feature (deposit_fraction)."""
         x = torch.cat([self.emb_strip(strip), self.emb_adc(adc), self.emb_tdc(tdc)], dim=-1)
         x = self.emb_proj(x) + self.emb_rank(rank) + self.emb_layer(layer)
         if cond is not None:
             x = x + cond[:, None, :]
+        if self.deposit_mlp is not None:
+            x = x + self.deposit_mlp(deposit[..., None].to(x.dtype))
         return self.emb_drop(self.emb_ln(x))
+
+    def deposit_fraction(self, momentum: torch.Tensor, adc_sum: torch.Tensor) -> torch.Tensor:
+        """ADC deposited so far (..., in decoded ADC units) / (|p| adc_per_gev); momentum (B, 3),
+        adc_sum (B,) or (B, T)."""
+        p = momentum.norm(dim=-1).clamp(min=1e-6) * self.cfg.adc_per_gev
+        return adc_sum / (p if adc_sum.dim() == 1 else p[:, None])
 
     def trunk(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         for i, block in enumerate(self.blocks):
@@ -276,5 +309,6 @@ class HitGPT(nn.Module):
         """Teacher-forced hidden states for token inputs (B, T): returns (B, T, d), one per input token
         (the prefix positions are dropped); position t predicts token t + 1."""
         prefix, cond = self.conditioning(momentum)
-        x = torch.cat([prefix, self.embed(strip, adc, tdc, layer, rank, cond)], dim=1)
+        deposit = self.deposit_fraction(momentum, torch.cumsum(self.adc_value[adc], dim=1)) if self.deposit_mlp is not None else None
+        x = torch.cat([prefix, self.embed(strip, adc, tdc, layer, rank, cond, deposit)], dim=1)
         return self.trunk(x)[:, self.cfg.n_prefix :]

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from hitgen.models.gpt import HitGPT
-from hitgen.sampling.generate import HitSampler, LayerState, SamplingOptions, empty_tokens, start_tokens
+from hitgen.sampling.generate import Deposit, HitSampler, LayerState, SamplingOptions, empty_tokens, start_tokens
 from hitgen.tokenizers import clas12_ecal as tok
 
 
@@ -147,6 +147,7 @@ def generate_static(
     out = empty_tokens(slots, device)
     h = torch.zeros(slots, model.cfg.d_model, device=device)
     cond = torch.zeros(slots, model.cfg.d_model, device=device) if model.cond_tokens is not None else None
+    deposit = Deposit(model, momentum[:slots].clone())
     admitted = 0
 
     def admit(free: torch.Tensor) -> None:
@@ -157,6 +158,7 @@ def generate_static(
         event[free] = new
         position[free] = 1
         state.reset(free)
+        deposit.reset(free, momentum[new])
         for k, s in (("strip", tok.STRIP), ("adc", tok.ADC), ("tdc", tok.TDC)):
             out[k][free] = s.pad
             out[k][free, 0] = s.sos
@@ -174,6 +176,7 @@ def generate_static(
     while True:
         live = event >= 0
         hit, state = sampler.draw(h, state, keys[event.clamp(min=0)], position)
+        fraction = deposit.add(hit.adc)
         rows = torch.arange(len(event), device=device)
         out["strip"][rows, position] = hit.strip
         out["adc"][rows, position] = hit.adc
@@ -191,7 +194,7 @@ def generate_static(
         # a finished or free slot takes a harmless step at position 1 until it is refilled
         position = torch.where(event >= 0, position + 1, torch.ones_like(position))
         cache.decode(n_prefix + position - 1)  # the cache position of the token just drawn
-        h = model.trunk(hit.embed(model, cond), cache)[:, -1]
+        h = model.trunk(hit.embed(model, cond, fraction), cache)[:, -1]
         free = torch.nonzero(event < 0).squeeze(1)
         if len(free) and admitted < n_events:
             admit(free)
@@ -201,4 +204,5 @@ def generate_static(
             event, position, state, h = event[keep], position[keep], state.select(keep), h[keep]
             out = {k: v[keep] for k, v in out.items()}
             cond = None if cond is None else cond[keep]
+            deposit.select(keep)
     return harvest.result()

@@ -120,8 +120,33 @@ class Hit:
     layer_id: torch.Tensor
     rank: torch.Tensor
 
-    def embed(self, model: HitGPT, cond: torch.Tensor | None) -> torch.Tensor:
-        return model.embed(self.strip[:, None], self.adc[:, None], self.tdc[:, None], self.layer_id[:, None], self.rank[:, None], cond)
+    def embed(self, model: HitGPT, cond: torch.Tensor | None, deposit: torch.Tensor | None = None) -> torch.Tensor:
+        """Embeddings (B, 1, d); deposit (B,): the deposit fraction including this hit (deposit_feature)."""
+        dep = None if deposit is None else deposit[:, None]
+        return model.embed(self.strip[:, None], self.adc[:, None], self.tdc[:, None], self.layer_id[:, None], self.rank[:, None], cond, dep)
+
+
+class Deposit:
+    """The running ADC sum of each row's event, for models with deposit_feature (else inert)."""
+
+    def __init__(self, model: HitGPT, momentum: torch.Tensor) -> None:
+        self.model = model
+        self.on = model.deposit_mlp is not None
+        self.momentum = momentum
+        self.adc_sum = torch.zeros(len(momentum), device=momentum.device)
+
+    def add(self, adc: torch.Tensor) -> torch.Tensor | None:
+        """Add the drawn ADC tokens; the fraction to embed with them (None without the feature)."""
+        if not self.on:
+            return None
+        self.adc_sum = self.adc_sum + self.model.adc_value[adc]
+        return self.model.deposit_fraction(self.momentum, self.adc_sum)
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.momentum, self.adc_sum = self.momentum[rows], self.adc_sum[rows]
+
+    def reset(self, rows: torch.Tensor, momentum: torch.Tensor) -> None:
+        self.momentum[rows], self.adc_sum[rows] = momentum, 0.0
 
 
 class HitSampler:
@@ -178,7 +203,8 @@ def start_tokens(model: HitGPT, momentum: torch.Tensor) -> tuple[torch.Tensor, t
     prefix, cond = model.conditioning(momentum)
     sos = [torch.full((b, 1), s.sos, dtype=torch.long, device=device) for s in (tok.STRIP, tok.ADC, tok.TDC)]
     special = torch.full((b, 1), tok.SPECIAL_LAYER, dtype=torch.long, device=device)
-    first = model.embed(*sos, special, torch.full_like(special, tok.SPECIAL_RANK), cond)
+    deposit = torch.zeros(b, 1, device=device) if model.deposit_mlp is not None else None
+    first = model.embed(*sos, special, torch.full_like(special, tok.SPECIAL_RANK), cond, deposit)
     return torch.cat([prefix, first], dim=1), cond
 
 
@@ -206,9 +232,11 @@ def generate_tokens(model: HitGPT, momentum: torch.Tensor, keys: torch.Tensor, o
     active = torch.arange(b, device=device)  # rows of the batch still decoding; finished ones are dropped
     cache = KVCache(len(model.blocks)) if opts.decoder != "naive" else None
     seq, cond = start_tokens(model, momentum)  # without a cache: every input so far
+    deposit = Deposit(model, momentum)
     h = model.trunk(seq, cache)[:, -1]
     for pos in range(1, tok.MAX_LENGTH):
         hit, state = sampler.draw(h, state, keys, torch.full((len(active),), pos, device=device))
+        fraction = deposit.add(hit.adc)
         out["strip"][active, pos] = hit.strip
         out["adc"][active, pos] = hit.adc
         out["tdc"][active, pos] = hit.tdc
@@ -219,11 +247,13 @@ def generate_tokens(model: HitGPT, momentum: torch.Tensor, keys: torch.Tensor, o
             active, state, keys = active[going], state.select(going), keys[going]
             hit = Hit(*(getattr(hit, f)[going] for f in ("strip", "adc", "tdc", "layer_id", "rank")))
             cond = None if cond is None else cond[going]
+            fraction = None if fraction is None else fraction[going]
+            deposit.select(going)
             if cache is not None:
                 cache.keep(going)
             else:
                 seq = seq[going]
-        x = hit.embed(model, cond)
+        x = hit.embed(model, cond, fraction)
         if cache is not None:
             h = model.trunk(x, cache)[:, -1]
         else:

@@ -25,6 +25,7 @@ class ModelSection(_Strict):
     dropout: float = Field(0.1, ge=0, lt=1)
     condition_every_position: bool = False  # see hitgen.models.gpt
     value_heads_see_strip: bool = False  # see hitgen.models.gpt
+    deposit_feature: bool = False  # see hitgen.models.gpt
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ModelSection:
