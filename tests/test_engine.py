@@ -23,10 +23,11 @@ def same_events(a, b) -> bool:
     return np.array_equal(a[0], b[0]) and all(np.array_equal(a[1][k], b[1][k]) for k in a[1])
 
 
-@pytest.mark.parametrize("option", ["paper", "condition_every_position", "value_heads_see_strip", "deposit_feature"])
+@pytest.mark.parametrize("option", ["paper", "condition_every_position", "value_heads_see_strip", "deposit_feature", "factorised"])
 def test_every_decoder_and_batch_size_draws_the_same_events(option):
     torch.manual_seed(1)
-    model = HitGPT(dataclasses.replace(SMALL, **({} if option == "paper" else {option: True}))).eval()
+    extra = {"paper": {}, "factorised": {"value_head": "factorised"}}.get(option, {option: True})
+    model = HitGPT(dataclasses.replace(SMALL, **extra)).eval()
     with torch.no_grad():  # away from their zero initialisation, so the options matter
         if model.cond_tokens is not None:
             torch.nn.init.normal_(model.cond_tokens.weight, std=0.1)

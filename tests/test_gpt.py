@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -54,17 +55,63 @@ def test_soft_routing_blend_by_hand():
     torch.testing.assert_close(of[:3], torch.tensor([0.5 + 0.1 / 3, 0.3 + 0.1 / 3, 0.1 + 0.1 / 3]))
     assert of[3] < 1e-30
     # generation knows the section: only that head is evaluated, row by row
-    chosen = m.adc_logits_of_sections(h, torch.tensor([2, 0, 1, 0]))
-    assert chosen.argmax(-1).tolist() == [7, 5, 6, 5]
+    u = torch.rand(4, dtype=torch.float64)
+    assert m.sample_adc(h, torch.tensor([2, 0, 1, 0]), 1.0, 0, u, u).tolist() == [7, 5, 6, 5]
 
 
-def test_one_head_per_row_equals_the_full_stack():
+@pytest.mark.parametrize("value_head", ["flat", "factorised"])
+def test_one_head_per_row_draws_what_its_section_head_gives(value_head):
     torch.manual_seed(3)
-    m = HitGPT(TINY)
-    h = torch.randn(7, TINY.d_model)
-    section = torch.tensor([0, 2, 1, 1, 0, 2, 2])
-    full = m.adc_head_logits(h)
-    torch.testing.assert_close(m.adc_logits_of_sections(h, section), full[torch.arange(7), section])
+    m = HitGPT(dataclasses.replace(TINY, value_head=value_head, value_group=64))
+    h = torch.randn(700, TINY.d_model)
+    section = torch.arange(700) % 3
+    g = torch.Generator().manual_seed(1)
+    u, u_fine = (torch.rand(700, generator=g, dtype=torch.float64) for _ in range(2))
+    drawn = m.sample_adc(h, section, 1.0, 0, u, u_fine)
+    assert (drawn < tok.N_ADC).all()
+    for i, head in enumerate(m.head_adc):
+        rows = section == i
+        torch.testing.assert_close(drawn[rows], head.sample(h[rows], 1.0, 0, u[rows], u_fine[rows]))
+
+
+def test_factorised_head_is_a_normalised_distribution_and_draws_it():
+    from scipy.stats import chisquare
+
+    from hitgen.models.heads import FactorisedHead
+
+    torch.manual_seed(0)
+    head = FactorisedHead(16, n_values=23, n_special=3, group=5)  # 5 groups, the last one short (3 bins)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.normal_(std=0.7)
+    h = torch.randn(1, 16)
+    with torch.no_grad():
+        logp = head.log_probs(h)[0]
+    assert logp.shape == (26,) and float(torch.logsumexp(logp, 0)) == pytest.approx(0.0, abs=1e-5)
+    targets = torch.arange(26)
+    with torch.no_grad():
+        torch.testing.assert_close(head.log_prob(h.expand(26, -1), targets), logp)  # the two paths agree
+    # two-stage draws (group, then bin) follow the value part of the distribution
+    n = 200_000
+    g = torch.Generator().manual_seed(2)
+    u, u_fine = (torch.rand(n, generator=g, dtype=torch.float64) for _ in range(2))
+    with torch.no_grad():
+        drawn = head.sample(h.expand(n, -1), 1.0, 0, u, u_fine)
+        tempered = head.sample(h.expand(n, -1), 0.5, 0, u, u_fine)
+    p_values = torch.softmax(logp[:23].double(), 0).numpy()
+    counts = torch.bincount(drawn, minlength=23).numpy()
+    assert chisquare(counts, n * p_values).pvalue > 1e-3
+    p_cold = p_values**2 / (p_values**2).sum()  # temperature 0.5 squares the probabilities
+    assert chisquare(torch.bincount(tempered, minlength=23).numpy(), n * p_cold).pvalue > 1e-3
+
+
+def test_a_factorised_model_trains_and_counts_fewer_head_parameters():
+    cfg = dataclasses.replace(TINY, value_head="factorised")
+    m = HitGPT(cfg)
+    _, parts = compute_loss(m, one_event_batch(), LossWeights())
+    assert all(math.isfinite(v) for v in parts.values()) and parts["distribution"] > 0
+    flat = sum(p.numel() for p in HitGPT(TINY).head_adc.parameters())
+    assert sum(p.numel() for p in m.head_adc.parameters()) < flat / 5
 
 
 def test_expected_layer_lengths_by_hand():

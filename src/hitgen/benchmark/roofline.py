@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from hitgen.models.gpt import GPTConfig
+from hitgen.tokenizers import clas12_ecal as tok
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -52,7 +53,12 @@ def flops_per_event(cfg: GPTConfig, lengths: np.ndarray) -> float:
     d, f, p = cfg.d_model, cfg.d_ff, cfg.n_prefix
     per_position = 2 * cfg.n_blocks * (4 * d * d + 2 * d * f)  # qkv + proj + feed-forward
     attention = 2 * cfg.n_blocks * 2 * d  # scores + values, per position per context position
-    heads = 2 * d * (cfg.strip_vocab + cfg.tdc_vocab + cfg.adc_vocab)  # one ADC head per row
+    if cfg.value_head == "factorised":  # per value head: coarse classes, then the fine MLP of one group
+        g = cfg.value_group
+        value = sum(-(-n // g) + (v - n) + d + g for n, v in ((tok.N_ADC, cfg.adc_vocab), (tok.TDC_ZERO + 1, cfg.tdc_vocab)))
+    else:
+        value = cfg.tdc_vocab + cfg.adc_vocab
+    heads = 2 * d * (cfg.strip_vocab + value)  # one ADC head per row
     embed = 2 * d * d
     lengths = np.asarray(lengths, dtype=np.float64)
     positions = p + 1 + (lengths - 2)  # every position that passes through the trunk

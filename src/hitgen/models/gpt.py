@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from hitgen.models.heads import FactorisedHead, FlatHead
 from hitgen.tokenizers import clas12_ecal as tok
 
 
@@ -62,6 +63,10 @@ class GPTConfig:
     # budget what is left for the deeper layers (not in the paper; README, "Second round")
     deposit_feature: bool = False
     adc_per_gev: float = 19400.0
+    # ADC and TDC heads: "flat" (the paper's: one softmax over the vocabulary) or "factorised"
+    # (coarse group x fine bin, groups of value_group tokens; hitgen.models.heads)
+    value_head: str = "flat"
+    value_group: int = 50
     strip_vocab: int = tok.STRIP.vocab_size
     adc_vocab: int = tok.ADC.vocab_size
     tdc_vocab: int = tok.TDC.vocab_size
@@ -165,8 +170,8 @@ class HitGPT(nn.Module):
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_blocks)])
         self.ln_f = nn.LayerNorm(d)
         self.head_strip = nn.Linear(d, cfg.strip_vocab)
-        self.head_tdc = nn.Linear(d, cfg.tdc_vocab)
-        self.head_adc = nn.ModuleList([nn.Linear(d, cfg.adc_vocab) for _ in cfg.sections])
+        self.head_tdc = self._value_head(tok.TDC_ZERO + 1, cfg.tdc_vocab)
+        self.head_adc = nn.ModuleList([self._value_head(tok.N_ADC, cfg.adc_vocab) for _ in cfg.sections])
         if cfg.deposit_feature:
             adc_value = torch.zeros(cfg.adc_vocab)
             adc_value[: tok.N_ADC] = torch.from_numpy(tok.ADC_BINNING.decode(np.arange(tok.N_ADC))).float()
@@ -198,6 +203,13 @@ class HitGPT(nn.Module):
         for name, p in self.named_parameters():  # GPT-2 style: scale the residual projections
             if name.endswith("proj.weight") and "emb" not in name or name.endswith("ff.2.weight"):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_blocks))
+
+    def _value_head(self, n_values: int, vocab: int) -> nn.Module:
+        if self.cfg.value_head == "flat":
+            return FlatHead(self.cfg.d_model, n_values, vocab - n_values)
+        if self.cfg.value_head == "factorised":
+            return FactorisedHead(self.cfg.d_model, n_values, vocab - n_values, self.cfg.value_group)
+        raise ValueError(f"value_head must be flat or factorised (got {self.cfg.value_head})")
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -268,8 +280,8 @@ class HitGPT(nn.Module):
     def strip_log_probs(self, h: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(self.head_strip(h).float(), dim=-1)
 
-    def tdc_logits(self, h: torch.Tensor) -> torch.Tensor:
-        return self.head_tdc(h).float()
+    def tdc_log_prob_of(self, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.head_tdc.log_prob(h, target)
 
     def section_log_weights(self, strip_logp: torch.Tensor) -> torch.Tensor:
         """Soft section routing: log of the predicted strip probability summed over each section's
@@ -280,29 +292,27 @@ class HitGPT(nn.Module):
         member = member + (self.section_of < 0).float()[:, None] / n_sections
         return torch.log(torch.exp(strip_logp) @ member + 1e-30)
 
-    def adc_head_logits(self, h: torch.Tensor) -> torch.Tensor:
-        """Logits of every section's ADC head, (..., S, V)."""
-        return torch.stack([head(h).float() for head in self.head_adc], dim=-2)
-
-    def adc_logits_of_sections(self, h: torch.Tensor, section: torch.Tensor) -> torch.Tensor:
-        """Logits of one chosen section head per row, (B, V) for h (B, d) and section (B,): a third of
-        the work of adc_head_logits when the section is known."""
-        out = torch.empty(len(h), self.cfg.adc_vocab, device=h.device)
+    def sample_adc(
+        self, h: torch.Tensor, section: torch.Tensor, temperature: float, top_k: int, u: torch.Tensor, u_fine: torch.Tensor
+    ) -> torch.Tensor:
+        """An ADC value token per row from the head of its section (B,): with the section known, the
+        routing weights of the other heads are zero; a third of the work of evaluating all heads."""
+        out = torch.empty(len(h), dtype=torch.long, device=h.device)
         for i, head in enumerate(self.head_adc):
             rows = torch.nonzero(section == i).squeeze(1)
             if len(rows):
-                out[rows] = head(h[rows]).float()
+                out[rows] = head.sample(h[rows], temperature, top_k, u[rows], u_fine[rows])
         return out
 
     def adc_log_probs(self, h: torch.Tensor, strip_logp: torch.Tensor) -> torch.Tensor:
-        """The routed ADC distribution: log sum_s w_s softmax(head_s(h)), (..., V)."""
-        per_head = F.log_softmax(self.adc_head_logits(h), dim=-1)
+        """The routed ADC distribution: log sum_s w_s p_s(.), (..., V)."""
+        per_head = torch.stack([head.log_probs(h) for head in self.head_adc], dim=-2)
         return torch.logsumexp(self.section_log_weights(strip_logp)[..., None] + per_head, dim=-2)
 
     def adc_log_prob_of(self, h: torch.Tensor, strip_logp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """log p(target) under the routed ADC distribution, (M,), one fused cross-entropy per head
         instead of materialising the mixture."""
-        per_head = torch.stack([-F.cross_entropy(head(h).float(), target, reduction="none") for head in self.head_adc], dim=-1)
+        per_head = torch.stack([head.log_prob(h, target) for head in self.head_adc], dim=-1)
         return torch.logsumexp(self.section_log_weights(strip_logp) + per_head, dim=-1)
 
     def forward(self, momentum: torch.Tensor, strip, adc, tdc, layer, rank) -> torch.Tensor:

@@ -25,8 +25,8 @@ _M1, _M2 = 0x7FEB352D, 0x846CA68B
 _GOLDEN = 0x9E3779B9  # 2**32 / golden ratio: spreads consecutive inputs before mixing
 
 # draws of one token position: the counter of stream s at token position t is N_STREAMS * t + s
-STRIP, ADC, TDC = 0, 1, 2
-N_STREAMS = 3
+STRIP, ADC, TDC, ADC_FINE, TDC_FINE = 0, 1, 2, 3, 4  # the fine draws of factorised value heads
+N_STREAMS = 5
 
 
 def mix32(x: torch.Tensor) -> torch.Tensor:

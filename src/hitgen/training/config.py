@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -26,6 +26,8 @@ class ModelSection(_Strict):
     condition_every_position: bool = False  # see hitgen.models.gpt
     value_heads_see_strip: bool = False  # see hitgen.models.gpt
     deposit_feature: bool = False  # see hitgen.models.gpt
+    value_head: Literal["flat", "factorised"] = "flat"  # see hitgen.models.heads
+    value_group: int = Field(50, gt=1)
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ModelSection:

@@ -96,7 +96,7 @@ def compute_loss(model: HitGPT, batch: dict[str, torch.Tensor], weights: LossWei
     is_hit = ts < tok.N_STRIPS
     h_val = model.value_hidden(hv[is_hit], ts[is_hit].long())  # the value heads' input at hit positions
     ce_adc = -model.adc_log_prob_of(h_val, strip_logp[is_hit], ta[is_hit].long()).mean()
-    ce_tdc = F.cross_entropy(model.tdc_logits(h_val), tt[is_hit].long())
+    ce_tdc = -model.tdc_log_prob_of(h_val, tt[is_hit].long()).mean()
     total = ce_strip + ce_adc + ce_tdc
     parts = {"ce_strip": ce_strip, "ce_adc": ce_adc, "ce_tdc": ce_tdc}
 
