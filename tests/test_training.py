@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import pickle
 import signal
@@ -259,3 +260,21 @@ def test_ship_writes_a_model_card_from_the_records(straight, g4_train_file, tmp_
     assert "training_seconds" in cfg and cfg["machine"]["cores"] >= 1
     assert "## Notes\n\nThe ablation: measured." in card and "sampling {" in card
     assert f"hitgen train {cfg['training_config_file']} --data" in card
+
+
+def test_init_from_a_trained_model_copies_its_weights_and_adds_new_modules(straight, g4_train_file, tmp_path):
+    run, _ = straight
+    path = tmp_path / "warm.toml"
+    path.write_text(TINY.replace("dropout = 0.1", "dropout = 0.1\ndeposit_feature = true").format(steps=2, ckpt=1, batch=16, micro=8))
+    warm = train(path, g4_train_file, tmp_path / "warm", stop_after=1, init_from=str(run))
+    init = json.loads((warm / "init.json").read_text())
+    assert init["parameters_new"] == ["deposit_mlp.0.bias", "deposit_mlp.0.weight", "deposit_mlp.2.bias", "deposit_mlp.2.weight"]
+    assert json.loads((warm / "config.json").read_text())["init_from"]["weights_sha256"] == io.load_model(run).weights_sha256
+    # its first loss is the trained model's (the new module starts at zero), far below a fresh start's
+    fresh = train(path, g4_train_file, tmp_path / "fresh", stop_after=1)
+    assert float(log_rows(warm)[0]["loss"]) < float(log_rows(fresh)[0]["loss"]) - 2
+    # a model of another width is refused in one line
+    wide = tmp_path / "wide.toml"
+    wide.write_text(TINY.replace("d_model = 32", "d_model = 64").format(steps=2, ckpt=1, batch=16, micro=8))
+    with pytest.raises(HitgenError, match="has shape"):
+        train(wide, g4_train_file, tmp_path / "wide", stop_after=1, init_from=str(run))

@@ -164,6 +164,7 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="run folder; an unfinished run there is resumed")],
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     stop_after: Annotated[int | None, typer.Option(help="stop (with a checkpoint) after this many steps of this call")] = None,
+    init: Annotated[str | None, typer.Option(help="start a new run from this model's weights (a folder or shipped name)")] = None,
 ) -> None:
     """Train the CLAS12 GPT (resumes exactly from the last checkpoint in --out). Runs under torchrun too."""
     from hitgen.sampling.job import check_device
@@ -186,7 +187,7 @@ def train(
             val = f" val {row['val_loss']}" if row.get("val_loss") else ""
             bar.update(task, completed=step, total=total, info=f"loss {row['loss']}{val}")
 
-        run(config, data, out, device=device, progress=show, stop_after=stop_after)
+        run(config, data, out, device=device, progress=show, stop_after=stop_after, init_from=init)
     console.print(f"run folder {out}: log.csv, checkpoint.safetensors; model.safetensors + config.json once finished")
 
 

@@ -28,7 +28,7 @@ from hitgen.errors import HitgenError
 from hitgen.events import EventSet
 from hitgen.machine import machine_description
 from hitgen.models.gpt import HitGPT
-from hitgen.models.io import save_model_dir
+from hitgen.models.io import load_model, save_model_dir
 from hitgen.training.checkpoint import load_checkpoint, save_checkpoint
 from hitgen.training.config import TrainConfig, load_config
 from hitgen.training.data import TokenData, global_batch, split
@@ -109,9 +109,14 @@ def train(
     device: str = "cpu",
     progress: Callable[[int, int, dict], None] | None = None,
     stop_after: int | None = None,
+    init_from: str | Path | None = None,
 ) -> Path:
     """Train (or resume) into the run folder `out`; returns it. `stop_after` ends the session after
-    that many steps of this call (as a kill would, but cleanly), for tests and short sessions."""
+    that many steps of this call (as a kill would, but cleanly), for tests and short sessions.
+    `init_from` (a model folder or shipped name) starts a new run from that model's weights: every
+    parameter of the same name and shape is copied, the configuration's new modules (which all start
+    at zero, hitgen.models.gpt) keep their initialisation; a resumed run continues from its own
+    checkpoint."""
     cfg = load_config(config_path)
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -145,8 +150,13 @@ def train(
     model = HitGPT(cfg.model.gpt_config()).to(dev)
     optimizer = make_optimizer(model, cfg)
     start = 0
+    init = None
     if ckpt.exists():
         start, _ = load_checkpoint(ckpt, model, optimizer)
+    elif init_from is not None:
+        init = warm_start(model, init_from)
+        if ddp.main:
+            (out / "init.json").write_text(json.dumps(init, indent=2))
     loss_module = LossModule(model, cfg.loss.weights())
     wrapped = DistributedDataParallel(loss_module) if ddp.world > 1 else loss_module
     log_rows = _read_log(out / LOG, start) if ddp.main else []
@@ -193,6 +203,8 @@ def train(
                 _write_log(out / LOG, log_rows)
                 # the model folder follows the checkpoint, so a run in progress can already generate
                 record = run_record(events, events_per_file, data_paths, train_data, val_data, cfg_json, step + 1, log_rows, dev, config_path)
+                if init is not None or (out / "init.json").exists():
+                    record["init_from"] = init or json.loads((out / "init.json").read_text())
                 save_model_dir(out, model, record)
             if progress:
                 progress(step + 1, t.max_steps, row)
@@ -201,6 +213,27 @@ def train(
     if ddp.world > 1:
         dist.barrier()
     return out
+
+
+def warm_start(model: HitGPT, init_from: str | Path) -> dict:
+    """Copy the weights of a trained model folder into a new model (see train); returns what was done."""
+    loaded = load_model(init_from)
+    own = model.state_dict()
+    taken = {k: v for k, v in loaded.model.state_dict().items() if k in own}
+    wrong = [k for k, v in taken.items() if v.shape != own[k].shape]
+    if wrong:
+        raise HitgenError(
+            f"--init {init_from}: parameter {wrong[0]} has shape {tuple(taken[wrong[0]].shape)}, the config wants {tuple(own[wrong[0]].shape)}"
+        )
+    if not taken:
+        raise HitgenError(f"--init {init_from}: no parameter in common with the configured model")
+    model.load_state_dict(taken, strict=False)
+    return {
+        "model": str(loaded.path),
+        "weights_sha256": loaded.weights_sha256,
+        "parameters_copied": len(taken),
+        "parameters_new": sorted(set(own) - set(taken)),
+    }
 
 
 def run_record(events, events_per_file, data_paths, train_data, val_data, cfg_json, steps, log_rows, dev, config_path) -> dict:
