@@ -200,12 +200,15 @@ def train(
             log_rows.append(row)
             if (step + 1) % t.checkpoint_every == 0 or last:
                 save_checkpoint(ckpt, model, optimizer, step + 1, {"config": cfg_json})
-                _write_log(out / LOG, log_rows)
-                # the model folder follows the checkpoint, so a run in progress can already generate
+                # the model folder follows the checkpoint, so a run in progress can already generate;
+                # it is written before the log, so a log that shows a checkpoint has its model folder
+                # complete (a kill inside save_model_dir leaves new weights beside the old config,
+                # which loading refuses by the checksum until the next checkpoint rewrites both)
                 record = run_record(events, events_per_file, data_paths, train_data, val_data, cfg_json, step + 1, log_rows, dev, config_path)
                 if init is not None or (out / "init.json").exists():
                     record["init_from"] = init or json.loads((out / "init.json").read_text())
                 save_model_dir(out, model, record)
+                _write_log(out / LOG, log_rows)
             if progress:
                 progress(step + 1, t.max_steps, row)
         if ddp.world > 1:
