@@ -179,12 +179,15 @@ def empty_tokens(b: int, device: torch.device) -> dict[str, torch.Tensor]:
 
 
 STREAMS = (("strip", tok.STRIP), ("adc", tok.ADC), ("tdc", tok.TDC))
+# the plain decoder drops finished rows once at most this fraction of its rows is live (measured on
+# 2 CPU cores, batch 1024: +15% over dropping them at every finish, which copies the whole cache)
+COMPACT_AT = 0.9
 
 
 @torch.no_grad()
 def generate_tokens(model: HitGPT, momentum: torch.Tensor, keys: torch.Tensor, opts: SamplingOptions) -> dict[str, np.ndarray]:
     """Token arrays (B, MAX_LENGTH) for one batch of conditions, batch by batch: the plain decoder
-    (growing key-value cache; finished events leave the batch) or, with decoder "naive", the whole
+    (growing key-value cache; finished events leave the batch in groups, COMPACT_AT) or, with decoder "naive", the whole
     sequence recomputed at every step. keys (B, 2): the events' random streams."""
     device = momentum.device
     b = len(momentum)
@@ -196,21 +199,26 @@ def generate_tokens(model: HitGPT, momentum: torch.Tensor, keys: torch.Tensor, o
     seq, cond = start_tokens(model, momentum)  # without a cache: every input so far
     deposit = Deposit(model, momentum)
     h = model.trunk(seq, cache)[:, -1]
+    live = torch.ones(b, dtype=torch.bool, device=device)  # rows whose event has not ended
     for pos in range(1, tok.MAX_LENGTH):
         hit, state = sampler.draw(h, state, keys, torch.full((len(active),), pos, device=device))
         fraction = deposit.add(hit.adc)
-        out["strip"][active, pos] = hit.strip
-        out["adc"][active, pos] = hit.adc
-        out["tdc"][active, pos] = hit.tdc
-        going = hit.strip != tok.STRIP.eos
-        if not bool(going.all()):  # drop finished events from the batch and the cache
-            if not bool(going.any()):
-                break
+        for k, s in STREAMS:  # finished rows still in the batch write PAD
+            out[k][active, pos] = torch.where(live, getattr(hit, k), s.pad)
+        live = live & (hit.strip != tok.STRIP.eos)
+        n_live = int(live.sum())
+        if n_live == 0:
+            break
+        # drop finished events from the batch and the cache, not at every finish (each drop copies
+        # the whole cache) but once a tenth of the rows have finished; until then they ride along
+        if n_live <= COMPACT_AT * len(live):
+            going = live
             active, state, keys = active[going], state.select(going), keys[going]
             hit = Hit(*(getattr(hit, f)[going] for f in ("strip", "adc", "tdc", "layer_id", "rank")))
             cond = None if cond is None else cond[going]
             fraction = None if fraction is None else fraction[going]
             deposit.select(going)
+            live = live[going]
             if cache is not None:
                 cache.keep(going)
             else:
