@@ -14,7 +14,8 @@ from scipy.stats import chisquare, kstest
 from hitgen.detectors import clas12_ecal
 from hitgen.models.gpt import GPTConfig, HitGPT
 from hitgen.sampling import streams
-from hitgen.sampling.generate import SamplingOptions, generate, inverse_cdf_sample, sample_from, sample_values
+from hitgen.sampling.draw import inverse_cdf_sample, sample_from, sample_values
+from hitgen.sampling.generate import SamplingOptions, generate
 
 SMALL = GPTConfig(d_model=48, n_blocks=2, n_heads=4, d_ff=96, dropout=0.0)
 

@@ -28,15 +28,15 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from hitgen.models.gpt import HitGPT
-from hitgen.sampling.generate import Deposit, HitSampler, LayerState, SamplingOptions, empty_tokens, start_tokens
+from hitgen.sampling.generate import STREAMS, Deposit, HitSampler, LayerState, SamplingOptions, empty_tokens, start_tokens
 from hitgen.tokenizers import clas12_ecal as tok
 
 
 class StaticKVCache:
     """Keys and values of every block in preallocated buffers (slots, heads, length, head dim)."""
 
-    def __init__(self, n_blocks: int, slots: int, length: int) -> None:
-        self.n_blocks, self.slots, self.length = n_blocks, slots, length
+    def __init__(self, slots: int, length: int) -> None:
+        self.slots, self.length = slots, length
         self.k: list[torch.Tensor] = []  # allocated at the first write, in the dtype of the keys (bf16 under autocast)
         self.v: list[torch.Tensor] = []
         self.rows: torch.Tensor | None = None
@@ -137,7 +137,7 @@ def generate_static(
     n_events = len(momentum)
     slots = min(opts.batch_size, n_events)
     n_prefix = model.cfg.n_prefix
-    cache = StaticKVCache(len(model.blocks), slots, n_prefix + tok.MAX_LENGTH)
+    cache = StaticKVCache(slots, n_prefix + tok.MAX_LENGTH)
     sampler = HitSampler(model, opts, device)
     harvest = Harvest(n_events)
 
@@ -159,7 +159,7 @@ def generate_static(
         position[free] = 1
         state.reset(free)
         deposit.reset(free, momentum[new])
-        for k, s in (("strip", tok.STRIP), ("adc", tok.ADC), ("tdc", tok.TDC)):
+        for k, s in STREAMS:
             out[k][free] = s.pad
             out[k][free, 0] = s.sos
         seq, c = start_tokens(model, momentum[new])
@@ -178,9 +178,8 @@ def generate_static(
         hit, state = sampler.draw(h, state, keys[event.clamp(min=0)], position)
         fraction = deposit.add(hit.adc)
         rows = torch.arange(len(event), device=device)
-        out["strip"][rows, position] = hit.strip
-        out["adc"][rows, position] = hit.adc
-        out["tdc"][rows, position] = hit.tdc
+        for k, _ in STREAMS:
+            out[k][rows, position] = getattr(hit, k)
         done = live & (hit.strip == tok.STRIP.eos)
         if bool(done.any()):
             idx = torch.nonzero(done).squeeze(1)

@@ -24,7 +24,7 @@ import torch
 
 from hitgen.models.gpt import HitGPT, KVCache
 from hitgen.sampling import streams
-from hitgen.sampling.draw import inverse_cdf_sample, sample_from, sample_values  # noqa: F401 (re-exported)
+from hitgen.sampling.draw import sample_from
 from hitgen.tokenizers import clas12_ecal as tok
 
 DECODERS = ("static", "plain", "naive")
@@ -42,9 +42,9 @@ class SamplingOptions:
     seed: int = 0
     # plain: batch by batch with a growing key-value cache (the default: the fastest on 2 CPU cores,
     # README); static: the engine (hitgen.sampling.engine): preallocated key-value cache, continuous
-    # batching; naive: no cache, the whole sequence is
-    # recomputed at every step (the way the SiliconAI and OmniJet-alpha-C codes generate; the
-    # baseline of `hitgen bench`). All three draw the same events (per-event random streams).
+    # batching; naive: no cache, the whole sequence is recomputed at every step (the way the
+    # SiliconAI and OmniJet-alpha-C codes generate; the baseline of `hitgen bench`). All three draw
+    # the same events (per-event random streams).
     decoder: str = "plain"
 
 
@@ -81,6 +81,9 @@ class Hit:
     tdc: torch.Tensor
     layer_id: torch.Tensor
     rank: torch.Tensor
+
+    def select(self, rows: torch.Tensor) -> Hit:
+        return Hit(self.strip[rows], self.adc[rows], self.tdc[rows], self.layer_id[rows], self.rank[rows])
 
     def embed(self, model: HitGPT, cond: torch.Tensor | None, deposit: torch.Tensor | None = None) -> torch.Tensor:
         """Embeddings (B, 1, d); deposit (B,): the deposit fraction including this hit (deposit_feature)."""
@@ -186,9 +189,9 @@ COMPACT_AT = 0.9
 
 @torch.no_grad()
 def generate_tokens(model: HitGPT, momentum: torch.Tensor, keys: torch.Tensor, opts: SamplingOptions) -> dict[str, np.ndarray]:
-    """Token arrays (B, MAX_LENGTH) for one batch of conditions, batch by batch: the plain decoder
-    (growing key-value cache; finished events leave the batch in groups, COMPACT_AT) or, with decoder "naive", the whole
-    sequence recomputed at every step. keys (B, 2): the events' random streams."""
+    """Token arrays (B, MAX_LENGTH) for one batch of conditions: the plain decoder (growing
+    key-value cache; finished events leave the batch in groups, COMPACT_AT) or, with decoder
+    "naive", the whole sequence recomputed at every step. keys (B, 2): the events' random streams."""
     device = momentum.device
     b = len(momentum)
     sampler = HitSampler(model, opts, device)
@@ -214,7 +217,7 @@ def generate_tokens(model: HitGPT, momentum: torch.Tensor, keys: torch.Tensor, o
         if n_live <= COMPACT_AT * len(live):
             going = live
             active, state, keys = active[going], state.select(going), keys[going]
-            hit = Hit(*(getattr(hit, f)[going] for f in ("strip", "adc", "tdc", "layer_id", "rank")))
+            hit = hit.select(going)
             cond = None if cond is None else cond[going]
             fraction = None if fraction is None else fraction[going]
             deposit.select(going)

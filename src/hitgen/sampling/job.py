@@ -106,22 +106,27 @@ def generate_file(
     t0 = time.perf_counter()
     offsets, hits = generate(loaded.model, cond["momentum"][lo:hi], opts, device, progress, first_event=lo)
     gpu = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else None
-    part = EventSet(detector, loaded.config["detector_spec"], {k: v[lo:hi] for k, v in cond.items()}, offsets, hits, loaded.producer, seed=opts.seed)
+    spec = loaded.config["detector_spec"]
+    share = (len(offsets) - 1, int(offsets[-1]))  # this process's events and hits
     if ddp.world > 1:  # every process writes its share; the first joins them into the one output
-        part.write(_part_path(out, ddp.rank, ddp.world), overwrite=True)
+        paths = [_part_path(out, r, ddp.world) for r in range(ddp.world)]
+        EventSet(detector, spec, {k: v[lo:hi] for k, v in cond.items()}, offsets, hits, loaded.producer, seed=opts.seed).write(
+            paths[ddp.rank], overwrite=True
+        )
         ddp.barrier()
         if ddp.main:
-            paths = [_part_path(out, r, ddp.world) for r in range(ddp.world)]
-            part = EventSet.concatenate([EventSet.read(p) for p in paths])
+            joined = EventSet.concatenate([EventSet.read(p) for p in paths])
+            offsets, hits = joined.offsets, joined.hits
     seconds = time.perf_counter() - t0
     timing = timing_note(n, seconds, device=str(device), threads=torch.get_num_threads(), processes=ddp.world)
     notes["timing"] = timing | {"machine": machine_description(gpu)}
     if ddp.main:
-        part = EventSet(detector, loaded.config["detector_spec"], cond, part.offsets, part.hits, loaded.producer, seed=opts.seed, notes=notes)
-        part.write(out, overwrite=overwrite)
+        events = EventSet(detector, spec, cond, offsets, hits, loaded.producer, seed=opts.seed, notes=notes)
+        events.write(out, overwrite=overwrite)
+        share = (events.n_events, events.n_hits)
     if ddp.world > 1:
         ddp.barrier()
         if ddp.main:
             for p in paths:
                 p.unlink()
-    return GenerationSummary(out, part.n_events, part.n_hits, seconds, outside, ddp.main)
+    return GenerationSummary(out, *share, seconds, outside, ddp.main)

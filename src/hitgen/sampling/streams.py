@@ -58,7 +58,7 @@ def event_keys(seed: int, events: np.ndarray) -> np.ndarray:
     g = np.uint64(_GOLDEN)
     k1 = mix32_numpy(mix32_numpy(mix32_numpy(s_lo ^ g) ^ s_hi) ^ e_lo)
     k1 = mix32_numpy(k1 ^ mix32_numpy(e_hi))
-    k2 = mix32_numpy(mix32_numpy(k1 ^ (s_hi + g) & m) ^ ((e_lo * g) & m))
+    k2 = mix32_numpy(mix32_numpy(k1 ^ ((s_hi + g) & m)) ^ ((e_lo * g) & m))
     return np.stack([k1, k2], axis=1).astype(np.int64)
 
 

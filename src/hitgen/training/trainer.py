@@ -150,9 +150,11 @@ def train(
     model = HitGPT(cfg.model.gpt_config()).to(dev)
     optimizer = make_optimizer(model, cfg)
     start = 0
-    init = None
+    init = None  # what --init did, recorded in every model folder of the run (resumed ones too)
     if ckpt.exists():
         start, _ = load_checkpoint(ckpt, model, optimizer)
+        if (out / "init.json").exists():
+            init = json.loads((out / "init.json").read_text())
     elif init_from is not None:
         init = warm_start(model, init_from)
         if ddp.main:
@@ -205,8 +207,8 @@ def train(
                 # complete (a kill inside save_model_dir leaves new weights beside the old config,
                 # which loading refuses by the checksum until the next checkpoint rewrites both)
                 record = run_record(events, events_per_file, data_paths, train_data, val_data, cfg_json, step + 1, log_rows, dev, config_path)
-                if init is not None or (out / "init.json").exists():
-                    record["init_from"] = init or json.loads((out / "init.json").read_text())
+                if init is not None:
+                    record["init_from"] = init
                 save_model_dir(out, model, record)
                 _write_log(out / LOG, log_rows)
             if progress:
