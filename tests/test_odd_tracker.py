@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from hitgen.detectors import odd_tracker as odd
+from hitgen.errors import HitgenError
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,10 @@ def test_layers_radii_and_ids(modules):
     assert set(ids["volume"]) == {17, 24, 29}
     for layer in range(10):
         rows = modules.layer == layer
-        assert np.allclose(np.abs(modules.radius[rows] - radii[layer]), [s.stagger_mm for s in odd.SUBSYSTEMS for _ in s.radii_mm][layer])
+        stagger = [s.stagger_mm for s in odd.SUBSYSTEMS for _ in s.radii_mm][layer]
+        offsets = np.unique(np.round(modules.radius[rows] - radii[layer], 9))
+        f = odd.Z_STAGGER_FRACTION
+        np.testing.assert_allclose(offsets, np.array([-1 - f, -1 + f, 1 - f, 1 + f]) * stagger)
         assert len(set(ids["layer"][rows])) == 1 and ids["sensitive"][rows].min() == 1
 
 
@@ -80,5 +84,5 @@ def test_conditions_follow_their_ranges():
     assert np.all(c["vertex"][:, :2] == 0) and np.abs(c["vertex"][:, 2]).max() <= 50
     pions = odd.sample_conditions(10, np.random.default_rng(0), "pi+")
     assert np.all(pions["charge"] == 1)
-    with pytest.raises(ValueError, match="unknown particle"):
+    with pytest.raises(HitgenError, match="unknown particle"):
         odd.sample_conditions(1, np.random.default_rng(0), "proton")

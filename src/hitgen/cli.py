@@ -48,19 +48,38 @@ def _terminate(signum, frame):  # SIGTERM behaves like Ctrl-C: clean up, write n
 
 @app.command()
 def simulate(
-    detector: Annotated[str, typer.Argument(help="detector name, e.g. clas12-ecal")],
+    detector: Annotated[str, typer.Argument(help="detector name: clas12-ecal or odd-tracker")],
     events: Annotated[int, typer.Option("--events", "-n", help="number of events")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output event file (.h5)")],
     seed: Annotated[int, typer.Option(help="random seed (written into the file)")] = 1,
-    momentum_range: Annotated[str, typer.Option(help="|p| range in GeV, LO:HI")] = "0.5:10",
+    momentum_range: Annotated[str | None, typer.Option(help="clas12-ecal: |p| range in GeV, LO:HI (default 0.5:10)")] = None,
+    particle: Annotated[str | None, typer.Option(help="odd-tracker: mu-, mu+, mu+- (either charge), e- or pi+ (default mu-)")] = None,
+    pt_range: Annotated[str | None, typer.Option(help="odd-tracker: pT range in GeV, LO:HI (default 80:85)")] = None,
+    eta_range: Annotated[str | None, typer.Option(help="odd-tracker: eta range, LO:HI (default 0.05:0.1)")] = None,
+    phi_range: Annotated[str | None, typer.Option(help="odd-tracker: phi range in rad, LO:HI, or 'all' (default 0:0.1)")] = None,
     workers: Annotated[int, typer.Option(help="Geant4 worker processes (default: one per core)")] = 0,
     physics: Annotated[str, typer.Option(help="EM physics: emstandard_opt1 or emstandard_opt2")] = "emstandard_opt1",
     overwrite: Annotated[bool, typer.Option(help="replace an existing output file")] = False,
 ) -> None:
     """Simulate events with Geant4 and write a hitgen-events file."""
+    from hitgen.simulation.backends import get_backend
     from hitgen.simulation.runner import simulate as run
 
-    p_range = parse_range(momentum_range, "--momentum-range")
+    given = {"momentum_range": momentum_range, "particle": particle, "pt_range": pt_range, "eta_range": eta_range, "phi_range": phi_range}
+    accepted = get_backend(detector).options
+    kinematics: dict = {}
+    for name, text in given.items():
+        if text is None:
+            continue
+        option = "--" + name.replace("_", "-")
+        if name not in accepted:
+            raise HitgenError(f"{option} does not apply to {detector} (its options: {', '.join('--' + o.replace('_', '-') for o in accepted)})")
+        if name == "particle":
+            kinematics[name] = text
+        elif name == "phi_range" and text == "all":
+            kinematics[name] = None
+        else:
+            kinematics[name] = parse_range(text, option, positive=name in ("momentum_range", "pt_range"))
     if workers < 0:
         raise HitgenError(f"--workers must be positive (got {workers})")
     signal.signal(signal.SIGTERM, _terminate)
@@ -76,7 +95,7 @@ def simulate(
             overwrite=overwrite,
             physics=physics,
             progress=lambda done: bar.update(task, completed=done),
-            momentum_range=p_range,
+            **kinematics,
         )
     console.print(
         f"{summary.n_events} events, {summary.n_hits} hits -> {summary.path} in {summary.wall_s:.1f} s: "

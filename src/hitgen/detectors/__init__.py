@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from hitgen.detectors import clas12_ecal
+from hitgen.detectors import clas12_ecal, odd_tracker
 from hitgen.detectors.base import DetectorInfo, FieldSpec
 from hitgen.errors import UnknownDetectorError
 
-DETECTORS: dict[str, DetectorInfo] = {clas12_ecal.NAME: clas12_ecal.INFO}
+DETECTORS: dict[str, DetectorInfo] = {clas12_ecal.NAME: clas12_ecal.INFO, odd_tracker.NAME: odd_tracker.INFO}
 
 
 def get_detector(name: str) -> DetectorInfo:

@@ -99,6 +99,20 @@ def make_construction(g4: ModuleType):
     return Construction()
 
 
-def collection_names() -> list[str]:
-    """Hits-collection names, in readout-layer order, as Geant4 names them (SD/primitive)."""
-    return [f"SD_{r.name}/edep" for r in det.READOUT_LAYERS]
+class Recorder:
+    """Per event: (readout layer, strip, energy in MeV) of every strip with a deposit, read from the
+    nine scorer maps that Geant4's C++ filled."""
+
+    columns = ("layer", "strip", "edep_mev")
+
+    def __init__(self, g4: ModuleType, construction) -> None:
+        names = [f"SD_{r.name}/edep" for r in det.READOUT_LAYERS]  # as Geant4 names them: SD/primitive
+        sdm = g4.G4SDManager.GetSDMpointer()
+        self._ids = [sdm.GetCollectionID(n) for n in names]
+        if min(self._ids) < 0:
+            raise RuntimeError(f"scorer collections not found: {names}")
+        self._mev = g4.MeV
+
+    def end_event(self, event) -> list[tuple[float, ...]]:
+        hce = event.GetHCofThisEvent()
+        return [(layer, strip, edep / self._mev) for layer, cid in enumerate(self._ids) for strip, edep in hce.GetHC(cid)]

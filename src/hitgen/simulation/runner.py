@@ -67,7 +67,7 @@ def _worker(detector: str, physics: str, range_cut_mm: float, tasks, results, pa
     try:
         silence_stdout()
         backend = get_backend(detector)
-        session = Geant4Session(_load(backend.construction), _load(backend.collections)(), physics, range_cut_mm)
+        session = Geant4Session(_load(backend.construction), _load(backend.recorder), physics, range_cut_mm, backend.decays)
         session.run_manager.BeamOn(0)  # build physics tables now, outside the timed work
         results.put(("ready", os.getpid(), session.g4.G4RunManager.GetRunManager().GetVersionString().strip()))
         while True:
@@ -81,9 +81,9 @@ def _worker(detector: str, physics: str, range_cut_mm: float, tasks, results, pa
             if task is None:
                 break
             if task:
-                start, pdg, momentum, seeds = task
+                start, pdg, momentum, vertex, seeds = task
                 t0 = time.perf_counter()
-                raw = session.run(pdg, momentum, seeds)
+                raw = session.run(pdg, momentum, seeds, vertex)
                 results.put(("done", start, raw, time.perf_counter() - t0))
     except BaseException as e:  # report, never hang the parent
         msg = str(e) if getattr(e, "__module__", "").startswith("hitgen") else traceback.format_exc(limit=3)
@@ -91,20 +91,6 @@ def _worker(detector: str, physics: str, range_cut_mm: float, tasks, results, pa
     results.close()
     results.join_thread()  # flush the queue's feeder thread before the hard exit below
     os._exit(0)  # skip Geant4's static destructors (they can crash at interpreter exit)
-
-
-def _concat_raw(parts: list[RawEvents]) -> RawEvents:
-    offsets = [np.zeros(1, np.int64)]
-    base = 0
-    for p in parts:
-        offsets.append(p.offsets[1:] + base)
-        base += int(p.offsets[-1])
-    return RawEvents(
-        np.concatenate(offsets),
-        np.concatenate([p.layer for p in parts]),
-        np.concatenate([p.strip for p in parts]),
-        np.concatenate([p.edep_mev for p in parts]),
-    )
 
 
 def simulate(
@@ -146,7 +132,8 @@ def simulate(
             started.append(p)
         for start in range(0, n_events, TASK_EVENTS):
             stop = min(start + TASK_EVENTS, n_events)
-            tasks.put((start, conditions["pdg"][start:stop], conditions["momentum"][start:stop], g4_seeds[start:stop]))
+            vertex = conditions["vertex"][start:stop] if "vertex" in conditions else None
+            tasks.put((start, conditions["pdg"][start:stop], conditions["momentum"][start:stop], vertex, g4_seeds[start:stop]))
         for _ in procs:
             tasks.put(None)
 
@@ -181,7 +168,7 @@ def simulate(
                 starts = list(range(written, stop, TASK_EVENTS))
                 if not all(s in pending for s in starts):
                     break
-                raw_block = _concat_raw([pending.pop(s) for s in starts])
+                raw_block = RawEvents.concat([pending.pop(s) for s in starts])
                 cond = {k: v[written:stop] for k, v in conditions.items()}
                 rng = np.random.default_rng([seed, _STREAM_DIGI, written // DIGI_BLOCK])
                 offsets, hits, truth = backend.digitize(cond, raw_block, rng)

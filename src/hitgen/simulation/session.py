@@ -1,9 +1,10 @@
-"""One Geant4 run manager (serial) per process: physics list, primaries and per-event scoring.
+"""One Geant4 run manager (serial) per process: physics list, primaries and per-event recording.
 
-A session simulates given primaries (pdg, momentum) with a given Geant4 seed per event, so an
-event's result depends only on its own seed and conditions, never on which worker ran it or
-what ran before. Per event, Python sets the gun and reads the scorers' small hit maps; all
-per-step work stays in Geant4's C++.
+A session simulates given primaries (pdg, momentum, vertex) with a given Geant4 seed per event, so
+an event's result depends only on its own seed and conditions, never on which worker ran it or
+what ran before. Per event, Python sets the gun; at the end of the event the detector's recorder
+returns that event's rows (fixed columns, e.g. readout layer, strip and energy of a calorimeter,
+or module and position of a tracker hit).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -28,12 +30,29 @@ DEFAULT_RANGE_CUT_MM = 0.7  # Geant4's default production cut
 
 @dataclass
 class RawEvents:
-    """Scorer output of a block of events: per event (CSR) readout layer, strip and energy (MeV)."""
+    """Recorder output of a block of events: rows per event (CSR) in named float64 columns."""
 
     offsets: np.ndarray  # (n+1,) int64
-    layer: np.ndarray  # (H,) int16
-    strip: np.ndarray  # (H,) int32
-    edep_mev: np.ndarray  # (H,) float64
+    columns: dict[str, np.ndarray]  # name -> (H,) float64
+
+    @classmethod
+    def concat(cls, parts: list[RawEvents]) -> RawEvents:
+        offsets, base = [np.zeros(1, np.int64)], 0
+        for p in parts:
+            offsets.append(p.offsets[1:] + base)
+            base += int(p.offsets[-1])
+        names = parts[0].columns
+        return cls(np.concatenate(offsets), {k: np.concatenate([p.columns[k] for p in parts]) for k in names})
+
+
+class Recorder(Protocol):
+    """A detector's per-event output, made after Initialize() (it may look up hit collections)."""
+
+    columns: tuple[str, ...]
+
+    def end_event(self, event) -> list[tuple[float, ...]]:
+        """This event's rows, one tuple of len(columns) floats each; clears any per-event state."""
+        ...
 
 
 def check_physics(name: str) -> str:
@@ -55,9 +74,10 @@ class Geant4Session:
     def __init__(
         self,
         make_construction: Callable,
-        collection_names: list[str],
+        make_recorder: Callable,
         physics: str = DEFAULT_PHYSICS,
         range_cut_mm: float = DEFAULT_RANGE_CUT_MM,
+        decays: bool = False,
     ) -> None:
         g4 = import_geant4()
         self.g4 = g4
@@ -68,6 +88,8 @@ class Geant4Session:
         self.run_manager.SetUserInitialization(self.construction)
         self.physics = g4.G4VModularPhysicsList()
         self.physics.RegisterPhysics(em_class())
+        if decays:
+            self.physics.RegisterPhysics(g4.G4DecayPhysics())
         self.physics.SetDefaultCutValue(range_cut_mm * g4.mm)
         self.run_manager.SetUserInitialization(self.physics)
         livermore = livermore_subdir(data_dir())
@@ -77,11 +99,10 @@ class Geant4Session:
 
         self._gun = g4.G4ParticleGun(1)
         self._particles: dict[int, object] = {}
-        self._block: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._block: tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray] | None = None
         self._index = 0
-        self._out: list[tuple[int, int, float]] = []
+        self._out: list[tuple[float, ...]] = []
         self._counts: list[int] = []
-        self._collection_ids: list[int] = []
         session = self
 
         class Primary(g4.G4VUserPrimaryGeneratorAction):
@@ -98,10 +119,7 @@ class Geant4Session:
         for cmd in ("/control/verbose 0", "/run/verbose 0", "/event/verbose 0", "/tracking/verbose 0"):
             ui.ApplyCommand(cmd)
         self.run_manager.Initialize()
-        sdm = g4.G4SDManager.GetSDMpointer()
-        self._collection_ids = [sdm.GetCollectionID(n) for n in collection_names]
-        if min(self._collection_ids) < 0:
-            raise RuntimeError(f"scorer collections not found: {collection_names}")
+        self.recorder: Recorder = make_recorder(g4, self.construction)
 
     def _particle(self, pdg: int):
         if pdg not in self._particles:
@@ -113,7 +131,7 @@ class Geant4Session:
 
     def _generate(self, event) -> None:
         assert self._block is not None
-        pdg, momentum, seeds = self._block
+        pdg, momentum, vertex, seeds = self._block
         i = self._index
         # reseed per event: the event depends on its own seed only
         self.g4.G4Random.setTheSeeds([int(seeds[i, 0]), int(seeds[i, 1]), 0])
@@ -125,27 +143,25 @@ class Geant4Session:
         mass = particle.GetPDGMass() / self.g4.GeV
         gun.SetParticleEnergy((math.sqrt(p * p + mass * mass) - mass) * self.g4.GeV)
         gun.SetParticleMomentumDirection(self.g4.G4ThreeVector(px / p, py / p, pz / p))
-        gun.SetParticlePosition(self.g4.G4ThreeVector(0, 0, 0))
+        at = (0.0, 0.0, 0.0) if vertex is None else (float(v) * self.g4.mm for v in vertex[i])
+        gun.SetParticlePosition(self.g4.G4ThreeVector(*at))
         gun.GeneratePrimaryVertex(event)
 
     def _collect(self, event) -> None:
-        hce = event.GetHCofThisEvent()
-        n = 0
-        mev = self.g4.MeV
-        for layer, cid in enumerate(self._collection_ids):
-            for strip, edep in hce.GetHC(cid):
-                self._out.append((layer, strip, edep / mev))
-                n += 1
-        self._counts.append(n)
+        rows = self.recorder.end_event(event)
+        self._out.extend(rows)
+        self._counts.append(len(rows))
         self._index += 1
 
-    def run(self, pdg: np.ndarray, momentum: np.ndarray, seeds: np.ndarray) -> RawEvents:
-        """Simulate len(pdg) events; seeds is (n, 2) of positive 31-bit integers, one pair per event."""
+    def run(self, pdg: np.ndarray, momentum: np.ndarray, seeds: np.ndarray, vertex: np.ndarray | None = None) -> RawEvents:
+        """Simulate len(pdg) events from `vertex` (mm; default the origin); seeds is (n, 2) of
+        positive 31-bit integers, one pair per event."""
         n = len(pdg)
-        self._block, self._index, self._out, self._counts = (pdg, momentum, seeds), 0, [], []
+        self._block, self._index, self._out, self._counts = (pdg, momentum, vertex, seeds), 0, [], []
         self.run_manager.BeamOn(n)
         if self._index != n:
             raise RuntimeError(f"Geant4 processed {self._index} of {n} events")
-        out = np.array(self._out, dtype=np.float64).reshape(-1, 3)
+        names = self.recorder.columns
+        out = np.array(self._out, dtype=np.float64).reshape(-1, len(names))
         offsets = np.concatenate([[0], np.cumsum(self._counts)]).astype(np.int64)
-        return RawEvents(offsets, out[:, 0].astype(np.int16), out[:, 1].astype(np.int32), out[:, 2])
+        return RawEvents(offsets, {k: np.ascontiguousarray(out[:, j]) for j, k in enumerate(names)})
