@@ -1,0 +1,1 @@
+"""Track reconstruction for odd-tracker: digitisation into measurements, seeding, helix fit, pulls."""
