@@ -19,7 +19,7 @@ from hitgen.evaluation.observables import CaloObservables, calo_observables
 from hitgen.evaluation.stats import w1
 from hitgen.events import EventSet
 
-SUPPORTED = {"clas12-ecal"}  # detectors whose observables are defined here
+SUPPORTED = {"clas12-ecal", "odd-tracker"}  # detectors whose observables are defined here
 
 
 @dataclass
@@ -101,6 +101,25 @@ def _json_safe(x: Any) -> Any:
     return x
 
 
+def _calorimeter(ref: EventSet, cand: EventSet, out: Path, plots: bool) -> tuple[dict[str, Any], list[tuple[str, Path]]]:
+    """clas12-ecal: the CLAS12 paper's Table 2, occupancy, response, classifier; and the plots."""
+    obs_ref, obs_cand = calo_observables(ref), calo_observables(cand)
+    metrics = {
+        **_nested(mt.compare(obs_ref, obs_cand)),
+        "noise_floor": {**_nested(mt.noise_floor(obs_ref)), "n_per_half": ref.n_events // 2},
+        "paper_table2": mt.PAPER_TABLE2,
+        "per_layer": _per_layer(obs_ref, obs_cand),
+        "energy_response": _response(obs_ref, obs_cand),
+        "classifier": {"model": "sklearn HistGradientBoostingClassifier", "settings": mt.CLASSIFIER_SETTINGS, "seed": mt.CLASSIFIER_SEED},
+    }
+    figures = []
+    if plots:
+        from hitgen.evaluation.plots import make_plots
+
+        figures = make_plots(obs_ref, obs_cand, out / "plots")
+    return metrics, figures
+
+
 def evaluate(reference: str | Path, candidate: str | Path, out: str | Path, max_events: int | None = None, plots: bool = True) -> Evaluation:
     t0 = time.perf_counter()
     reference, candidate, out = Path(reference), Path(candidate), Path(out)
@@ -123,7 +142,12 @@ def evaluate(reference: str | Path, candidate: str | Path, out: str | Path, max_
         raise HitgenError(f"{out}: folder is not writable")
 
     matched, note = conditions_match(ref, cand)
-    obs_ref, obs_cand = calo_observables(ref), calo_observables(cand)
+    if ref.detector == "odd-tracker":
+        from hitgen.evaluation.tracker import evaluate_tracker
+
+        part, figures = evaluate_tracker(ref, cand, out, plots)
+    else:
+        part, figures = _calorimeter(ref, cand, out, plots)
     metrics: dict[str, Any] = {
         "detector": ref.detector,
         "n_reference": ref.n_events,
@@ -138,20 +162,10 @@ def evaluate(reference: str | Path, candidate: str | Path, out: str | Path, max_
         },
         "conditions_matched": matched,
         "conditions_note": note,
-        **_nested(mt.compare(obs_ref, obs_cand)),
-        "noise_floor": {**_nested(mt.noise_floor(obs_ref)), "n_per_half": ref.n_events // 2},
-        "paper_table2": mt.PAPER_TABLE2,
-        "per_layer": _per_layer(obs_ref, obs_cand),
-        "energy_response": _response(obs_ref, obs_cand),
-        "classifier": {"model": "sklearn HistGradientBoostingClassifier", "settings": mt.CLASSIFIER_SETTINGS, "seed": mt.CLASSIFIER_SEED},
+        **part,
         "hitgen_version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    figures = []
-    if plots:
-        from hitgen.evaluation.plots import make_plots
-
-        figures = make_plots(obs_ref, obs_cand, out / "plots")
     metrics["seconds"] = time.perf_counter() - t0
     metrics = _json_safe(metrics)
     _write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -15,6 +16,9 @@ import numpy as np  # noqa: E402
 from hitgen.evaluation.metrics import energy_response, momentum_edges  # noqa: E402
 from hitgen.evaluation.observables import CaloObservables  # noqa: E402
 from hitgen.evaluation.stats import UnitHistogram, common_edges, integer_edges, ratio  # noqa: E402
+
+if TYPE_CHECKING:
+    from hitgen.evaluation.tracker import TrackerObservables
 
 REF_STYLE = dict(color="black", label="reference")
 CAND_STYLE = dict(color="tab:red", label="candidate")
@@ -168,3 +172,29 @@ def _density_figure(ref: CaloObservables, cand: CaloObservables) -> plt.Figure:
     axes[0].set_ylabel("log10(total ADC)", fontsize=12)
     fig.tight_layout()
     return fig
+
+
+def tracker_plots(ref: TrackerObservables, cand: TrackerObservables, pulls: dict[str, dict[str, np.ndarray]], folder: Path) -> list[tuple[str, Path]]:
+    """odd-tracker: hits per track, every per-hit observable, and the pulls of the track fit
+    (reference rounded vs candidate), as (caption, path)."""
+    from hitgen.evaluation.tracker import HIT_OBSERVABLES
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out: list[tuple[str, Path]] = []
+    style = {"xtick.labelsize": 11, "ytick.labelsize": 11, "xtick.minor.visible": False, "ytick.minor.visible": False}
+    with plt.style.context([hep.style.ROOT, style]):
+        fig, [(top, bottom)] = _grid(1, 1, "")
+        hi = int(max(ref.hits_per_track.max(initial=0), cand.hits_per_track.max(initial=0)))
+        hist_compare(top, bottom, ref.hits_per_track, cand.hits_per_track, integer_edges(0, hi), "hits per track")
+        out.append(("Hits per track", _save(fig, folder / "hits_per_track.png")))
+        fig, pairs = _grid(len(HIT_OBSERVABLES), 3, "Per hit (reference rounded as the tokeniser rounds)")
+        for (name, (label, unit)), (top, bottom) in zip(HIT_OBSERVABLES.items(), pairs, strict=True):
+            a, b = ref.per_hit[name], cand.per_hit[name]
+            hist_compare(top, bottom, a, b, common_edges(a, b, 50, (0.001, 0.999)), f"{label} ({unit})")
+        out.append(("Per-hit observables", _save(fig, folder / "per_hit.png")))
+        fig, pairs = _grid(2, 2, "Track-fit pulls")
+        for (name, label), (top, bottom) in zip((("qop", "q/p pull"), ("phi", "phi pull")), pairs, strict=True):
+            a, b = pulls["reference_rounded"][name], pulls["candidate"][name]
+            hist_compare(top, bottom, a, b, np.linspace(-5, 5, 41), label)
+        out.append(("Pulls of q/p and phi (fitted - true) / uncertainty", _save(fig, folder / "pulls.png")))
+    return out

@@ -40,8 +40,51 @@ def made_in(timing: dict[str, Any] | None) -> str:
     return f"{timing['seconds']:.1f} s, {timing['events_per_s']:.1f} events/s" + (f" ({where})" if where else "")
 
 
+TRACKER_HIT_ROWS = [  # (key in metrics.json, label, format)
+    ("hits_per_track_w1", "hits per track W1", "{:.4f}"),
+    ("local_u_w1", "local u W1 (mm)", "{:.4f}"),
+    ("local_v_w1", "local v W1 (mm)", "{:.4f}"),
+    ("x_w1", "global x W1 (mm)", "{:.4f}"),
+    ("z_w1", "global z W1 (mm)", "{:.4f}"),
+    ("px_w1", "px W1 (GeV)", "{:.4f}"),
+    ("py_w1", "py W1 (GeV)", "{:.4f}"),
+    ("pz_w1", "pz W1 (GeV)", "{:.4f}"),
+]
+TRACKER_TRACKING_ROWS = [
+    ("seeding_efficiency", "technical seeding efficiency", "{:.4f}"),
+    ("fitting_efficiency", "technical fitting efficiency", "{:.4f}"),
+    ("qop_pull_width", "q/p pull width", "{:.3f}"),
+    ("phi_pull_width", "phi pull width", "{:.3f}"),
+]
+
+
+def summary_tables(m: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The headline tables of an evaluation as (title, column names, rows of strings), for the CLI."""
+    floor = m["noise_floor"]
+    if m["detector"] == "odd-tracker":
+        hits = [[label, fmt_value(fmt, m[key]), fmt_value(fmt, floor[key])] for key, label, fmt in TRACKER_HIT_ROWS]
+        who = ("reference", "reference_rounded", "candidate")
+        tracks = [[label, *(fmt_value(fmt, m["tracking"][key][w]) for w in who)] for key, label, fmt in TRACKER_TRACKING_ROWS]
+        return [
+            ("hits vs Geant4 rounded", ["metric", "candidate", "noise floor"], hits),
+            ("track reconstruction", ["", "Geant4", "Geant4 rounded", "candidate"], tracks),
+        ]
+    rows = [[label, fmt_value(fmt, get(m, key)), fmt_value(fmt, get(floor, key)), paper] for key, label, fmt, paper in SUMMARY_ROWS]
+    return [("summary", ["metric", "candidate", "noise floor", "CLAS12 paper"], rows)]
+
+
+def _environment() -> Environment:
+    return Environment(loader=PackageLoader("hitgen.evaluation", "templates"), autoescape=select_autoescape(["html", "j2"]))
+
+
+def _embed(figures: list[tuple[str, Path]]) -> list[dict[str, str]]:
+    return [{"caption": caption, "data": base64.b64encode(p.read_bytes()).decode("ascii")} for caption, p in figures]
+
+
 def render_report(metrics: dict[str, Any], figures: list[tuple[str, Path]], path: Path) -> Path:
-    env = Environment(loader=PackageLoader("hitgen.evaluation", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    if metrics["detector"] == "odd-tracker":
+        return _render_tracker(metrics, figures, path)
+    env = _environment()
     floor = metrics["noise_floor"]
     rows = [
         {"name": label, "value": fmt_value(fmt, get(metrics, key)), "floor": fmt_value(fmt, get(floor, key)), "paper": paper}
@@ -73,9 +116,21 @@ def render_report(metrics: dict[str, Any], figures: list[tuple[str, Path]], path
         }
         for i in range(len(edges) - 1)
     ]
-    embedded = [{"caption": caption, "data": base64.b64encode(p.read_bytes()).decode("ascii")} for caption, p in figures]
     html = env.get_template("report.html.j2").render(
-        m=metrics, made_in=made_in, rows=rows, layer_rows=layer_rows, response_rows=response_rows, figures=embedded
+        m=metrics, made_in=made_in, rows=rows, layer_rows=layer_rows, response_rows=response_rows, figures=_embed(figures)
     )
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
+def _render_tracker(metrics: dict[str, Any], figures: list[tuple[str, Path]], path: Path) -> Path:
+    floor = metrics["noise_floor"]
+    rows = [{"name": label, "value": fmt_value(fmt, metrics[key]), "floor": fmt_value(fmt, floor[key])} for key, label, fmt in TRACKER_HIT_ROWS]
+    tracking = [
+        {"name": label, **{k: fmt_value(fmt, metrics["tracking"][key][k]) for k in ("reference", "reference_rounded", "candidate")}}
+        for key, label, fmt in TRACKER_TRACKING_ROWS
+    ]
+    template = _environment().get_template("report_tracker.html.j2")
+    html = template.render(m=metrics, made_in=made_in, rows=rows, tracking=tracking, figures=_embed(figures))
     path.write_text(html, encoding="utf-8")
     return path
