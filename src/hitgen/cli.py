@@ -149,6 +149,23 @@ def info(
             console.print(f"saved {path}")
 
 
+@app.command("import-acts")
+def import_acts(
+    hits: Annotated[Path, typer.Argument(help="ACTS simulated hits (RootSimHitWriter ROOT file)")],
+    particles: Annotated[Path, typer.Option(help="the ACTS particles of the same events (RootParticleWriter ROOT file)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output event file (.h5)")],
+    hits_tree: Annotated[str, typer.Option(help="name of the hits TTree")] = "hits",
+    particles_tree: Annotated[str, typer.Option(help="name of the particles TTree")] = "particles",
+    overwrite: Annotated[bool, typer.Option(help="replace an existing output file")] = False,
+) -> None:
+    """Import ACTS simulated hits as odd-tracker events: one per primary particle, hits mapped onto hitgen's modules."""
+    from hitgen.importers.acts import read_acts
+
+    events = read_acts(hits, particles, hits_tree=hits_tree, particles_tree=particles_tree)
+    path = events.write(out, overwrite=overwrite)
+    console.print(f"{events.n_events} events, {events.n_hits} hits -> {path}")
+
+
 @app.command()
 def evaluate(
     reference: Annotated[Path, typer.Argument(help="reference event file (Geant4)")],
@@ -158,18 +175,19 @@ def evaluate(
 ) -> None:
     """Compare a candidate with a reference: metrics with their noise floor, plots and an HTML report."""
     from hitgen.evaluation import evaluate as run
-    from hitgen.evaluation.report import SUMMARY_ROWS, fmt_value, get, made_in
+    from hitgen.evaluation.report import made_in, summary_tables
 
     result = run(reference, candidate, out, max_events=max_events)
     m = result.metrics
     if not m["conditions_matched"]:
         err_console.print(f"warning: {m['conditions_note']}", highlight=False)
-    t = Table(title=f"{m['detector']}: {m['n_candidate']} candidate vs {m['n_reference']} reference events")
-    for col in ("metric", "candidate", "noise floor", "CLAS12 paper"):
-        t.add_column(col, justify="right" if col != "metric" else "left")
-    for key, label, fmt, paper in SUMMARY_ROWS:
-        t.add_row(label, fmt_value(fmt, get(m, key)), fmt_value(fmt, get(m["noise_floor"], key)), paper)
-    console.print(t)
+    for title, columns, rows in summary_tables(m):
+        t = Table(title=f"{m['detector']}: {m['n_candidate']} candidate vs {m['n_reference']} reference events, {title}")
+        for i, col in enumerate(columns):
+            t.add_column(col, justify="left" if i == 0 else "right")
+        for row in rows:
+            t.add_row(*row)
+        console.print(t)
     for who in ("reference", "candidate"):
         if m[who]["timing"]:
             console.print(f"{who} made in {made_in(m[who]['timing'])}: {m[who]['producer']}", markup=False, highlight=False)

@@ -1,0 +1,1 @@
+"""Importers: event files of other simulations turned into hitgen-events files."""
