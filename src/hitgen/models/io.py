@@ -20,16 +20,23 @@ from safetensors.torch import load_file, save_file
 
 from hitgen.errors import HitgenError
 from hitgen.models.gpt import GPTConfig, HitGPT
+from hitgen.models.track_gpt import TrackGPT, TrackGPTConfig
 
 FORMAT = "hitgen-model"
 FORMAT_VERSION = 1
-ARCHITECTURE = "clas12-gpt"
+ARCHITECTURE = "clas12-gpt"  # the CLAS12 GPT (HitGPT)
+# architecture name -> (config class, model class); a model folder names its architecture
+ARCHITECTURES: dict[str, tuple[type, type]] = {ARCHITECTURE: (GPTConfig, HitGPT), "track-gpt": (TrackGPTConfig, TrackGPT)}
+
+
+def architecture_of(model: torch.nn.Module) -> str:
+    return next(name for name, (_, cls) in ARCHITECTURES.items() if isinstance(model, cls))
 SHIPPED = Path(__file__).resolve().parents[3] / "models"  # models/<name>/ in a source checkout
 
 
 @dataclass
 class LoadedModel:
-    model: HitGPT
+    model: HitGPT | TrackGPT
     config: dict[str, Any]
     path: Path
 
@@ -50,7 +57,7 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_model_dir(folder: Path, model: HitGPT, extra: dict[str, Any]) -> Path:
+def save_model_dir(folder: Path, model: HitGPT | TrackGPT, extra: dict[str, Any]) -> Path:
     """Write model.safetensors and config.json into folder (each atomically)."""
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / "model.safetensors"
@@ -60,7 +67,7 @@ def save_model_dir(folder: Path, model: HitGPT, extra: dict[str, Any]) -> Path:
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "architecture": ARCHITECTURE,
+        "architecture": architecture_of(model),
         "model": model.cfg.to_dict(),
         "weights_sha256": sha256_of(weights),
         **extra,
@@ -95,15 +102,19 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
         raise HitgenError(f"{cfg_path}: not valid JSON") from None
     if config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
         raise HitgenError(f"{cfg_path}: not a hitgen model config (format {config.get('format')!r}, version {config.get('format_version')!r})")
-    if config.get("architecture") != ARCHITECTURE:
-        raise HitgenError(f"{cfg_path}: unknown architecture {config.get('architecture')!r}")
+    if config.get("architecture") not in ARCHITECTURES:
+        raise HitgenError(f"{cfg_path}: unknown architecture {config.get('architecture')!r} (known: {', '.join(ARCHITECTURES)})")
     if sha256_of(weights) != config.get("weights_sha256"):
         raise HitgenError(f"{weights}: checksum differs from config.json; the weights were altered or are incomplete")
     try:
         state = load_file(str(weights), device=str(device))
     except (SafetensorError, OSError) as e:
         raise HitgenError(f"{weights}: unreadable ({e})") from None
-    model = HitGPT(GPTConfig.from_dict(config["model"]))
+    config_class, model_class = ARCHITECTURES[config["architecture"]]
+    try:
+        model = model_class(config_class.from_dict(config["model"]))
+    except TypeError as e:
+        raise HitgenError(f"{cfg_path}: model configuration does not fit {config['architecture']} ({e})") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -55,6 +55,8 @@ def conditions_for(
         if events.detector != model_detector:
             raise HitgenError(f"{conditions}: conditions of detector {events.detector}, but the model simulates {model_detector}")
         return dict(events.conditions)
+    if model_detector != clas12_ecal.NAME:
+        raise HitgenError(f"a {model_detector} model generates for the conditions of an event file: give --conditions FILE")
     if momentum_range is None or n_events is None:
         raise HitgenError("give either --conditions FILE or --momentum-range LO:HI with --events N")
     if n_events <= 0:
@@ -104,7 +106,13 @@ def generate_file(
     n = len(cond["momentum"])
     lo, hi = n * ddp.rank // ddp.world, n * (ddp.rank + 1) // ddp.world  # this process's share
     t0 = time.perf_counter()
-    offsets, hits = generate(loaded.model, cond["momentum"][lo:hi], opts, device, progress, first_event=lo)
+    if loaded.config["architecture"] == "track-gpt":
+        from hitgen.sampling.track_generate import generate_tracks
+
+        share_cond = {k: v[lo:hi] for k, v in cond.items()}
+        offsets, hits = generate_tracks(loaded.model, share_cond, opts.seed, opts.batch_size, device, opts.temperature, progress, first_event=lo)
+    else:
+        offsets, hits = generate(loaded.model, cond["momentum"][lo:hi], opts, device, progress, first_event=lo)
     gpu = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else None
     spec = loaded.config["detector_spec"]
     share = (len(offsets) - 1, int(offsets[-1]))  # this process's events and hits

@@ -25,6 +25,7 @@ class Backend:
     # (conditions, raw recorder output, rng) -> (offsets, hits, truth)
     digitize: Callable[[dict[str, np.ndarray], RawEvents, np.random.Generator], tuple[np.ndarray, dict, dict]]
     decays: bool = False  # register G4DecayPhysics next to the EM physics
+    primary_only: bool = False  # kill secondaries at birth (the detector records the primary only)
 
 
 def _clas12_digitize(
@@ -73,6 +74,7 @@ BACKENDS: dict[str, Backend] = {
         recorder="hitgen.simulation.odd_tracker:Recorder",
         digitize=_odd_digitize,
         decays=True,
+        primary_only=True,
     ),
 }
 

@@ -67,7 +67,7 @@ def _worker(detector: str, physics: str, range_cut_mm: float, tasks, results, pa
     try:
         silence_stdout()
         backend = get_backend(detector)
-        session = Geant4Session(_load(backend.construction), _load(backend.recorder), physics, range_cut_mm, backend.decays)
+        session = Geant4Session(_load(backend.construction), _load(backend.recorder), physics, range_cut_mm, backend.decays, backend.primary_only)
         session.run_manager.BeamOn(0)  # build physics tables now, outside the timed work
         results.put(("ready", os.getpid(), session.g4.G4RunManager.GetRunManager().GetVersionString().strip()))
         while True:

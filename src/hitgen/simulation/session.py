@@ -78,6 +78,7 @@ class Geant4Session:
         physics: str = DEFAULT_PHYSICS,
         range_cut_mm: float = DEFAULT_RANGE_CUT_MM,
         decays: bool = False,
+        primary_only: bool = False,
     ) -> None:
         g4 = import_geant4()
         self.g4 = g4
@@ -116,6 +117,18 @@ class Geant4Session:
         self._primary, self._event_action = Primary(), EventAction()
         self.run_manager.SetUserAction(self._primary)
         self.run_manager.SetUserAction(self._event_action)
+        if primary_only:
+            # A detector that records the primary only need not track secondaries: killing them at
+            # birth changes nothing it records (they took their energy when they were made), and a
+            # slow electron spiralling along the field in vacuum can otherwise circle for ever.
+            kill, keep = g4.G4ClassificationOfNewTrack.fKill, g4.G4ClassificationOfNewTrack.fUrgent
+
+            class Stacking(g4.G4UserStackingAction):
+                def ClassifyNewTrack(self, track):  # noqa: N802 (Geant4 API)
+                    return kill if track.GetParentID() > 0 else keep
+
+            self._stacking = Stacking()
+            self.run_manager.SetUserAction(self._stacking)
         for cmd in ("/control/verbose 0", "/run/verbose 0", "/event/verbose 0", "/tracking/verbose 0"):
             ui.ApplyCommand(cmd)
         self.run_manager.Initialize()

@@ -70,3 +70,31 @@ class HybridBinning:
         k = np.asarray(index, dtype=np.int64)
         n = self.linear.n_bins
         return np.where(k < n, self.linear.decode(np.minimum(k, n - 1)), self.log.decode(np.maximum(k - n, 0)))
+
+
+@dataclass(frozen=True)
+class SignedBinning:
+    """A magnitude binning mirrored around zero: negative values take indices n-1 .. 0 (growing
+    magnitude downwards), non-negative ones n .. 2n-1, for n = magnitude.n_bins."""
+
+    magnitude: HybridBinning
+
+    @property
+    def n_bins(self) -> int:
+        return 2 * self.magnitude.n_bins
+
+    def encode(self, values: np.ndarray) -> np.ndarray:
+        x = np.asarray(values, dtype=np.float64)
+        k = self.magnitude.encode(np.abs(x))
+        n = self.magnitude.n_bins
+        return np.where(x >= 0, n + k, n - 1 - k)
+
+    def decode(self, index: np.ndarray) -> np.ndarray:
+        i = np.asarray(index, dtype=np.int64)
+        n = self.magnitude.n_bins
+        return np.where(i >= n, 1.0, -1.0) * self.magnitude.decode(np.where(i >= n, i - n, n - 1 - i))
+
+
+def signed_hybrid(linear_hi: float, hi: float, n_linear: int, n_log: int) -> SignedBinning:
+    """Mirrored hybrid binning: linear over [0, linear_hi], logarithmic over (linear_hi, hi]."""
+    return SignedBinning(HybridBinning(LinearBinning(0.0, linear_hi, n_linear), LogBinning(linear_hi, hi, n_log)))

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from hitgen.errors import HitgenError
 from hitgen.models.gpt import GPTConfig
+from hitgen.models.track_gpt import TrackGPTConfig
 from hitgen.training.losses import LossWeights
 
 
@@ -17,7 +18,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+CLAS12_ONLY = {"condition_every_position": False, "value_heads_see_strip": False, "deposit_feature": False, "value_head": "flat", "value_group": 50}
+
+
 class ModelSection(_Strict):
+    architecture: Literal["clas12-gpt", "track-gpt"] = "clas12-gpt"
     d_model: int = Field(512, gt=0)
     n_blocks: int = Field(8, gt=0)
     n_heads: int = Field(8, gt=0)
@@ -33,10 +38,17 @@ class ModelSection(_Strict):
     def _heads_divide(self) -> ModelSection:
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
+        if self.architecture != "clas12-gpt":
+            for name, default in CLAS12_ONLY.items():
+                if getattr(self, name) != default:
+                    raise ValueError(f"{name} is an option of clas12-gpt, not of {self.architecture}")
         return self
 
     def gpt_config(self) -> GPTConfig:
-        return GPTConfig(**self.model_dump())
+        return GPTConfig(**self.model_dump(exclude={"architecture"}))
+
+    def track_config(self) -> TrackGPTConfig:
+        return TrackGPTConfig(**self.model_dump(include={"d_model", "n_blocks", "n_heads", "d_ff", "dropout"}))
 
 
 class LossSection(_Strict):

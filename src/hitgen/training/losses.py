@@ -133,12 +133,12 @@ def compute_loss(model: HitGPT, batch: dict[str, torch.Tensor], weights: LossWei
 
 
 class LossModule(torch.nn.Module):
-    """The model and its loss as one module, so that DDP sees all the work inside forward()."""
+    """A model and its loss function as one module, so that DDP sees all the work inside forward()."""
 
-    def __init__(self, model: HitGPT, weights: LossWeights) -> None:
+    def __init__(self, model: torch.nn.Module, loss) -> None:
         super().__init__()
         self.model = model
-        self.weights = weights
+        self.loss = loss
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        return compute_loss(self.model, batch, self.weights)
+        return self.loss(self.model, batch)

@@ -27,16 +27,20 @@ from hitgen.distributed import Distributed
 from hitgen.errors import HitgenError
 from hitgen.events import EventSet
 from hitgen.machine import machine_description
-from hitgen.models.gpt import HitGPT
 from hitgen.models.io import load_model, save_model_dir
+from hitgen.training.architectures import Architecture, for_config
 from hitgen.training.checkpoint import load_checkpoint, save_checkpoint
 from hitgen.training.config import TrainConfig, load_config
-from hitgen.training.data import TokenData, global_batch, split
-from hitgen.training.losses import LossModule, compute_loss
+from hitgen.training.data import global_batch, split
+from hitgen.training.losses import LossModule
 
 CHECKPOINT = "checkpoint.safetensors"
 LOG = "log.csv"
-LOG_FIELDS = ("step", "lr", "loss", "ce_strip", "ce_adc", "ce_tdc", "occupancy", "length", "distribution", "grad_norm", "val_loss", "seconds")
+LOG_HEAD, LOG_TAIL = ("step", "lr"), ("grad_norm", "val_loss", "seconds")  # around the architecture's loss parts
+
+
+def log_fields(arch: Architecture) -> tuple[str, ...]:
+    return (*LOG_HEAD, *arch.loss_fields, *LOG_TAIL)
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -52,7 +56,7 @@ def dropout_seed(seed: int, step: int, micro: int) -> int:
     return (seed * 1_000_003 + step * 1009 + micro) % (2**63)
 
 
-def make_optimizer(model: HitGPT, cfg: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices and embeddings, none on biases and LayerNorm parameters."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -61,7 +65,7 @@ def make_optimizer(model: HitGPT, cfg: TrainConfig) -> torch.optim.AdamW:
 
 
 @torch.no_grad()
-def validation_loss(model: HitGPT, data: TokenData, cfg: TrainConfig, device: torch.device) -> float:
+def validation_loss(model: torch.nn.Module, data, cfg: TrainConfig, device: torch.device, arch: Architecture) -> float:
     model.eval()
     n = min(len(data), cfg.train.val_events)
     total, weight = 0.0, 0
@@ -69,7 +73,7 @@ def validation_loss(model: HitGPT, data: TokenData, cfg: TrainConfig, device: to
         idx = np.arange(lo, min(lo + cfg.train.micro_batch_size, n))
         batch = {k: v.to(device) for k, v in data.batch(idx).items()}
         with _autocast(cfg, device):
-            _, parts = compute_loss(model, batch, cfg.loss.weights())
+            _, parts = arch.loss(model, batch)
         total += parts["loss"] * len(idx)
         weight += len(idx)
     model.train()
@@ -87,10 +91,10 @@ def _read_log(path: Path, before_step: int) -> list[dict[str, str]]:
         return [row for row in csv.DictReader(f) if int(row["step"]) < before_step]
 
 
-def _write_log(path: Path, rows: list[dict]) -> None:
+def _write_log(path: Path, rows: list[dict], fields: tuple[str, ...]) -> None:
     tmp = path.with_name(f".{path.name}.partial")
     with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+        w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
     os.replace(tmp, path)
@@ -134,7 +138,10 @@ def train(
     out = Path(out)
     data_paths = [Path(p) for p in (data_path if isinstance(data_path, list) else [data_path])]
     events, events_per_file = load_training_events(data_paths)
-    train_data, val_data = split(TokenData.from_events(events), t.val_fraction, t.seed)
+    arch = for_config(cfg)
+    if events.detector != arch.detector:
+        raise HitgenError(f"{arch.name} trains on {arch.detector} event files, not {events.detector} ({data_paths[0]})")
+    train_data, val_data = split(arch.data(events), t.val_fraction, t.seed)
     ckpt = out / CHECKPOINT
     cfg_json = json.loads(cfg.model_dump_json())
     if ddp.main:
@@ -147,7 +154,7 @@ def train(
         dist.barrier()
 
     torch.manual_seed(t.seed)
-    model = HitGPT(cfg.model.gpt_config()).to(dev)
+    model = arch.build().to(dev)
     optimizer = make_optimizer(model, cfg)
     start = 0
     init = None  # what --init did, recorded in every model folder of the run (resumed ones too)
@@ -159,7 +166,8 @@ def train(
         init = warm_start(model, init_from)
         if ddp.main:
             (out / "init.json").write_text(json.dumps(init, indent=2))
-    loss_module = LossModule(model, cfg.loss.weights())
+    loss_module = LossModule(model, arch.loss)
+    fields = log_fields(arch)
     wrapped = DistributedDataParallel(loss_module) if ddp.world > 1 else loss_module
     log_rows = _read_log(out / LOG, start) if ddp.main else []
     n_micro = per_rank // t.micro_batch_size
@@ -188,13 +196,13 @@ def train(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if ddp.world > 1:  # average the logged numbers over processes
-            vec = torch.tensor([sums.get(k, 0.0) for k in LOG_FIELDS[2:9]], dtype=torch.float64)
+            vec = torch.tensor([sums.get(k, 0.0) for k in arch.loss_fields], dtype=torch.float64)
             dist.all_reduce(vec)
-            sums = {k: float(v) / ddp.world for k, v in zip(LOG_FIELDS[2:9], vec, strict=True)}
+            sums = {k: float(v) / ddp.world for k, v in zip(arch.loss_fields, vec, strict=True)}
         last = step + 1 == end
         val = None
         if (step + 1) % t.eval_every == 0 or step + 1 == t.max_steps:
-            val = validation_loss(model, val_data, cfg, dev) if ddp.main else None
+            val = validation_loss(model, val_data, cfg, dev, arch) if ddp.main else None
         if ddp.main:
             row = {"step": step, "lr": f"{lr:.6g}", "grad_norm": f"{grad_norm:.4g}", "seconds": f"{time.perf_counter() - t0:.2f}"}
             row |= {k: f"{v:.5f}" for k, v in sums.items()}
@@ -207,10 +215,11 @@ def train(
                 # complete (a kill inside save_model_dir leaves new weights beside the old config,
                 # which loading refuses by the checksum until the next checkpoint rewrites both)
                 record = run_record(events, events_per_file, data_paths, train_data, val_data, cfg_json, step + 1, log_rows, dev, config_path)
+                record["tokenizer"] = arch.tokenizer
                 if init is not None:
                     record["init_from"] = init
                 save_model_dir(out, model, record)
-                _write_log(out / LOG, log_rows)
+                _write_log(out / LOG, log_rows, fields)
             if progress:
                 progress(step + 1, t.max_steps, row)
         if ddp.world > 1:
@@ -220,7 +229,7 @@ def train(
     return out
 
 
-def warm_start(model: HitGPT, init_from: str | Path) -> dict:
+def warm_start(model: torch.nn.Module, init_from: str | Path) -> dict:
     """Copy the weights of a trained model folder into a new model (see train); returns what was done."""
     loaded = load_model(init_from)
     own = model.state_dict()
@@ -244,7 +253,6 @@ def warm_start(model: HitGPT, init_from: str | Path) -> dict:
 def run_record(events, events_per_file, data_paths, train_data, val_data, cfg_json, steps, log_rows, dev, config_path) -> dict:
     """What config.json records about the data and the training, beside the model itself."""
     return {
-        "tokenizer": "clas12-ecal three-stream (hitgen.tokenizers.clas12_ecal)",
         "detector_spec": events.detector_spec,
         "training": cfg_json,
         "training_config_file": str(config_path),
