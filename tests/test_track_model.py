@@ -103,3 +103,38 @@ def test_generation_is_valid_and_batch_independent(muons, tiny_model, geometry):
         assert np.all(np.diff(layers) >= 0)
     other_seed, _ = generate_tracks(model, cond, seed=4, batch_size=40, geometry=geometry)
     assert not np.array_equal(other_seed, offsets) or not np.array_equal(_["local_u"], hits["local_u"])
+
+
+@pytest.mark.geant4
+def test_naive_decoding_draws_the_same_tracks(muons, tiny_model, geometry):
+    """No cache, the whole sequence recomputed at every step (the bench's baseline): same tracks."""
+    model = load_model(tiny_model).model
+    cond = {k: v[:30] for k, v in EventSet.read(muons).conditions.items()}
+    offsets, hits = generate_tracks(model, cond, seed=5, batch_size=30, geometry=geometry)
+    offsets_n, hits_n = generate_tracks(model, cond, seed=5, batch_size=30, geometry=geometry, cache=False)
+    np.testing.assert_array_equal(offsets, offsets_n)
+    np.testing.assert_array_equal(hits["geometry_id"], hits_n["geometry_id"])
+    np.testing.assert_allclose(hits_n["local_u"], hits["local_u"], atol=1e-6)
+
+
+@pytest.mark.geant4
+def test_bench_of_a_track_model(tiny_model):
+    """The same JSON contract for the tracker: Geant4 and the model on the same muons."""
+    from hitgen.benchmark.run import bench
+
+    r = bench(str(tiny_model), events=16, batch_sizes=(4, 8), repeats=1, geant4_events=40)
+    assert r["detector"] == "odd-tracker" and r["geant4"]["events"] == 40
+    for key in ("geant4_events_per_s", "model_events_per_s", "speedup_vs_geant4", "naive_events_per_s", "speedup_vs_naive", "flops_per_event"):
+        assert r[key] > 0, key
+    assert 0 < r["roofline_fraction"] < 1
+    assert r["per_batch"][0]["mean_sequence_length"] > 1
+
+
+def test_flops_per_track_by_hand():
+    from hitgen.benchmark.roofline import flops_per_track
+    from hitgen.models.track_gpt import TrackGPTConfig
+
+    cfg = TrackGPTConfig(d_model=4, n_blocks=1, n_heads=1, d_ff=8, n_features=3, n_conditions=2, which_vocab=2, value_vocab=5)
+    # 2 positions: trunk 2 (4*16 + 2*4*8) + features 2*3*4 = 280 each; heads 2*4*2 + 2*4*5*5 = 216 each;
+    # attention over 1 + 2 = 3 context positions, 2*2*4 each; condition MLP 2 (2*4 + 2*16) = 80
+    assert flops_per_track(cfg, np.array([2])) == pytest.approx(2 * (280 + 216) + 3 * 16 + 80)

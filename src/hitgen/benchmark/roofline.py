@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from hitgen.models.gpt import GPTConfig
+from hitgen.models.track_gpt import TrackGPTConfig
 from hitgen.tokenizers import clas12_ecal as tok
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -43,6 +44,20 @@ def matmul_peak_flops(device: str, dtype: str, size: int | None = None, repeats:
         _sync(dev)
         times.append(time.perf_counter() - t0)
     return 2.0 * n**3 / statistics.median(times)
+
+
+def flops_per_track(cfg: TrackGPTConfig, lengths: np.ndarray) -> float:
+    """Mean forward FLOPs of generating tracks of these position counts (hits + 1) with the track GPT
+    and a key-value cache: every position passes the trunk once and its heads (which, and the five
+    deviation heads where a hit follows); the input map of the features and the condition MLP."""
+    d, f = cfg.d_model, cfg.d_ff
+    per_position = 2 * cfg.n_blocks * (4 * d * d + 2 * d * f) + 2 * cfg.n_features * d
+    heads = 2 * d * cfg.which_vocab + 2 * d * (len(("du", "dv", "dp", "dphi", "dtheta")) * cfg.value_vocab)
+    conditions = 2 * (cfg.n_conditions * d + 2 * d * d)
+    lengths = np.asarray(lengths, dtype=np.float64)
+    context = lengths * (lengths + 1) / 2
+    total = lengths * (per_position + heads) + context * 2 * cfg.n_blocks * 2 * d + conditions
+    return float(total.mean())
 
 
 def flops_per_event(cfg: GPTConfig, lengths: np.ndarray) -> float:

@@ -39,9 +39,11 @@ def generate_tracks(
     progress: Callable[[int], None] | None = None,
     first_event: int = 0,
     geometry: tok.Geometry | None = None,
+    cache: bool = True,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Tracks for every event of `conditions` (pdg, charge, vertex, momentum): CSR offsets and the
-    odd-tracker hit fields."""
+    odd-tracker hit fields. cache=False recomputes the whole sequence at every step (naive
+    decoding, the baseline of `hitgen bench`; the same tracks)."""
     geo = geometry or tok.Geometry()
     dev = torch.device(device)
     n = len(conditions["momentum"])
@@ -51,7 +53,7 @@ def generate_tracks(
     for lo in range(0, n, batch_size):
         rows = np.arange(lo, min(lo + batch_size, n))
         cond = {k: v[rows] for k, v in conditions.items()}
-        for i, hits in zip(rows, _generate_batch(model, cond, keys_all[rows], geo, dev, temperature), strict=True):
+        for i, hits in zip(rows, _generate_batch(model, cond, keys_all[rows], geo, dev, temperature, cache), strict=True):
             per_event[i] = hits
         done += len(rows)
         if progress:
@@ -71,7 +73,7 @@ def generate_tracks(
     return offsets, hits
 
 
-def _generate_batch(model, cond, keys_np, geo: tok.Geometry, dev, temperature) -> list[dict[str, np.ndarray]]:
+def _generate_batch(model, cond, keys_np, geo: tok.Geometry, dev, temperature, use_cache: bool = True) -> list[dict[str, np.ndarray]]:
     b = len(keys_np)
     walk = tok.Walk.start(cond)
     conditions = torch.from_numpy(tok.condition_features(cond)).to(dev)
@@ -83,10 +85,19 @@ def _generate_batch(model, cond, keys_np, geo: tok.Geometry, dev, temperature) -
     feats = geo.features(walk, cr)
     which_in = torch.full((b, 1), tok.WHICH_VOCAB, dtype=torch.long, device=dev)
     values_in = {k: torch.zeros((b, 1), dtype=torch.long, device=dev) for k in tok.VALUE_STREAMS}
-    cache = KVCache(len(model.blocks))
+    cache = KVCache(len(model.blocks)) if use_cache else None
+    history: list[tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]] = []  # naive decoding's inputs so far
     for step in range(tok.MAX_HITS + 1):
-        x = model.embed(torch.from_numpy(feats[:, None]).to(dev), which_in, values_in, step, conditions[alive], particle[alive])
-        h = model.trunk(x, cache)[:, -1]
+        f = torch.from_numpy(feats[:, None]).to(dev)
+        if use_cache:
+            x = model.embed(f, which_in, values_in, step, conditions[alive], particle[alive])
+            h = model.trunk(x, cache)[:, -1]
+        else:
+            history.append((f, which_in, values_in))
+            f_all = torch.cat([a for a, _, _ in history], 1)
+            w_all = torch.cat([w for _, w, _ in history], 1)
+            v_all = {k: torch.cat([v[k] for _, _, v in history], 1) for k in tok.VALUE_STREAMS}
+            h = model.trunk(model.embed(f_all, w_all, v_all, 0, conditions[alive], particle[alive]))[:, -1]
         allowed = torch.zeros((len(alive), tok.WHICH_VOCAB), dtype=torch.bool, device=dev)
         allowed[:, : tok.K] = torch.from_numpy(cr.module >= 0).to(dev)
         allowed[:, tok.END] = True
@@ -110,7 +121,10 @@ def _generate_batch(model, cond, keys_np, geo: tok.Geometry, dev, temperature) -
         for r, event in enumerate(alive[go]):
             out[event].append({k: placed[k][r] for k in ("module", "local_u", "local_v", "momentum")})
         keep = torch.from_numpy(go).to(dev)
-        cache.keep(keep)
+        if use_cache:
+            cache.keep(keep)
+        else:
+            history = [(a[keep], w[keep], {k: x[keep] for k, x in v.items()}) for a, w, v in history]
         alive, walk = alive[go], sub
         cr = geo.candidates(walk)
         feats = geo.features(walk, cr)
