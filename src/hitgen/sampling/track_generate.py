@@ -22,6 +22,7 @@ from hitgen.sampling.streams import event_keys, uniforms
 from hitgen.tokenizers import odd_tracker as tok
 
 DRAWS_PER_HIT = 1 + len(tok.VALUE_STREAMS)  # which, then the deviations
+COMPACT_AT = 0.9  # finished rows leave the batch once at most this fraction of its rows is live
 
 
 def _uniform(keys: torch.Tensor, step: torch.Tensor, draw: int) -> torch.Tensor:
@@ -80,7 +81,8 @@ def _generate_batch(model, cond, keys_np, geo: tok.Geometry, dev, temperature, u
     particle = torch.from_numpy(tok.particle_type(cond["pdg"])).to(dev)
     keys = torch.from_numpy(keys_np).to(dev)
     out: list[list[dict]] = [[] for _ in range(b)]
-    alive = np.arange(b)  # event rows still generating, in cache order
+    event = np.arange(b)  # the event of every batch row; finished rows ride along until COMPACT_AT
+    live = np.ones(b, bool)
     cr = geo.candidates(walk)
     feats = geo.features(walk, cr)
     which_in = torch.full((b, 1), tok.WHICH_VOCAB, dtype=torch.long, device=dev)
@@ -88,48 +90,54 @@ def _generate_batch(model, cond, keys_np, geo: tok.Geometry, dev, temperature, u
     cache = KVCache(len(model.blocks)) if use_cache else None
     history: list[tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]] = []  # naive decoding's inputs so far
     for step in range(tok.MAX_HITS + 1):
-        f = torch.from_numpy(feats[:, None]).to(dev)
-        if use_cache:
-            x = model.embed(f, which_in, values_in, step, conditions[alive], particle[alive])
-            h = model.trunk(x, cache)[:, -1]
+        f = torch.from_numpy(feats[:, None].copy()).to(dev)  # a copy: feats is updated in place below
+        if cache is not None:
+            h = model.trunk(model.embed(f, which_in, values_in, step, conditions[event], particle[event]), cache)[:, -1]
         else:
             history.append((f, which_in, values_in))
             f_all = torch.cat([a for a, _, _ in history], 1)
             w_all = torch.cat([w for _, w, _ in history], 1)
             v_all = {k: torch.cat([v[k] for _, _, v in history], 1) for k in tok.VALUE_STREAMS}
-            h = model.trunk(model.embed(f_all, w_all, v_all, 0, conditions[alive], particle[alive]))[:, -1]
-        allowed = torch.zeros((len(alive), tok.WHICH_VOCAB), dtype=torch.bool, device=dev)
+            h = model.trunk(model.embed(f_all, w_all, v_all, 0, conditions[event], particle[event]))[:, -1]
+        allowed = torch.zeros((len(event), tok.WHICH_VOCAB), dtype=torch.bool, device=dev)
         allowed[:, : tok.K] = torch.from_numpy(cr.module >= 0).to(dev)
         allowed[:, tok.END] = True
         if step == tok.MAX_HITS:
             allowed[:, : tok.END] = False
         step_t = torch.tensor(step, device=dev)
         logp = torch.log_softmax(model.which_logits(h).float(), -1)
-        which = sample_from(logp, allowed, temperature, 0, _uniform(keys[alive], step_t, 0))
-        go = (which < tok.END).cpu().numpy()
-        if not go.any():
+        which = sample_from(logp, allowed, temperature, 0, _uniform(keys[event], step_t, 0))
+        live &= (which < tok.END).cpu().numpy()
+        if not live.any():
             break
-        which_go = which[torch.from_numpy(go).to(dev)]
-        logits = model.value_logits(h[torch.from_numpy(go).to(dev)], which_go)
-        drawn = {}
-        for j, k in enumerate(tok.VALUE_STREAMS, start=1):
-            drawn[k] = sample_values(logits[k].float(), temperature, 0, _uniform(keys[alive[go]], step_t, j))
+        go = np.flatnonzero(live)
+        go_t = torch.from_numpy(go).to(dev)
+        which_go = which[go_t]
+        logits = model.value_logits(h[go_t], which_go)
+        keys_go = keys[torch.from_numpy(event[go]).to(dev)]
+        drawn = {k: sample_values(logits[k].float(), temperature, 0, _uniform(keys_go, step_t, j)) for j, k in enumerate(tok.VALUE_STREAMS, start=1)}
         values = {k: tok.BINNINGS[k].decode(v.cpu().numpy()) for k, v in drawn.items()}
-        idx_go = np.flatnonzero(go)
-        sub = walk.subset(idx_go)
-        placed = geo.advance(sub, _rows(cr, idx_go), which_go.cpu().numpy(), values)
-        for r, event in enumerate(alive[go]):
-            out[event].append({k: placed[k][r] for k in ("module", "local_u", "local_v", "momentum")})
-        keep = torch.from_numpy(go).to(dev)
-        if use_cache:
-            cache.keep(keep)
-        else:
-            history = [(a[keep], w[keep], {k: x[keep] for k, x in v.items()}) for a, w, v in history]
-        alive, walk = alive[go], sub
-        cr = geo.candidates(walk)
-        feats = geo.features(walk, cr)
-        which_in = which_go[:, None]
-        values_in = {k: v[:, None] for k, v in drawn.items()}
+        sub = walk.subset(go)
+        placed = geo.advance(sub, _rows(cr, go), which_go.cpu().numpy(), values)
+        walk.assign(go, sub)
+        for r, e in enumerate(event[go]):
+            out[e].append({k: placed[k][r] for k in ("module", "local_u", "local_v", "momentum")})
+        which_in = torch.where(torch.from_numpy(live).to(dev), which, tok.END)[:, None]
+        values_in = {k: torch.zeros((len(event), 1), dtype=torch.long, device=dev).index_put_((go_t,), v[:, None]) for k, v in drawn.items()}
+        sub_cr = geo.candidates(sub)
+        feats[go] = geo.features(sub, sub_cr)
+        for name in ("module", "u", "v", "s", "phi_dir"):
+            getattr(cr, name)[go] = getattr(sub_cr, name)
+        # drop finished rows from the batch and the cache once a tenth of the rows have finished (each
+        # drop copies the cache); until then they ride along and what they draw is ignored
+        if len(go) <= COMPACT_AT * len(event):
+            keep = torch.from_numpy(go).to(dev)
+            event, live, walk, cr, feats = event[go], live[go], walk.subset(go), _rows(cr, go), feats[go]
+            which_in, values_in = which_in[keep], {k: v[keep] for k, v in values_in.items()}
+            if cache is not None:
+                cache.keep(keep)
+            else:
+                history = [(a[keep], w[keep], {k: x[keep] for k, x in v.items()}) for a, w, v in history]
     result = []
     for hits in out:
         result.append(

@@ -87,8 +87,15 @@ class Walk:
             np.full(n, -1), np.full(n, -1), np.arctan2(mom[:, 1], mom[:, 0]), np.linalg.norm(mom, axis=1),
         )
 
+    FIELDS = ("position", "momentum", "charge", "module", "layer", "phi0", "p0")
+
     def subset(self, rows: np.ndarray) -> Walk:
-        return Walk(*(getattr(self, f)[rows] for f in ("position", "momentum", "charge", "module", "layer", "phi0", "p0")))
+        return Walk(*(getattr(self, f)[rows] for f in self.FIELDS))
+
+    def assign(self, rows: np.ndarray, other: Walk) -> None:
+        """Write `other` (a subset, advanced) back into these rows."""
+        for f in self.FIELDS:
+            getattr(self, f)[rows] = getattr(other, f)
 
 
 class Geometry:
