@@ -10,15 +10,20 @@ from typing import Any
 from jinja2 import Environment, PackageLoader
 
 from hitgen.errors import HitgenError
-from hitgen.evaluation.report import SUMMARY_ROWS, fmt_value, get
+from hitgen.evaluation.report import summary_tables
 from hitgen.models.io import load_model
 
 
-def _eval_rows(metrics: dict[str, Any]) -> list[dict[str, str]]:
-    return [
-        {"name": label, "value": fmt_value(fmt, get(metrics, key)), "floor": fmt_value(fmt, get(metrics["noise_floor"], key)), "paper": paper}
-        for key, label, fmt, paper in SUMMARY_ROWS
-    ]
+def _markdown_tables(metrics: dict[str, Any]) -> str:
+    """The evaluation's headline tables (as `hitgen evaluate` prints them) in Markdown."""
+    out = []
+    for title, columns, rows in summary_tables(metrics):
+        out.append(f"{title[0].upper()}{title[1:]}:\n")
+        out.append("| " + " | ".join(columns) + " |")
+        out.append("|" + "---|" * len(columns))
+        out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+        out.append("")
+    return "\n".join(out)
 
 
 def ship(run: Path, dest: Path, evaluation: Path | None = None, notes: str = "") -> Path:
@@ -43,7 +48,7 @@ def ship(run: Path, dest: Path, evaluation: Path | None = None, notes: str = "")
         cfg=cfg,
         n_parameters=loaded.model.n_parameters(),
         metrics=metrics,
-        rows=_eval_rows(metrics) if metrics else [],
+        tables=_markdown_tables(metrics) if metrics else "",
         notes=notes,
     )
     (dest / "README.md").write_text(card, encoding="utf-8")
