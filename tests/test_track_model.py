@@ -138,3 +138,21 @@ def test_flops_per_track_by_hand():
     # 2 positions: trunk 2 (4*16 + 2*4*8) + features 2*3*4 = 280 each; heads 2*4*2 + 2*4*5*5 = 216 each;
     # attention over 1 + 2 = 3 context positions, 2*2*4 each; condition MLP 2 (2*4 + 2*16) = 80
     assert flops_per_track(cfg, np.array([2])) == pytest.approx(2 * (280 + 216) + 3 * 16 + 80)
+
+
+@pytest.mark.geant4
+def test_cli_for_the_tracker(muons, tiny_model, tmp_path):
+    """generate, info and simulate options through the command line; bad input in one line."""
+    from test_cli import assert_one_line_error, hitgen
+
+    out = tmp_path / "gen.h5"
+    r = hitgen("generate", str(tiny_model), "--conditions", str(muons), "--out", str(out), "--batch-size", "64")
+    assert r.returncode == 0, r.stderr
+    generated = EventSet.read(out)
+    assert generated.detector == "odd-tracker" and generated.n_events == 400 and "track-gpt" in generated.producer
+    assert hitgen("info", str(out)).returncode == 0
+    no_conditions = ("generate", str(tiny_model), "--momentum-range", "1:2", "--events", "5", "--out", str(tmp_path / "x.h5"))
+    assert_one_line_error(hitgen(*no_conditions), "--conditions")
+    assert_one_line_error(hitgen("simulate", "odd-tracker", "-n", "5", "-o", str(tmp_path / "y.h5"), "--momentum-range", "1:2"), "does not apply")
+    assert_one_line_error(hitgen("simulate", "odd-tracker", "-n", "5", "-o", str(tmp_path / "y.h5"), "--particle", "proton"), "unknown particle")
+    assert not (tmp_path / "x.h5").exists() and not (tmp_path / "y.h5").exists()
