@@ -49,24 +49,25 @@ def generate_tracks(
     dev = torch.device(device)
     n = len(conditions["momentum"])
     keys_all = event_keys(seed, np.arange(first_event, first_event + n))
-    per_event: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
+    parts: list[dict[str, np.ndarray]] = []
     done = 0
     for lo in range(0, n, batch_size):
         rows = np.arange(lo, min(lo + batch_size, n))
         cond = {k: v[rows] for k, v in conditions.items()}
-        for i, hits in zip(rows, _generate_batch(model, cond, keys_all[rows], geo, dev, temperature, cache), strict=True):
-            per_event[i] = hits
+        part = _generate_batch(model, cond, keys_all[rows], geo, dev, temperature, cache)
+        part["event"] = rows[part["event"]]
+        parts.append(part)
         done += len(rows)
         if progress:
             progress(done)
-    counts = np.array([len(h["module"]) for h in per_event], np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    module = np.concatenate([h["module"] for h in per_event]).astype(np.int64)
-    momentum = np.concatenate([h["momentum"] for h in per_event]).reshape(-1, 3)
+    joined = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    order = np.lexsort((joined["step"], joined["event"]))  # event by event, in flight order
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(joined["event"], minlength=n))]).astype(np.int64)
+    module, momentum = joined["module"][order], joined["momentum"][order]
     hits = {
         "geometry_id": geo.modules.geometry_id[module],
-        "local_u": np.concatenate([h["local_u"] for h in per_event]).astype(np.float32),
-        "local_v": np.concatenate([h["local_v"] for h in per_event]).astype(np.float32),
+        "local_u": joined["local_u"][order].astype(np.float32),
+        "local_v": joined["local_v"][order].astype(np.float32),
         "px": momentum[:, 0].astype(np.float32),
         "py": momentum[:, 1].astype(np.float32),
         "pz": momentum[:, 2].astype(np.float32),
@@ -74,13 +75,15 @@ def generate_tracks(
     return offsets, hits
 
 
-def _generate_batch(model, cond, keys_np, geo: tok.Geometry, dev, temperature, use_cache: bool = True) -> list[dict[str, np.ndarray]]:
+def _generate_batch(model, cond, keys_np, geo: tok.Geometry, dev, temperature, use_cache: bool = True) -> dict[str, np.ndarray]:
+    """The hits of one batch as flat arrays: event (row of the batch), step, module, local_u,
+    local_v, momentum (H, 3); in no particular order."""
     b = len(keys_np)
     walk = tok.Walk.start(cond)
     conditions = torch.from_numpy(tok.condition_features(cond)).to(dev)
     particle = torch.from_numpy(tok.particle_type(cond["pdg"])).to(dev)
     keys = torch.from_numpy(keys_np).to(dev)
-    out: list[list[dict]] = [[] for _ in range(b)]
+    out: list[dict[str, np.ndarray]] = []
     event = np.arange(b)  # the event of every batch row; finished rows ride along until COMPACT_AT
     live = np.ones(b, bool)
     cr = geo.candidates(walk)
@@ -115,13 +118,16 @@ def _generate_batch(model, cond, keys_np, geo: tok.Geometry, dev, temperature, u
         which_go = which[go_t]
         logits = model.value_logits(h[go_t], which_go)
         keys_go = keys[torch.from_numpy(event[go]).to(dev)]
-        drawn = {k: sample_values(logits[k].float(), temperature, 0, _uniform(keys_go, step_t, j)) for j, k in enumerate(tok.VALUE_STREAMS, start=1)}
+        # the five deviation heads sampled in one pass: (hits x streams) rows of the same vocabulary
+        stacked = torch.stack([logits[k].float() for k in tok.VALUE_STREAMS], 1).flatten(0, 1)
+        u = torch.stack([_uniform(keys_go, step_t, j) for j in range(1, DRAWS_PER_HIT)], 1).flatten()
+        tokens = sample_values(stacked, temperature, 0, u).view(len(go), len(tok.VALUE_STREAMS))
+        drawn = {k: tokens[:, j] for j, k in enumerate(tok.VALUE_STREAMS)}
         values = {k: tok.BINNINGS[k].decode(v.cpu().numpy()) for k, v in drawn.items()}
         sub = walk.subset(go)
         placed = geo.advance(sub, _rows(cr, go), which_go.cpu().numpy(), values)
         walk.assign(go, sub)
-        for r, e in enumerate(event[go]):
-            out[e].append({k: placed[k][r] for k in ("module", "local_u", "local_v", "momentum")})
+        out.append({"event": event[go], "step": np.full(len(go), step)} | {k: placed[k] for k in ("module", "local_u", "local_v", "momentum")})
         which_in = torch.where(torch.from_numpy(live).to(dev), which, tok.END)[:, None]
         values_in = {k: torch.zeros((len(event), 1), dtype=torch.long, device=dev).index_put_((go_t,), v[:, None]) for k, v in drawn.items()}
         sub_cr = geo.candidates(sub)
@@ -138,17 +144,10 @@ def _generate_batch(model, cond, keys_np, geo: tok.Geometry, dev, temperature, u
                 cache.keep(keep)
             else:
                 history = [(a[keep], w[keep], {k: x[keep] for k, x in v.items()}) for a, w, v in history]
-    result = []
-    for hits in out:
-        result.append(
-            {
-                "module": np.array([h["module"] for h in hits], np.int64),
-                "local_u": np.array([h["local_u"] for h in hits], np.float64),
-                "local_v": np.array([h["local_v"] for h in hits], np.float64),
-                "momentum": np.array([h["momentum"] for h in hits], np.float64).reshape(-1, 3),
-            }
-        )
-    return result
+    if not out:
+        return {"event": np.zeros(0, np.int64), "step": np.zeros(0, np.int64), "module": np.zeros(0, np.int64),
+                "local_u": np.zeros(0), "local_v": np.zeros(0), "momentum": np.zeros((0, 3))}
+    return {k: np.concatenate([o[k] for o in out]) for k in out[0]}
 
 
 def _rows(cr, idx: np.ndarray):

@@ -30,7 +30,7 @@ import numpy as np
 from hitgen.detectors import odd_tracker as odd
 from hitgen.events import EventSet
 from hitgen.tokenizers.binning import SignedBinning, signed_hybrid
-from hitgen.tracking.propagate import N_LAYERS, Crossings, LayerGrid, crossings_ahead
+from hitgen.tracking.propagate import N_LAYERS, Crossings, LayerGrid, crossings_ahead, wrap
 
 K = 6  # candidates per step
 END = K  # the `which` token that ends a track
@@ -115,7 +115,7 @@ class Geometry:
         path length (per 100 mm)."""
         pos, mom = walk.position, walk.momentum
         pt = np.hypot(mom[:, 0], mom[:, 1])
-        rel = lambda a: np.angle(np.exp(1j * (a - walk.phi0)))  # noqa: E731
+        rel = lambda a: wrap(a - walk.phi0)  # noqa: E731
         state = np.stack(
             [
                 np.hypot(pos[:, 0], pos[:, 1]) / 1000.0,
@@ -222,7 +222,7 @@ def encode(events: EventSet, geometry: Geometry | None = None) -> TrackTokens:
             "du": h["local_u"][hi] - cr.u[go][r, k],
             "dv": h["local_v"][hi] - cr.v[go][r, k],
             "dp": 1.0 - np.linalg.norm(p_hit, axis=1) / p_prev,
-            "dphi": np.angle(np.exp(1j * (np.arctan2(p_hit[:, 1], p_hit[:, 0]) - cr.phi_dir[go][r, k]))),
+            "dphi": wrap(np.arctan2(p_hit[:, 1], p_hit[:, 0]) - cr.phi_dir[go][r, k]),
             "dtheta": np.arctan2(np.hypot(p_hit[:, 0], p_hit[:, 1]), p_hit[:, 2]) - np.arctan2(pt_prev, sub.momentum[go, 2]),
         }
         for name in VALUE_STREAMS:

@@ -60,6 +60,11 @@ class Crossings:
     phi_dir: np.ndarray
 
 
+def wrap(angle: np.ndarray) -> np.ndarray:
+    """Angles to [-pi, pi)."""
+    return (angle + np.pi) % (2 * np.pi) - np.pi
+
+
 def curvature_of(charge: np.ndarray, pt: np.ndarray, field_tesla: float) -> np.ndarray:
     c = -charge * K * field_tesla / np.maximum(pt, 1e-9)
     return np.where(np.abs(c) < MIN_CURVATURE, np.where(c < 0, -MIN_CURVATURE, MIN_CURVATURE), c)
@@ -75,7 +80,7 @@ def helix_to_planes(x0, y0, z0, phi0, cot, c, centre, phi_m):
     arg = -c * dist
     ok = np.abs(arg) <= 1.0
     psi = np.arcsin(np.clip(arg, -1.0, 1.0))
-    turn = np.angle(np.exp(1j * (psi + phi_m - phi0)))
+    turn = wrap(psi + phi_m - phi0)
     s = turn / c
     x = xc + np.sin(phi0 + turn) / c
     y = yc - np.cos(phi0 + turn) / c
@@ -99,7 +104,7 @@ def _cylinder_crossing(x0, y0, phi0, c, radius):
         px, py = a * ux - sign * h * uy, a * uy + sign * h * ux
         ang0 = np.arctan2(y0 - yc, x0 - xc)
         ang = np.arctan2(py - yc, px - xc)
-        turn = np.angle(np.exp(1j * (ang - ang0)))  # rotation from the state to that point
+        turn = wrap(ang - ang0)  # rotation from the state to that point
         s = turn / c  # signed by the sense of rotation: c > 0 turns counter-clockwise
         s = np.where(s < -S_MIN_MM, s + 2 * np.pi / np.abs(c), s)
         best = np.where(reach & (s > S_MIN_MM) & (s < best), s, best)
@@ -155,11 +160,7 @@ def crossings_ahead(
     )
     in_u = np.abs(u) <= modules.half_u[safe] + EDGE_SLACK_MM
     inside = (rows >= 0) & in_u & (np.abs(v) <= modules.half_v[safe] + EDGE_SLACK_MM) & (s > S_MIN_MM)
-    # the same module can appear twice (rows clipped at the barrel ends): keep its first copy
-    dup = np.zeros_like(inside)
-    for a in range(1, rows.shape[1]):
-        dup[:, a] = np.any((rows[:, :a] == rows[:, a : a + 1]) & inside[:, :a], axis=1)
-    inside &= ~dup
+    # no module appears twice: rows beyond the barrel ends are -1, not clipped, and the layers differ
     key = np.where(inside, s, np.inf)
     order = np.argsort(key, axis=1, kind="stable")[:, :k]
     take = np.take_along_axis
