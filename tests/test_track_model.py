@@ -156,3 +156,19 @@ def test_cli_for_the_tracker(muons, tiny_model, tmp_path):
     assert_one_line_error(hitgen("simulate", "odd-tracker", "-n", "5", "-o", str(tmp_path / "y.h5"), "--momentum-range", "1:2"), "does not apply")
     assert_one_line_error(hitgen("simulate", "odd-tracker", "-n", "5", "-o", str(tmp_path / "y.h5"), "--particle", "proton"), "unknown particle")
     assert not (tmp_path / "x.h5").exists() and not (tmp_path / "y.h5").exists()
+
+
+def test_shipped_track_model_makes_tracks_that_fit():
+    """models/odd-tracker-gpt loads without pickle (checksum verified) and its muons reconstruct:
+    a broken or untrained model would not put eleven hits on a helix to the micron."""
+    loaded = load_model("odd-tracker-gpt")
+    assert loaded.config["architecture"] == "track-gpt" and loaded.config["detector_spec"]["name"] == "odd-tracker"
+    kinematics = dict(particle="mu+-", pt_range=(70.0, 90.0), eta_range=(0.05, 0.25), phi_range=None)
+    cond = odd.sample_conditions(200, np.random.default_rng(8), **kinematics)
+    offsets, hits = generate_tracks(loaded.model, cond, seed=8, batch_size=200)
+    events = EventSet(odd.NAME, loaded.config["detector_spec"], cond, offsets, hits, loaded.producer)
+    from hitgen.tracking.reconstruct import reconstruct
+
+    s = reconstruct(events).summary()
+    assert 10.5 < events.hits_per_event().mean() < 11.6
+    assert s["fitting_efficiency"] >= 0.97 and 0.85 < s["qop_pull_width"] < 1.3
