@@ -172,3 +172,23 @@ def test_shipped_track_model_makes_tracks_that_fit():
     s = reconstruct(events).summary()
     assert 10.5 < events.hits_per_event().mean() < 11.6
     assert s["fitting_efficiency"] >= 0.97 and 0.85 < s["qop_pull_width"] < 1.3
+
+
+@pytest.mark.geant4
+def test_generation_pool_draws_what_one_process_draws(muons, tiny_model, tmp_path):
+    """bench --processes: K processes with a share each give the same file as one process."""
+    from hitgen.benchmark.pool import GenerationPool, generate_share
+    from hitgen.sampling.generate import SamplingOptions
+
+    cond = {k: v[:50] for k, v in EventSet.read(muons).conditions.items()}
+    opts = SamplingOptions(batch_size=16, seed=2)
+    offsets, hits = generate_share(load_model(tiny_model), cond, opts, "cpu")
+    pool = GenerationPool(str(tiny_model), 2)
+    try:
+        seconds, events = pool.run(cond, opts, tmp_path)
+    finally:
+        pool.close()
+    assert seconds > 0 and pool.peak_rss_bytes > 0
+    np.testing.assert_array_equal(events.offsets, offsets)
+    for k in hits:
+        np.testing.assert_array_equal(events.hits[k], hits[k])

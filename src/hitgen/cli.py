@@ -281,6 +281,7 @@ def bench(
     geant4_events: Annotated[int, typer.Option(help="Geant4 events (one worker per core); 0 = skip Geant4")] = 400,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the results here (JSON)")] = None,
     decoder: Annotated[str, typer.Option(help="plain or static (preallocated cache, continuous batching)")] = "plain",
+    processes: Annotated[int, typer.Option(help="CPU generation processes, each with cores/K threads (naive decoding: one)")] = 1,
 ) -> None:
     """Geant4 vs the model on this machine: events/s, speed-up, naive decoding, FLOPs and roofline."""
     import json
@@ -291,9 +292,10 @@ def bench(
         sizes = tuple(int(b) for b in batch_sizes.split(","))
     except ValueError:
         raise HitgenError(f"malformed --batch-sizes '{batch_sizes}': expected e.g. 1,64,256") from None
-    r = run(model, events, sizes, device, dtype, repeats, geant4_events, progress=lambda m: err_console.print(m, highlight=False), decoder=decoder)
+    say = lambda m: err_console.print(m, highlight=False)  # noqa: E731
+    r = run(model, events, sizes, device, dtype, repeats, geant4_events, progress=say, decoder=decoder, processes=processes)
     where = f"{r['machine']['cpu']} ({r['machine']['cores']} cores)" + (f", {r['machine']['gpu']}" if "gpu" in r["machine"] else "")
-    t = Table(title=f"{r['detector']} on {where}, {device} {dtype}, {decoder} decoder")
+    t = Table(title=f"{r['detector']} on {where}, {device} {dtype}, {decoder} decoder, {processes} process(es)")
     for col in ("batch", "events/s", "hit tokens/s", "ms/event", "peak memory MB"):
         t.add_column(col, justify="right")
     for b in r["per_batch"]:

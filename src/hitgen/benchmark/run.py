@@ -28,12 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hitgen.benchmark.pool import GenerationPool, generate_share
 from hitgen.benchmark.roofline import DTYPES, flops_per_event, flops_per_track, matmul_peak_flops
 from hitgen.errors import HitgenError
 from hitgen.events import EventSet
 from hitgen.machine import machine_description
 from hitgen.models.io import load_model
-from hitgen.sampling.generate import SamplingOptions, generate
+from hitgen.sampling.generate import SamplingOptions
 from hitgen.sampling.job import check_device
 from hitgen.simulation.backends import get_backend
 from hitgen.tokenizers import clas12_ecal as tok
@@ -89,13 +90,7 @@ def _generate_to_file(loaded, conditions: dict[str, np.ndarray], opts: SamplingO
     amp = torch.autocast(dev.type, dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
     t0 = time.perf_counter()
     with amp:
-        if loaded.config["architecture"] == "track-gpt":
-            from hitgen.sampling.track_generate import generate_tracks
-
-            cache = opts.decoder != "naive"
-            offsets, hits = generate_tracks(loaded.model, conditions, opts.seed, opts.batch_size, device, opts.temperature, cache=cache)
-        else:
-            offsets, hits = generate(loaded.model, conditions["momentum"], opts, device)
+        offsets, hits = generate_share(loaded, conditions, opts, device)
     spec = loaded.config["detector_spec"]
     events = EventSet(spec["name"], spec, conditions, offsets, hits, loaded.producer, seed=opts.seed)
     events.write(folder / "bench.h5", overwrite=True)
@@ -105,19 +100,32 @@ def _generate_to_file(loaded, conditions: dict[str, np.ndarray], opts: SamplingO
 
 
 def measure_model(
-    loaded, conditions: dict[str, np.ndarray], batch_size: int, device: str, dtype: str, repeats: int, folder: Path, decoder: str = "plain"
+    loaded,
+    conditions: dict[str, np.ndarray],
+    batch_size: int,
+    device: str,
+    dtype: str,
+    repeats: int,
+    folder: Path,
+    decoder: str = "plain",
+    pool: GenerationPool | None = None,
 ) -> tuple[dict, np.ndarray]:
     """Events/s, hit tokens/s, ms per event and peak memory at one batch size (median of repeats),
-    and the token count of each event of the first timed run (for the FLOPs)."""
+    and the token count of each event of the first timed run (for the FLOPs). With a pool, every
+    process generates its share at this batch size and the peak memory is the processes' sum."""
     n = len(conditions["momentum"])
     opts = SamplingOptions(batch_size=batch_size, seed=0, decoder=decoder)
-    warm = {k: v[: min(n, batch_size)] for k, v in conditions.items()}
-    _generate_to_file(loaded, warm, opts, device, dtype, folder)  # warm-up, not timed
+    warm = {k: v[: min(n, batch_size * (pool.processes if pool else 1))] for k, v in conditions.items()}
+
+    def once(c: dict[str, np.ndarray], o: SamplingOptions):
+        return pool.run(c, o, folder) if pool else _generate_to_file(loaded, c, o, device, dtype, folder)
+
+    once(warm, opts)  # warm-up, not timed
     dev = torch.device(device)
     _peak_memory_reset(dev)
     seconds, lengths, hits = [], None, 0
     for r in range(repeats):
-        s, events = _generate_to_file(loaded, conditions, replace(opts, seed=r), device, dtype, folder)
+        s, events = once(conditions, replace(opts, seed=r))
         seconds.append(s)
         if lengths is None:
             # positions of each event: tracks, the start and one per hit; calorimeter events, SOS,
@@ -134,7 +142,8 @@ def measure_model(
         "events_per_s": n / t,
         "hit_tokens_per_s": hits / t,
         "ms_per_event": 1000 * t / n,
-        "peak_memory_bytes": _peak_memory_bytes(dev),
+        "peak_memory_bytes": pool.peak_rss_bytes if pool else _peak_memory_bytes(dev),
+        "processes": pool.processes if pool else 1,
         "mean_sequence_length": float(np.mean(lengths)),
     }, lengths
 
@@ -167,14 +176,17 @@ def bench(
     naive_events: int | None = None,
     progress: Callable[[str], None] | None = None,
     decoder: str = "plain",
+    processes: int = 1,
 ) -> dict:
     """Run the whole benchmark; returns the JSON-ready result (keys: see the module docstring)."""
     device = check_device(device)
     dtype = check_dtype(device, dtype)
     if decoder not in ("plain", "static"):
         raise HitgenError(f"--decoder must be plain or static (got {decoder})")
-    if events <= 0 or repeats <= 0 or geant4_events < 0 or not batch_sizes or min(batch_sizes) <= 0:
-        raise HitgenError("--events, --repeats and every batch size must be positive; --geant4-events >= 0")
+    if events <= 0 or repeats <= 0 or geant4_events < 0 or not batch_sizes or min(batch_sizes) <= 0 or processes <= 0:
+        raise HitgenError("--events, --repeats, --processes and every batch size must be positive; --geant4-events >= 0")
+    if processes > 1 and not device == "cpu":
+        raise HitgenError("--processes applies to the CPU (on GPUs: one process per GPU under torchrun)")
     say = progress or (lambda _: None)
     loaded = load_model(model_ref, device)
     detector = loaded.config["detector_spec"]["name"]
@@ -188,7 +200,8 @@ def bench(
         "device": device,
         "dtype": dtype,
         "decoder": decoder,
-        "torch_threads": torch.get_num_threads(),
+        "processes": processes,
+        "torch_threads": torch.get_num_threads() if processes == 1 else max(1, (os.cpu_count() or 1) // processes),
         "machine": machine_description(gpu),
     }
     with tempfile.TemporaryDirectory(prefix="hitgen-bench-") as tmp:
@@ -197,13 +210,19 @@ def bench(
             say(f"Geant4: {geant4_events} events, {os.cpu_count()} workers")
             result["geant4"] = measure_geant4(detector, geant4_events, os.cpu_count() or 1, folder)
         runs = []  # (record, token counts) per batch size
-        for b in batch_sizes:
-            n = events_per_run(b, events)
-            say(f"model: batch {b}, {n} events x {repeats}")
-            runs.append(measure_model(loaded, _take(conditions, n), b, device, dtype, repeats, folder, decoder))
+        pool = GenerationPool(model_ref, processes, device, dtype) if processes > 1 else None
+        try:
+            for b in batch_sizes:
+                n = events_per_run(b, events)
+                say(f"model: batch {b}, {n} events x {repeats}" + (f" in {processes} processes" if pool else ""))
+                runs.append(measure_model(loaded, _take(conditions, n), b, device, dtype, repeats, folder, decoder, pool))
+        finally:
+            if pool:
+                pool.close()
         per_batch = [r for r, _ in runs]
         nb = naive_batch_size or (64 if 64 in batch_sizes else min(batch_sizes))
-        cached = next((r for r in per_batch if r["batch_size"] == nb), None)
+        # the naive baseline runs in one process: compare it with one process at the same batch
+        cached = next((r for r in per_batch if r["batch_size"] == nb), None) if processes == 1 else None
         if cached is None:
             cached, _ = measure_model(loaded, _take(conditions, events_per_run(nb, events)), nb, device, dtype, repeats, folder, decoder)
         nn = naive_events or min(cached["events"], 2 * nb)
