@@ -83,6 +83,8 @@ def simulate(
     if workers < 0:
         raise HitgenError(f"--workers must be positive (got {workers})")
     signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C cleans up even where the shell started us with SIGINT ignored (a background job)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     columns = (TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task("events", total=events)
