@@ -150,7 +150,8 @@ def test_cli_for_the_tracker(muons, tiny_model, tmp_path):
     assert r.returncode == 0, r.stderr
     generated = EventSet.read(out)
     assert generated.detector == "odd-tracker" and generated.n_events == 400 and "track-gpt" in generated.producer
-    assert hitgen("info", str(out)).returncode == 0
+    info = hitgen("info", str(out))
+    assert info.returncode == 0 and "pixel 34 mm" in info.stdout and "long_strip 1020 mm" in info.stdout
     no_conditions = ("generate", str(tiny_model), "--momentum-range", "1:2", "--events", "5", "--out", str(tmp_path / "x.h5"))
     assert_one_line_error(hitgen(*no_conditions), "--conditions")
     assert_one_line_error(hitgen("simulate", "odd-tracker", "-n", "5", "-o", str(tmp_path / "y.h5"), "--momentum-range", "1:2"), "does not apply")

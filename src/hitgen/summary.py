@@ -43,11 +43,25 @@ def per_layer_counts(events: EventSet, n_layers: int) -> np.ndarray:
     return counts
 
 
+def _tracker_layers(events: EventSet) -> tuple[list[str], np.ndarray]:
+    """odd-tracker: layer names and hits per (event, layer), from the geometry ids."""
+    from hitgen.detectors import odd_tracker as odd
+
+    modules = odd.build_modules()
+    layer = modules.layer[odd.module_index(modules, events.hits["geometry_id"])]
+    names = [f"{sub.name} {r:g} mm" for sub in odd.SUBSYSTEMS for r in sub.radii_mm]
+    counts = np.zeros((events.n_events, len(names)), dtype=np.int64)
+    np.add.at(counts, (events.event_index(), layer), 1)
+    return names, counts
+
+
 def summarize(events: EventSet, n_momentum_bins: int = 8) -> Summary:
     spec = events.detector_spec
     names = list(spec.get("readout_layers", []))
     hpe = events.hits_per_event()
     counts = per_layer_counts(events, len(names)) if names and "layer" in events.hits else np.zeros((events.n_events, 0))
+    if "geometry_id" in events.hits and events.detector == "odd-tracker":
+        names, counts = _tracker_layers(events)
     bins: list[MomentumBin] = []
     if "momentum" in events.conditions and events.n_events and "adc" in events.hits:
         p = np.linalg.norm(events.conditions["momentum"].astype(np.float64), axis=1)
