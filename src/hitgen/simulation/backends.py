@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +42,7 @@ def _clas12_digitize(
     return offsets, hits, truth
 
 
-_ODD_MODULES: list[odd_tracker.Modules] = []  # built once per process, on first use
+_odd_modules = functools.cache(odd_tracker.build_modules)  # built once per process, on first use
 
 
 def _odd_digitize(
@@ -49,12 +50,10 @@ def _odd_digitize(
 ) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
     """Geant4 hits are the event file's hits (the digitisation into pixels and strips belongs to
     the reconstruction, which compares Geant4 and the model on equal terms)."""
-    if not _ODD_MODULES:
-        _ODD_MODULES.append(odd_tracker.build_modules())
     c = raw.columns
     position = np.stack([c["x"], c["y"], c["z"]], axis=1)
     momentum = np.stack([c["px"], c["py"], c["pz"]], axis=1)
-    return raw.offsets, odd_tracker.hits_from_steps(_ODD_MODULES[0], c["module"], position, momentum), {}
+    return raw.offsets, odd_tracker.hits_from_steps(_odd_modules(), c["module"], position, momentum), {}
 
 
 BACKENDS: dict[str, Backend] = {

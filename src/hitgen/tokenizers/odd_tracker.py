@@ -30,7 +30,8 @@ import numpy as np
 from hitgen.detectors import odd_tracker as odd
 from hitgen.events import EventSet
 from hitgen.tokenizers.binning import SignedBinning, signed_hybrid
-from hitgen.tracking.propagate import N_LAYERS, Crossings, LayerGrid, crossings_ahead, wrap
+from hitgen.tracking.helix import wrap
+from hitgen.tracking.propagate import N_LAYERS, Crossings, LayerGrid, crossings_ahead
 
 K = 6  # candidates per step
 END = K  # the `which` token that ends a track

@@ -38,26 +38,38 @@ def curvature(q_over_pt: np.ndarray | float, field_tesla: float) -> np.ndarray |
     return np.where(np.abs(c) < MIN_CURVATURE, np.where(c < 0, -MIN_CURVATURE, MIN_CURVATURE), c)
 
 
-def intersect(params: np.ndarray, centre: np.ndarray, phi_m: np.ndarray, field_tesla: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Local (u, v) where the helix `params` (5,) crosses the planes of modules with centres (M, 3)
-    and azimuths (M,) (normal (cos phi_m, sin phi_m, 0)), and whether it crosses them at all (on its
-    first, outgoing half turn)."""
-    d0, z0, phi0, cot, qpt = params
-    c = float(curvature(qpt, field_tesla))
-    xc, yc = -d0 * np.sin(phi0) - np.sin(phi0) / c, d0 * np.cos(phi0) + np.cos(phi0) / c
+def wrap(angle: np.ndarray) -> np.ndarray:
+    """Angles to [-pi, pi)."""
+    return (angle + np.pi) % (2 * np.pi) - np.pi
+
+
+def helix_to_planes(x0, y0, z0, phi0, cot, c, centre, phi_m):
+    """Crossing of helices (reference point x0, y0, z0 with direction phi0, cot theta, curvature c;
+    arrays broadcasting against the module arrays centre (..., 3) and phi_m) with module planes:
+    local u, v, transverse path length s (first crossing on the outgoing branch) and direction there."""
+    xc, yc = x0 - np.sin(phi0) / c, y0 + np.cos(phi0) / c
     cos_m, sin_m = np.cos(phi_m), np.sin(phi_m)
-    dist = (xc - centre[:, 0]) * cos_m + (yc - centre[:, 1]) * sin_m  # centre of curvature to plane
+    dist = (xc - centre[..., 0]) * cos_m + (yc - centre[..., 1]) * sin_m
     arg = -c * dist
     ok = np.abs(arg) <= 1.0
-    psi = np.arcsin(np.clip(arg, -1.0, 1.0))  # direction minus module azimuth at the crossing
-    turn = np.angle(np.exp(1j * (psi + phi_m - phi0)))  # c * s, wrapped to (-pi, pi]
+    psi = np.arcsin(np.clip(arg, -1.0, 1.0))
+    turn = wrap(psi + phi_m - phi0)
     s = turn / c
     x = xc + np.sin(phi0 + turn) / c
     y = yc - np.cos(phi0 + turn) / c
-    z = z0 + s * cot
-    u = -(x - centre[:, 0]) * sin_m + (y - centre[:, 1]) * cos_m
-    v = z - centre[:, 2]
-    return u, v, ok & (s > 0)
+    u = -(x - centre[..., 0]) * sin_m + (y - centre[..., 1]) * cos_m
+    v = z0 + s * cot - centre[..., 2]
+    return u, v, np.where(ok, s, -np.inf), phi0 + turn
+
+
+def intersect(params: np.ndarray, centre: np.ndarray, phi_m: np.ndarray, field_tesla: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Local (u, v) where the helix `params` (5,) crosses the planes of modules with centres (M, 3)
+    and azimuths (M,), and whether it crosses them at all (ahead of the perigee, on its first,
+    outgoing half turn): helix_to_planes from the perigee."""
+    d0, z0, phi0, cot, qpt = params
+    c = float(curvature(qpt, field_tesla))
+    u, v, s, _ = helix_to_planes(-d0 * np.sin(phi0), d0 * np.cos(phi0), z0, phi0, cot, c, centre, phi_m)
+    return u, v, s > 0
 
 
 def helix_from_points(points: np.ndarray, field_tesla: float) -> np.ndarray:
@@ -70,7 +82,7 @@ def helix_from_points(points: np.ndarray, field_tesla: float) -> np.ndarray:
     radius = np.sqrt(max(xc**2 + yc**2 - sol[2], 1e-9))
     # the sense of rotation from the first to the last point around the centre
     t0, t1 = np.arctan2(y[0] - yc, x[0] - xc), np.arctan2(y[-1] - yc, x[-1] - xc)
-    ccw = np.angle(np.exp(1j * (t1 - t0))) > 0
+    ccw = wrap(t1 - t0) > 0
     c = 1.0 / radius if ccw else -1.0 / radius
     # perigee: the point of the circle nearest the z axis, C - R * C / |C|
     rc = max(np.hypot(xc, yc), 1e-12)
@@ -78,7 +90,7 @@ def helix_from_points(points: np.ndarray, field_tesla: float) -> np.ndarray:
     rx, ry = (px - xc) / radius, (py - yc) / radius
     phi0 = np.arctan2(rx, -ry) if ccw else np.arctan2(-rx, ry)  # the direction z x r (ccw) or r x z
     d0 = -px * np.sin(phi0) + py * np.cos(phi0)
-    s = np.angle(np.exp(1j * (np.arctan2(y - yc, x - xc) - np.arctan2(py - yc, px - xc)))) / c
+    s = wrap(np.arctan2(y - yc, x - xc) - np.arctan2(py - yc, px - xc)) / c
     cot, z0 = np.polyfit(s, z, 1) if len(points) > 1 else (0.0, z[0])
     q_over_pt = -c / (K * field_tesla)
     return np.array([d0, z0, phi0, cot, q_over_pt])

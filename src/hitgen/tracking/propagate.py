@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hitgen.detectors import odd_tracker as odd
-from hitgen.tracking.helix import MIN_CURVATURE, K
+from hitgen.tracking.helix import curvature, helix_to_planes, wrap
 
 N_LAYERS = sum(len(s.radii_mm) for s in odd.SUBSYSTEMS)
 S_MIN_MM = 1e-3  # a crossing must lie this far ahead of the state (the state's own module is excluded too)
@@ -60,35 +60,6 @@ class Crossings:
     phi_dir: np.ndarray
 
 
-def wrap(angle: np.ndarray) -> np.ndarray:
-    """Angles to [-pi, pi)."""
-    return (angle + np.pi) % (2 * np.pi) - np.pi
-
-
-def curvature_of(charge: np.ndarray, pt: np.ndarray, field_tesla: float) -> np.ndarray:
-    c = -charge * K * field_tesla / np.maximum(pt, 1e-9)
-    return np.where(np.abs(c) < MIN_CURVATURE, np.where(c < 0, -MIN_CURVATURE, MIN_CURVATURE), c)
-
-
-def helix_to_planes(x0, y0, z0, phi0, cot, c, centre, phi_m):
-    """Crossing of helices (reference point x0, y0, z0 with direction phi0, cot theta, curvature c;
-    arrays broadcasting against the module arrays centre (..., 3) and phi_m) with module planes:
-    local u, v, transverse path length s (first crossing on the outgoing branch) and direction there."""
-    xc, yc = x0 - np.sin(phi0) / c, y0 + np.cos(phi0) / c
-    cos_m, sin_m = np.cos(phi_m), np.sin(phi_m)
-    dist = (xc - centre[..., 0]) * cos_m + (yc - centre[..., 1]) * sin_m
-    arg = -c * dist
-    ok = np.abs(arg) <= 1.0
-    psi = np.arcsin(np.clip(arg, -1.0, 1.0))
-    turn = wrap(psi + phi_m - phi0)
-    s = turn / c
-    x = xc + np.sin(phi0 + turn) / c
-    y = yc - np.cos(phi0 + turn) / c
-    u = -(x - centre[..., 0]) * sin_m + (y - centre[..., 1]) * cos_m
-    v = z0 + s * cot - centre[..., 2]
-    return u, v, np.where(ok, s, -np.inf), phi0 + turn
-
-
 def _cylinder_crossing(x0, y0, phi0, c, radius):
     """Transverse path length to the first crossing of radius `radius` ahead (inf if never)."""
     xc, yc = x0 - np.sin(phi0) / c, y0 + np.cos(phi0) / c
@@ -130,7 +101,7 @@ def crossings_ahead(
     pt = np.hypot(momentum[:, 0], momentum[:, 1])
     phi0 = np.arctan2(momentum[:, 1], momentum[:, 0])
     cot = momentum[:, 2] / np.maximum(pt, 1e-12)
-    c = curvature_of(charge.astype(np.float64), pt, field_tesla)
+    c = curvature(charge.astype(np.float64) / np.maximum(pt, 1e-9), field_tesla)
     centre_all = modules.centre()
     cand = []
     for j in range(layers_ahead):

@@ -55,7 +55,7 @@ class Tracks:
 
     def pulls(self) -> dict[str, np.ndarray]:
         f = self.fitted
-        dphi = np.angle(np.exp(1j * (self.params[f, 2] - self.true_phi[f])))
+        dphi = helix.wrap(self.params[f, 2] - self.true_phi[f])
         return {"qop": (self.q_over_p[f] - self.true_q_over_p[f]) / self.q_over_p_sigma[f], "phi": dphi / self.sigma[f, 2]}
 
     def summary(self) -> dict[str, float]:
