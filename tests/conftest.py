@@ -41,3 +41,10 @@ def g4_train_file(tmp_path_factory):
     """240 real Geant4 events of clas12-ecal (seed 31), for training and generation tests."""
     path = tmp_path_factory.mktemp("g4train") / "train.h5"
     return simulate("clas12-ecal", 240, path, seed=31, workers=2).path
+
+
+@pytest.fixture(scope="session")
+def odd_muons(tmp_path_factory):
+    """400 real Geant4 muons of both charges in odd-tracker (seed 41), the shipped model's kinematics."""
+    kinematics = dict(particle="mu+-", pt_range=(70.0, 90.0), eta_range=(0.05, 0.25), phi_range=None)
+    return simulate("odd-tracker", 400, tmp_path_factory.mktemp("trk") / "mu.h5", seed=41, workers=2, **kinematics).path

@@ -26,11 +26,8 @@ def geometry():
 
 
 @pytest.fixture(scope="module")
-def muons(tmp_path_factory):
-    from hitgen.simulation.runner import simulate
-
-    kinematics = dict(particle="mu+-", pt_range=(70.0, 90.0), eta_range=(0.05, 0.25), phi_range=None)
-    return simulate("odd-tracker", 400, tmp_path_factory.mktemp("trk") / "mu.h5", seed=41, workers=2, **kinematics).path
+def muons(odd_muons):
+    return odd_muons
 
 
 def test_signed_binning_round_trip():

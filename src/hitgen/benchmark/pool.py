@@ -21,18 +21,7 @@ import torch
 
 from hitgen.events import EventSet
 from hitgen.sampling.generate import SamplingOptions
-
-
-def generate_share(loaded, conditions: dict[str, np.ndarray], opts: SamplingOptions, device: str, first_event: int = 0):
-    """CSR offsets and hits for conditions whose first event has global index first_event."""
-    if loaded.config["architecture"] == "track-gpt":
-        from hitgen.sampling.track_generate import generate_tracks
-
-        cache = opts.decoder != "naive"
-        return generate_tracks(loaded.model, conditions, opts.seed, opts.batch_size, device, opts.temperature, first_event=first_event, cache=cache)
-    from hitgen.sampling.generate import generate
-
-    return generate(loaded.model, conditions["momentum"], opts, device, first_event=first_event)
+from hitgen.sampling.job import generate_share
 
 
 def _worker(model_ref: str, device: str, dtype: str, threads: int, tasks, results) -> None:

@@ -28,14 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hitgen.benchmark.pool import GenerationPool, generate_share
-from hitgen.benchmark.roofline import DTYPES, flops_per_event, flops_per_track, matmul_peak_flops
+from hitgen.benchmark.pool import GenerationPool
+from hitgen.benchmark.roofline import DTYPES, flops_per_event, flops_per_siliconai_track, flops_per_track, matmul_peak_flops
 from hitgen.errors import HitgenError
 from hitgen.events import EventSet
 from hitgen.machine import machine_description
 from hitgen.models.io import load_model
 from hitgen.sampling.generate import SamplingOptions
-from hitgen.sampling.job import check_device
+from hitgen.sampling.job import check_device, generate_share
 from hitgen.simulation.backends import get_backend
 from hitgen.tokenizers import clas12_ecal as tok
 
@@ -232,7 +232,13 @@ def bench(
     peak = {name: matmul_peak_flops(device, name) for name in DTYPES}
     best, best_lengths = max(runs, key=lambda r: r[0]["events_per_s"])
     cfg = loaded.model.cfg
-    flops = flops_per_track(cfg, best_lengths) if loaded.config["architecture"] == "track-gpt" else flops_per_event(cfg, best_lengths)
+    arch = loaded.config["architecture"]
+    if arch == "track-gpt":
+        flops = flops_per_track(cfg, best_lengths)
+    elif arch == "siliconai":
+        flops = flops_per_siliconai_track(cfg, best_lengths - 1)  # the lengths count the start position
+    else:
+        flops = flops_per_event(cfg, best_lengths)
     result |= {
         "geant4_events_per_s": result["geant4"]["events_per_s"] if geant4_events else None,
         "model_events_per_s": best["events_per_s"],

@@ -89,6 +89,16 @@ class GPTConfig:
 PAPER = GPTConfig()  # d 512, 8 blocks, 8 heads of 64, feed-forward 2048: about 38 M parameters
 
 
+def init_weights(m: nn.Module) -> None:
+    """GPT-2's initialisation of linear maps and embeddings, shared by hitgen's GPTs."""
+    if isinstance(m, nn.Linear):
+        nn.init.normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Embedding):
+        nn.init.normal_(m.weight, std=0.02)
+
+
 class Block(nn.Module):
     """Pre-norm transformer block with causal self-attention (optionally over a KV cache)."""
 
@@ -188,7 +198,7 @@ class HitGPT(nn.Module):
         for i, (lo, hi) in enumerate(cfg.sections):
             section_of[lo:hi] = i
         self.register_buffer("section_of", section_of, persistent=False)
-        self.apply(self._init)
+        self.apply(init_weights)
         for layer in self.prefix:  # the conditioning MLP keeps PyTorch's default initialisation (see above)
             if isinstance(layer, nn.Linear):
                 layer.reset_parameters()
@@ -210,15 +220,6 @@ class HitGPT(nn.Module):
         if self.cfg.value_head == "factorised":
             return FactorisedHead(self.cfg.d_model, n_values, vocab - n_values, self.cfg.value_group)
         raise ValueError(f"value_head must be flat or factorised (got {self.cfg.value_head})")
-
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Embedding):
-            nn.init.normal_(m.weight, std=0.02)
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

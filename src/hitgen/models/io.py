@@ -20,13 +20,18 @@ from safetensors.torch import load_file, save_file
 
 from hitgen.errors import HitgenError
 from hitgen.models.gpt import GPTConfig, HitGPT
+from hitgen.models.siliconai import SiliconAI, SiliconAIConfig
 from hitgen.models.track_gpt import TrackGPT, TrackGPTConfig
 
 FORMAT = "hitgen-model"
 FORMAT_VERSION = 1
 ARCHITECTURE = "clas12-gpt"  # the CLAS12 GPT (HitGPT)
 # architecture name -> (config class, model class); a model folder names its architecture
-ARCHITECTURES: dict[str, tuple[type, type]] = {ARCHITECTURE: (GPTConfig, HitGPT), "track-gpt": (TrackGPTConfig, TrackGPT)}
+ARCHITECTURES: dict[str, tuple[type, type]] = {
+    ARCHITECTURE: (GPTConfig, HitGPT),
+    "track-gpt": (TrackGPTConfig, TrackGPT),
+    "siliconai": (SiliconAIConfig, SiliconAI),
+}
 
 
 def architecture_of(model: torch.nn.Module) -> str:
@@ -36,7 +41,7 @@ SHIPPED = Path(__file__).resolve().parents[3] / "models"  # models/<name>/ in a 
 
 @dataclass
 class LoadedModel:
-    model: HitGPT | TrackGPT
+    model: HitGPT | TrackGPT | SiliconAI
     config: dict[str, Any]
     path: Path
 
@@ -57,7 +62,7 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_model_dir(folder: Path, model: HitGPT | TrackGPT, extra: dict[str, Any]) -> Path:
+def save_model_dir(folder: Path, model: HitGPT | TrackGPT | SiliconAI, extra: dict[str, Any]) -> Path:
     """Write model.safetensors and config.json into folder (each atomically)."""
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / "model.safetensors"

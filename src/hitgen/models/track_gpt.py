@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from hitgen.models.gpt import Block, KVCache
+from hitgen.models.gpt import Block, KVCache, init_weights
 from hitgen.tokenizers import odd_tracker as tok
 
 ARCHITECTURE = "track-gpt"
@@ -71,15 +71,7 @@ class TrackGPT(nn.Module):
         self.which_head = nn.Linear(d, cfg.which_vocab)
         self.choice_embed = nn.Embedding(cfg.which_vocab, d)  # the chosen candidate, for the value heads
         self.value_heads = nn.ModuleDict({k: nn.Linear(d, cfg.value_vocab) for k in tok.VALUE_STREAMS})
-        self.apply(self._init)
-
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=0.02)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Embedding):
-            nn.init.normal_(m.weight, std=0.02)
+        self.apply(init_weights)
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -39,6 +39,22 @@ class GenerationSummary:
         return self.n_events / max(self.seconds, 1e-9)
 
 
+def generate_share(loaded, conditions: dict[str, np.ndarray], opts: SamplingOptions, device: str, first_event: int = 0, progress=None):
+    """CSR offsets and hits for conditions whose first event has global index first_event, by the
+    model's own generator."""
+    arch = loaded.config["architecture"]
+    if arch == "track-gpt":
+        from hitgen.sampling.track_generate import generate_tracks
+
+        cache = opts.decoder != "naive"
+        return generate_tracks(loaded.model, conditions, opts.seed, opts.batch_size, device, opts.temperature, progress, first_event, cache=cache)
+    if arch == "siliconai":  # always recomputed over its sliding window: no cache, nothing naive to add
+        from hitgen.sampling.siliconai_generate import generate_siliconai
+
+        return generate_siliconai(loaded.model, conditions, opts.seed, opts.batch_size, device, opts.temperature, progress, first_event)
+    return generate(loaded.model, conditions["momentum"], opts, device, progress, first_event=first_event)
+
+
 def check_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise HitgenError(f"--device {device}: no CUDA GPU is available on this machine")
@@ -106,13 +122,7 @@ def generate_file(
     n = len(cond["momentum"])
     lo, hi = n * ddp.rank // ddp.world, n * (ddp.rank + 1) // ddp.world  # this process's share
     t0 = time.perf_counter()
-    if loaded.config["architecture"] == "track-gpt":
-        from hitgen.sampling.track_generate import generate_tracks
-
-        share_cond = {k: v[lo:hi] for k, v in cond.items()}
-        offsets, hits = generate_tracks(loaded.model, share_cond, opts.seed, opts.batch_size, device, opts.temperature, progress, first_event=lo)
-    else:
-        offsets, hits = generate(loaded.model, cond["momentum"][lo:hi], opts, device, progress, first_event=lo)
+    offsets, hits = generate_share(loaded, {k: v[lo:hi] for k, v in cond.items()}, opts, device, lo, progress)
     gpu = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else None
     spec = loaded.config["detector_spec"]
     share = (len(offsets) - 1, int(offsets[-1]))  # this process's events and hits

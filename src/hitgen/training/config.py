@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from hitgen.errors import HitgenError
 from hitgen.models.gpt import GPTConfig
+from hitgen.models.siliconai import SiliconAIConfig
 from hitgen.models.track_gpt import TrackGPTConfig
 from hitgen.training.losses import LossWeights
 
@@ -21,8 +22,11 @@ class _Strict(BaseModel):
 CLAS12_ONLY = {"condition_every_position": False, "value_heads_see_strip": False, "deposit_feature": False, "value_head": "flat", "value_group": 50}
 
 
+TRUNK = {"d_model", "n_blocks", "n_heads", "d_ff", "dropout"}  # the fields every architecture shares
+
+
 class ModelSection(_Strict):
-    architecture: Literal["clas12-gpt", "track-gpt"] = "clas12-gpt"
+    architecture: Literal["clas12-gpt", "track-gpt", "siliconai"] = "clas12-gpt"
     d_model: int = Field(512, gt=0)
     n_blocks: int = Field(8, gt=0)
     n_heads: int = Field(8, gt=0)
@@ -48,7 +52,10 @@ class ModelSection(_Strict):
         return GPTConfig(**self.model_dump(exclude={"architecture"}))
 
     def track_config(self) -> TrackGPTConfig:
-        return TrackGPTConfig(**self.model_dump(include={"d_model", "n_blocks", "n_heads", "d_ff", "dropout"}))
+        return TrackGPTConfig(**self.model_dump(include=TRUNK))
+
+    def siliconai_config(self, vocabulary: dict[str, Any]) -> SiliconAIConfig:
+        return SiliconAIConfig(vocabulary=vocabulary, **self.model_dump(include=TRUNK))
 
 
 class LossSection(_Strict):

@@ -141,7 +141,8 @@ def train(
     arch = for_config(cfg)
     if events.detector != arch.detector:
         raise HitgenError(f"{arch.name} trains on {arch.detector} event files, not {events.detector} ({data_paths[0]})")
-    train_data, val_data = split(arch.data(events), t.val_fraction, t.seed)
+    data = arch.data(events)
+    train_data, val_data = split(data, t.val_fraction, t.seed)
     ckpt = out / CHECKPOINT
     cfg_json = json.loads(cfg.model_dump_json())
     if ddp.main:
@@ -154,7 +155,7 @@ def train(
         dist.barrier()
 
     torch.manual_seed(t.seed)
-    model = arch.build().to(dev)
+    model = arch.build(data).to(dev)
     optimizer = make_optimizer(model, cfg)
     start = 0
     init = None  # what --init did, recorded in every model folder of the run (resumed ones too)
