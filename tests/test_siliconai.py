@@ -150,10 +150,11 @@ def test_cli_trains_generates_and_refuses_foreign_conditions(odd_muons, tiny_run
     muons = EventSet.read(odd_muons)
     some = muons.select(np.arange(40)).write(tmp_path / "some.h5")
     out = tmp_path / "gen.h5"
-    r = hitgen("generate", str(tiny_run), "--conditions", str(some), "--out", str(out), "--batch-size", "16")
+    r = hitgen("generate", str(tiny_run), "--conditions", str(some), "--out", str(out), "--batch-size", "16", "--dtype", "bf16")
     assert r.returncode == 0, r.stderr
     gen = EventSet.read(out)
-    assert gen.n_events == 40 and "siliconai" in gen.producer
+    assert gen.n_events == 40 and "siliconai" in gen.producer and gen.notes["sampling"]["dtype"] == "bf16"
+    assert_one_line_error(hitgen("generate", str(tiny_run), "--conditions", str(some), "--out", str(tmp_path / "x.h5"), "--dtype", "fp16"), "--dtype")
     np.testing.assert_array_equal(gen.conditions["momentum"], muons.conditions["momentum"][:40])
     far = muons
     far.conditions["vertex"][:, 2] += 500.0  # vertices far beyond the beam spot the model knows

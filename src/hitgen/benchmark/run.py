@@ -35,7 +35,7 @@ from hitgen.events import EventSet
 from hitgen.machine import machine_description
 from hitgen.models.io import load_model
 from hitgen.sampling.generate import SamplingOptions
-from hitgen.sampling.job import check_device, generate_share
+from hitgen.sampling.job import check_device, check_dtype, generate_share
 from hitgen.simulation.backends import get_backend
 from hitgen.tokenizers import clas12_ecal as tok
 
@@ -52,14 +52,6 @@ MAX_BATCHES_PER_RUN = 32  # a timed run at batch size b generates min(events, 32
 
 def events_per_run(batch_size: int, events: int) -> int:
     return max(batch_size, min(events, MAX_BATCHES_PER_RUN * batch_size))
-
-
-def check_dtype(device: str, dtype: str) -> str:
-    if dtype not in DTYPES:
-        raise HitgenError(f"--dtype must be one of {', '.join(DTYPES)} (got {dtype})")
-    if dtype == "bf16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
-        raise HitgenError(f"--dtype bf16: the GPU {torch.cuda.get_device_name(device)} cannot run bf16")
-    return dtype
 
 
 def _peak_memory_reset(device: torch.device) -> None:

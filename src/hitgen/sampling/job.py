@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -55,6 +56,14 @@ def generate_share(loaded, conditions: dict[str, np.ndarray], opts: SamplingOpti
     return generate(loaded.model, conditions["momentum"], opts, device, progress, first_event=first_event)
 
 
+def check_dtype(device: str, dtype: str) -> str:
+    if dtype not in ("fp32", "bf16"):
+        raise HitgenError(f"--dtype must be fp32 or bf16 (got {dtype})")
+    if dtype == "bf16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        raise HitgenError(f"--dtype bf16: the GPU {torch.cuda.get_device_name(device)} cannot run bf16")
+    return dtype
+
+
 def check_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise HitgenError(f"--device {device}: no CUDA GPU is available on this machine")
@@ -96,8 +105,10 @@ def generate_file(
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    dtype: str = "fp32",
 ) -> GenerationSummary:
     device = check_device(device)
+    dtype = check_dtype(device, dtype)
     opts = opts or SamplingOptions()
     if opts.temperature <= 0 or opts.top_k < 0 or opts.value_top_k < 0 or opts.batch_size <= 0:
         raise HitgenError("--temperature and --batch-size must be positive, --top-k and --value-top-k >= 0")
@@ -112,7 +123,7 @@ def generate_file(
     p = np.linalg.norm(cond["momentum"].astype(np.float64), axis=1)
     lo, hi = loaded.config["data"]["momentum_range_gev"]
     outside = int(((p < lo) | (p > hi)).sum())
-    notes: dict = {"sampling": asdict(opts)}
+    notes: dict = {"sampling": asdict(opts) | {"dtype": dtype}}
     if outside:
         notes |= {"momentum_outside_training_range": outside, "training_momentum_range_gev": [lo, hi]}
         if warn:
@@ -122,7 +133,9 @@ def generate_file(
     n = len(cond["momentum"])
     lo, hi = n * ddp.rank // ddp.world, n * (ddp.rank + 1) // ddp.world  # this process's share
     t0 = time.perf_counter()
-    offsets, hits = generate_share(loaded, {k: v[lo:hi] for k, v in cond.items()}, opts, device, lo, progress)
+    amp = torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
+    with amp:
+        offsets, hits = generate_share(loaded, {k: v[lo:hi] for k, v in cond.items()}, opts, device, lo, progress)
     gpu = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else None
     spec = loaded.config["detector_spec"]
     share = (len(offsets) - 1, int(offsets[-1]))  # this process's events and hits
