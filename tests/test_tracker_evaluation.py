@@ -61,6 +61,22 @@ def test_damaged_candidates_are_caught(samples):
     m = evaluate(ref, bad.write(d / "shifted.h5", overwrite=True), d / "eval_shifted", plots=False).metrics
     assert m["tracking"]["fitting_efficiency"]["candidate"] < 0.5 <= m["tracking"]["fitting_efficiency"]["reference"]
     assert m["conditions_matched"]
+    assert m["validity"]["hits_off_their_module"]["reference"] == 0.0  # Geant4's hits lie on their modules
+    # (c) the first track's hits in reverse order (it steps inwards) and one hit 1 mm beyond its module's edge
+    hits = dict(events.hits)
+    first = slice(0, int(events.offsets[1]))
+    hits = {k: v.copy() for k, v in hits.items()}
+    for k in hits:
+        hits[k][first] = hits[k][first][::-1]
+    from hitgen.detectors import odd_tracker as odd
+
+    modules = odd.build_modules()
+    j = int(events.offsets[5])
+    hits["local_u"][j] = modules.half_u[odd.module_index(modules, hits["geometry_id"][j : j + 1])[0]] + 1.0
+    bad = EventSet(events.detector, events.detector_spec, events.conditions, events.offsets, hits, "damaged: reversed, off module")
+    v = evaluate(ref, bad.write(d / "reversed.h5", overwrite=True), d / "eval_reversed", plots=False).metrics["validity"]
+    assert v["tracks_stepping_inwards"] == {"reference": 0.0, "candidate": 1 / events.n_events}
+    assert v["hits_off_their_module"] == {"reference": 0.0, "candidate": 1 / events.n_hits}
 
 
 def test_rounding_is_two_decimals(samples):

@@ -50,6 +50,8 @@ class TrackerObservables:
     hits_per_track: np.ndarray  # (N,)
     per_hit: dict[str, np.ndarray]  # HIT_OBSERVABLES name -> (H,)
     layer: np.ndarray  # (H,)
+    off_module: np.ndarray  # (H,) the local position lies outside its module (beyond the rounding)
+    inward: np.ndarray  # (N,) the track has a hit in a lower layer than an earlier hit of it
 
     @classmethod
     def of(cls, events: EventSet, modules: odd.Modules) -> TrackerObservables:
@@ -57,7 +59,14 @@ class TrackerObservables:
         module = odd.module_index(modules, h["geometry_id"])
         xyz = odd.to_global(modules, module, np.stack([h["local_u"], h["local_v"]], axis=1))
         per_hit = {"local_u": h["local_u"], "local_v": h["local_v"], "x": xyz[:, 0], "z": xyz[:, 2], "px": h["px"], "py": h["py"], "pz": h["pz"]}
-        return cls(events.hits_per_event(), {k: np.asarray(v, np.float64) for k, v in per_hit.items()}, modules.layer[module])
+        tol = 0.5 * 10.0**-ROUND_DECIMALS
+        off = (np.abs(h["local_u"]) > modules.half_u[module] + tol) | (np.abs(h["local_v"]) > modules.half_v[module] + tol)
+        layer = modules.layer[module]
+        step_back = np.diff(layer.astype(np.int64), prepend=0) < 0
+        step_back[events.offsets[:-1][events.hits_per_event() > 0]] = False  # a track's first hit steps from nowhere
+        inward = np.add.reduceat(step_back, events.offsets[:-1]) > 0 if events.n_hits else np.zeros(events.n_events, bool)
+        inward &= events.hits_per_event() > 0
+        return cls(events.hits_per_event(), {k: np.asarray(v, np.float64) for k, v in per_hit.items()}, layer, off, inward)
 
 
 def hit_distances(ref: TrackerObservables, cand: TrackerObservables) -> dict[str, float]:
@@ -81,6 +90,10 @@ def evaluate_tracker(ref: EventSet, cand: EventSet, out: Path, plots: bool) -> t
         **hit_distances(obs_ref, obs_cand),
         "noise_floor": {**hit_distances(obs_a, obs_b), "n_per_half": half},
         "hits_per_track_mean": {"reference": float(obs_ref.hits_per_track.mean()), "candidate": float(obs_cand.hits_per_track.mean())},
+        "validity": {  # what a physical track never does; Geant4's own rate beside the candidate's
+            "hits_off_their_module": {"reference": float(obs_ref.off_module.mean()), "candidate": float(obs_cand.off_module.mean())},
+            "tracks_stepping_inwards": {"reference": float(obs_ref.inward.mean()), "candidate": float(obs_cand.inward.mean())},
+        },
         "tracking": {key: {name: s[key] for name, s in tracking.items()} for key in TRACKING_KEYS},
         "tracking_details": tracking,
         "compared_with": f"hit level: candidate vs the reference rounded to {ROUND_DECIMALS} decimals",
