@@ -174,3 +174,14 @@ def test_flops_per_siliconai_track_grow_with_the_window():
     expected = sum(t * per_position + t * t * 2 * 4 + 2 * 4 * (blocks[c][1] - blocks[c][0]) for t, c in ((7, 0), (8, 1)))
     assert flops_per_siliconai_track(cfg, np.array([0])) == pytest.approx(expected)
     assert flops_per_siliconai_track(cfg, np.array([10])) > 10 * flops_per_siliconai_track(cfg, np.array([0]))
+
+
+@pytest.mark.geant4
+def test_bench_of_a_siliconai_model(tiny_run):
+    """The bench's JSON contract holds; the model decodes without a cache, so naive is itself."""
+    from hitgen.benchmark.run import bench
+
+    r = bench(str(tiny_run), events=8, batch_sizes=(4, 8), repeats=1, geant4_events=20)
+    for key in ("geant4_events_per_s", "model_events_per_s", "speedup_vs_geant4", "naive_events_per_s", "flops_per_event"):
+        assert r[key] > 0, key
+    assert 0 < r["roofline_fraction"] < 1 and r["per_batch"][0]["mean_sequence_length"] > 1
