@@ -185,3 +185,4 @@ def test_bench_of_a_siliconai_model(tiny_run):
     for key in ("geant4_events_per_s", "model_events_per_s", "speedup_vs_geant4", "naive_events_per_s", "flops_per_event"):
         assert r[key] > 0, key
     assert 0 < r["roofline_fraction"] < 1 and r["per_batch"][0]["mean_sequence_length"] > 1
+    assert r["kv_cache"] is False

@@ -244,6 +244,7 @@ def bench(
         "roofline_fraction": flops * best["events_per_s"] / peak[dtype],
         "per_batch": per_batch,
         "naive": naive,
+        "kv_cache": arch != "siliconai",  # the SiliconAI model's window slides: it always recomputes
     }
     result["speedup_vs_geant4"] = best["events_per_s"] / result["geant4_events_per_s"] if geant4_events else None
     return result
