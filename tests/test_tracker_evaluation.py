@@ -74,7 +74,11 @@ def test_damaged_candidates_are_caught(samples):
     j = int(events.offsets[5])
     hits["local_u"][j] = modules.half_u[odd.module_index(modules, hits["geometry_id"][j : j + 1])[0]] + 1.0
     bad = EventSet(events.detector, events.detector_spec, events.conditions, events.offsets, hits, "damaged: reversed, off module")
-    v = evaluate(ref, bad.write(d / "reversed.h5", overwrite=True), d / "eval_reversed", plots=False).metrics["validity"]
+    m = evaluate(ref, bad.write(d / "reversed.h5", overwrite=True), d / "eval_reversed", plots=False).metrics
+    v = m["validity"]
+    from hitgen.evaluation.report import summary_tables
+
+    assert summary_tables(m)[-1][2][0] == ["hits off their module", "0.00%", f"{1 / events.n_hits:.2%}"]
     assert v["tracks_stepping_inwards"] == {"reference": 0.0, "candidate": 1 / events.n_events}
     assert v["hits_off_their_module"] == {"reference": 0.0, "candidate": 1 / events.n_hits}
 

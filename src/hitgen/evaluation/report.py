@@ -56,6 +56,7 @@ TRACKER_TRACKING_ROWS = [
     ("qop_pull_width", "q/p pull width", "{:.3f}"),
     ("phi_pull_width", "phi pull width", "{:.3f}"),
 ]
+TRACKER_VALIDITY_ROWS = [("hits_off_their_module", "hits off their module"), ("tracks_stepping_inwards", "tracks stepping back inwards")]
 
 
 def summary_tables(m: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -65,10 +66,14 @@ def summary_tables(m: dict[str, Any]) -> list[tuple[str, list[str], list[list[st
         hits = [[label, fmt_value(fmt, m[key]), fmt_value(fmt, floor[key])] for key, label, fmt in TRACKER_HIT_ROWS]
         who = ("reference", "reference_rounded", "candidate")
         tracks = [[label, *(fmt_value(fmt, m["tracking"][key][w]) for w in who)] for key, label, fmt in TRACKER_TRACKING_ROWS]
-        return [
+        tables = [
             ("hits vs Geant4 rounded", ["metric", "candidate", "noise floor"], hits),
             ("track reconstruction", ["", "Geant4", "Geant4 rounded", "candidate"], tracks),
         ]
+        if "validity" in m:  # evaluations before it was measured lack it
+            valid = [[label, *(f"{m['validity'][key][w]:.2%}" for w in ("reference", "candidate"))] for key, label in TRACKER_VALIDITY_ROWS]
+            tables.append(("what real tracks never do", ["", "Geant4 rounded", "candidate"], valid))
+        return tables
     rows = [[label, fmt_value(fmt, get(m, key)), fmt_value(fmt, get(floor, key)), paper] for key, label, fmt, paper in SUMMARY_ROWS]
     return [("summary", ["metric", "candidate", "noise floor", "CLAS12 paper"], rows)]
 
