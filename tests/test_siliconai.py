@@ -153,8 +153,12 @@ def test_cli_trains_generates_and_refuses_foreign_conditions(odd_muons, tiny_run
     r = hitgen("generate", str(tiny_run), "--conditions", str(some), "--out", str(out), "--batch-size", "16", "--dtype", "bf16")
     assert r.returncode == 0, r.stderr
     gen = EventSet.read(out)
-    assert gen.n_events == 40 and "siliconai" in gen.producer and gen.notes["sampling"]["dtype"] == "bf16"
-    assert_one_line_error(hitgen("generate", str(tiny_run), "--conditions", str(some), "--out", str(tmp_path / "x.h5"), "--dtype", "fp16"), "--dtype")
+    assert gen.n_events == 40 and "siliconai" in gen.producer
+    assert gen.notes["sampling"] == {"temperature": 1.0, "batch_size": 16, "seed": 0, "dtype": "bf16"}  # what was used, no more
+    base = ("generate", str(tiny_run), "--conditions", str(some), "--out", str(tmp_path / "x.h5"))
+    assert_one_line_error(hitgen(*base, "--top-k", "5"), "does not apply")
+    assert_one_line_error(hitgen(*base, "--decoder", "naive"), "does not apply")  # it has no other decoder
+    assert_one_line_error(hitgen(*base, "--dtype", "fp16"), "--dtype")
     np.testing.assert_array_equal(gen.conditions["momentum"], muons.conditions["momentum"][:40])
     far = muons
     far.conditions["vertex"][:, 2] += 500.0  # vertices far beyond the beam spot the model knows

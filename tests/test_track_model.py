@@ -151,6 +151,8 @@ def test_cli_for_the_tracker(muons, tiny_model, tmp_path):
     assert info.returncode == 0 and "pixel 34 mm" in info.stdout and "long_strip 1020 mm" in info.stdout
     no_conditions = ("generate", str(tiny_model), "--momentum-range", "1:2", "--events", "5", "--out", str(tmp_path / "x.h5"))
     assert_one_line_error(hitgen(*no_conditions), "--conditions")
+    static = ("generate", str(tiny_model), "--conditions", str(muons), "--out", str(tmp_path / "x.h5"), "--decoder", "static")
+    assert_one_line_error(hitgen(*static), "decodes with plain or naive")
     assert_one_line_error(hitgen("simulate", "odd-tracker", "-n", "5", "-o", str(tmp_path / "y.h5"), "--momentum-range", "1:2"), "does not apply")
     assert_one_line_error(hitgen("simulate", "odd-tracker", "-n", "5", "-o", str(tmp_path / "y.h5"), "--particle", "proton"), "unknown particle")
     assert not (tmp_path / "x.h5").exists() and not (tmp_path / "y.h5").exists()

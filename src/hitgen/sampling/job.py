@@ -56,6 +56,26 @@ def generate_share(loaded, conditions: dict[str, np.ndarray], opts: SamplingOpti
     return generate(loaded.model, conditions["momentum"], opts, device, progress, first_event=first_event)
 
 
+# the sampling options each architecture's generator takes (the others are the CLAS12 model's)
+TRACKER_OPTIONS = {"track-gpt": ("temperature", "batch_size", "seed", "decoder"), "siliconai": ("temperature", "batch_size", "seed")}
+TRACKER_DECODERS = {"track-gpt": ("plain", "naive"), "siliconai": ("plain",)}
+
+
+def options_used(architecture: str, opts: SamplingOptions) -> dict:
+    """The options the architecture's generator uses; one set to a non-default value that it does
+    not use is an error (a user asking for top-k of a track model would otherwise get none)."""
+    every = asdict(opts)
+    if architecture not in TRACKER_OPTIONS:
+        return every
+    default = asdict(SamplingOptions())
+    unused = [k for k in every if k not in TRACKER_OPTIONS[architecture] and every[k] != default[k]]
+    if unused:
+        raise HitgenError(f"--{unused[0].replace('_', '-')} does not apply to a {architecture} model")
+    if opts.decoder not in TRACKER_DECODERS[architecture]:
+        raise HitgenError(f"--decoder {opts.decoder}: a {architecture} model decodes with {' or '.join(TRACKER_DECODERS[architecture])}")
+    return {k: every[k] for k in TRACKER_OPTIONS[architecture]}
+
+
 def check_dtype(device: str, dtype: str) -> str:
     if dtype not in ("fp32", "bf16"):
         raise HitgenError(f"--dtype must be fp32 or bf16 (got {dtype})")
@@ -118,12 +138,13 @@ def generate_file(
     if out.exists() and not overwrite:
         raise HitgenError(f"{out}: already exists (use --overwrite to replace it)")
     loaded = load_model(model_ref, device)
+    used = options_used(loaded.config["architecture"], opts)
     detector = loaded.config["detector_spec"]["name"]
     cond = conditions_for(detector, conditions, momentum_range, n_events, opts.seed)
     p = np.linalg.norm(cond["momentum"].astype(np.float64), axis=1)
     lo, hi = loaded.config["data"]["momentum_range_gev"]
     outside = int(((p < lo) | (p > hi)).sum())
-    notes: dict = {"sampling": asdict(opts) | {"dtype": dtype}}
+    notes: dict = {"sampling": used | {"dtype": dtype}}
     if outside:
         notes |= {"momentum_outside_training_range": outside, "training_momentum_range_gev": [lo, hi]}
         if warn:
