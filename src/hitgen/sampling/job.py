@@ -78,7 +78,7 @@ def options_used(architecture: str, opts: SamplingOptions) -> dict:
 
 def check_dtype(device: str, dtype: str) -> str:
     if dtype not in ("fp32", "bf16"):
-        raise HitgenError(f"--dtype must be fp32 or bf16 (got {dtype})")
+        raise HitgenError(f"--dtype must be one of fp32, bf16 (got {dtype})")
     if dtype == "bf16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
         raise HitgenError(f"--dtype bf16: the GPU {torch.cuda.get_device_name(device)} cannot run bf16")
     return dtype
