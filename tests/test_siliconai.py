@@ -175,7 +175,7 @@ def test_flops_per_siliconai_track_grow_with_the_window():
     per_position = 2 * (4 * 16 + 2 * 4 * 8)
     blocks = tok.Vocabulary.from_dict(vocab).blocks()
     # a track with no hit: two steps (the end row's index from the 7-token start row, then END from 8)
-    expected = sum(t * per_position + t * t * 2 * 4 + 2 * 4 * (blocks[c][1] - blocks[c][0]) for t, c in ((7, 0), (8, 1)))
+    expected = sum(t * per_position + t * (t + 1) * 2 * 4 + 2 * 4 * (blocks[c][1] - blocks[c][0]) for t, c in ((7, 0), (8, 1)))
     assert flops_per_siliconai_track(cfg, np.array([0])) == pytest.approx(expected)
     assert flops_per_siliconai_track(cfg, np.array([10])) > 10 * flops_per_siliconai_track(cfg, np.array([0]))
 

@@ -83,6 +83,23 @@ def test_damaged_candidates_are_caught(samples):
     assert v["hits_off_their_module"] == {"reference": 0.0, "candidate": 1 / events.n_hits}
 
 
+def test_validity_counts_tracks_with_empty_ones_anywhere(samples):
+    """An empty track (the model ended it at once) first and last: no error, never counted as stepping inwards."""
+    from hitgen.detectors import odd_tracker as odd
+    from hitgen.evaluation.tracker import TrackerObservables
+
+    events = EventSet.read(samples[1]).select(np.arange(4))
+    counts = np.concatenate([[0], events.hits_per_event(), [0]])
+    hits = {k: v.copy() for k, v in events.hits.items()}
+    last = slice(int(events.offsets[3]), int(events.offsets[4]))  # the fourth track runs backwards
+    for k in hits:
+        hits[k][last] = hits[k][last][::-1]
+    conditions = {k: np.concatenate([v[:1], v, v[:1]]) for k, v in events.conditions.items()}
+    padded = EventSet(events.detector, events.detector_spec, conditions, np.concatenate([[0], np.cumsum(counts)]), hits, "empty ends")
+    obs = TrackerObservables.of(padded, odd.build_modules())
+    assert obs.inward.tolist() == [False, False, False, False, True, False] and not obs.off_module.any()
+
+
 def test_rounding_is_two_decimals(samples):
     _, ref, _ = samples
     r = rounded(EventSet.read(ref))

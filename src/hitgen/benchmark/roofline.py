@@ -76,7 +76,7 @@ def flops_per_siliconai_track(cfg: SiliconAIConfig, hits: np.ndarray) -> float:
         row, column = divmod(p, siliconai.ROW)
         t = p - siliconai.ROW * max(0, row - w + 1)
         lo, hi = blocks[column]
-        total += t * per_position + t * t * 2 * cfg.n_blocks * d + 2 * d * (hi - lo)  # causal attention: t(t+1)/2 pairs x 4d
+        total += t * per_position + t * (t + 1) * 2 * cfg.n_blocks * d + 2 * d * (hi - lo)  # causal attention: t(t+1)/2 pairs x 4d
         cost[p + 1] = total
     tokens = siliconai.ROW * (np.asarray(hits, np.int64) + 1) + 2
     return float(np.mean([cost[int(n)] for n in tokens]))

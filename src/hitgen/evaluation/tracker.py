@@ -62,10 +62,10 @@ class TrackerObservables:
         tol = 0.5 * 10.0**-ROUND_DECIMALS
         off = (np.abs(h["local_u"]) > modules.half_u[module] + tol) | (np.abs(h["local_v"]) > modules.half_v[module] + tol)
         layer = modules.layer[module]
-        step_back = np.diff(layer.astype(np.int64), prepend=0) < 0
-        step_back[events.offsets[:-1][events.hits_per_event() > 0]] = False  # a track's first hit steps from nowhere
-        inward = np.add.reduceat(step_back, events.offsets[:-1]) > 0 if events.n_hits else np.zeros(events.n_events, bool)
-        inward &= events.hits_per_event() > 0
+        track = events.event_index()
+        back = np.zeros(events.n_hits, bool)  # a hit in a lower layer than the hit before it on its track
+        back[1:] = (np.diff(layer.astype(np.int64)) < 0) & (track[1:] == track[:-1])
+        inward = np.bincount(track[back], minlength=events.n_events) > 0
         return cls(events.hits_per_event(), {k: np.asarray(v, np.float64) for k, v in per_hit.items()}, layer, off, inward)
 
 

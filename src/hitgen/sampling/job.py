@@ -58,7 +58,7 @@ def generate_share(loaded, conditions: dict[str, np.ndarray], opts: SamplingOpti
 
 # the sampling options each architecture's generator takes (the others are the CLAS12 model's)
 TRACKER_OPTIONS = {"track-gpt": ("temperature", "batch_size", "seed", "decoder"), "siliconai": ("temperature", "batch_size", "seed")}
-TRACKER_DECODERS = {"track-gpt": ("plain", "naive"), "siliconai": ("plain",)}
+TRACK_GPT_DECODERS = ("plain", "naive")
 
 
 def options_used(architecture: str, opts: SamplingOptions) -> dict:
@@ -71,8 +71,8 @@ def options_used(architecture: str, opts: SamplingOptions) -> dict:
     unused = [k for k in every if k not in TRACKER_OPTIONS[architecture] and every[k] != default[k]]
     if unused:
         raise HitgenError(f"--{unused[0].replace('_', '-')} does not apply to a {architecture} model")
-    if opts.decoder not in TRACKER_DECODERS[architecture]:
-        raise HitgenError(f"--decoder {opts.decoder}: a {architecture} model decodes with {' or '.join(TRACKER_DECODERS[architecture])}")
+    if architecture == "track-gpt" and opts.decoder not in TRACK_GPT_DECODERS:
+        raise HitgenError(f"--decoder {opts.decoder}: a {architecture} model decodes with {' or '.join(TRACK_GPT_DECODERS)}")
     return {k: every[k] for k in TRACKER_OPTIONS[architecture]}
 
 
