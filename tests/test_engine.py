@@ -161,3 +161,31 @@ def test_incremental_decoding_sees_what_teacher_forcing_sees(option):
             hit = Hit(*(b[k][:, t] for k in ("strip", "adc", "tdc", "layer", "rank")))
             steps.append(model.trunk(hit.embed(model, cond, deposit.add(hit.adc)), cache)[:, -1])
     torch.testing.assert_close(torch.cat(steps), forced, rtol=1e-4, atol=1e-5)
+
+
+def test_kv_cache_attends_like_attention_over_everything_written():
+    """The growing cache (contiguous buffers grown by CHUNK, unwritten positions masked) gives the
+    attention of each new query over every key and value written so far, across chunk boundaries
+    and after rows are dropped."""
+    import torch.nn.functional as F  # noqa: N812
+
+    from hitgen.models.gpt import KVCache
+
+    torch.manual_seed(0)
+    b, heads, dim, steps = 5, 2, 8, 2 * KVCache.CHUNK + 3
+    cache = KVCache(1)
+    k0, v0 = torch.randn(b, heads, 7, dim), torch.randn(b, heads, 7, dim)
+    q0 = torch.randn(b, heads, 7, dim)
+    torch.testing.assert_close(cache.attend(0, q0, k0, v0), F.scaled_dot_product_attention(q0, k0, v0, is_causal=True))
+    keys, values, rows = [k0], [v0], torch.arange(b)
+    for step in range(steps):
+        if step == 12:  # drop two rows, as the decoder does when events finish
+            rows = torch.tensor([0, 2, 4])
+            cache.keep(rows)
+            keys, values = [k[rows] for k in keys], [v[rows] for v in values]
+        q, k, v = (torch.randn(len(rows), heads, 1, dim) for _ in range(3))
+        keys.append(k)
+        values.append(v)
+        expected = F.scaled_dot_product_attention(q, torch.cat(keys, dim=2), torch.cat(values, dim=2))
+        torch.testing.assert_close(cache.attend(0, q, k, v), expected)
+    assert cache.length[0] == 7 + steps and cache.k[0].shape[2] % KVCache.CHUNK == 0

@@ -127,30 +127,61 @@ class Block(nn.Module):
         return x + self.drop(self.ff(self.ln2(x)))
 
 
+def attend_one(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """Attention of one new query per row, q (B, heads, 1, head dim), over contiguous key and value
+    buffers (B, heads, capacity, head dim) without the positions `masked` (broadcast to (B, heads,
+    1, capacity); buffers hold finite values there). Scores and softmax in float32; under bf16 the
+    products round the scores to bf16 first, as eager attention does in bf16 inference."""
+    scores = torch.matmul(q, keys.transpose(-1, -2)).float() * q.shape[-1] ** -0.5
+    weights = torch.softmax(scores.masked_fill(masked, float("-inf")), dim=-1)
+    return torch.matmul(weights.to(values.dtype), values)
+
+
 class KVCache:
     """Keys and values of every block for a batch of sequences, grown one step at a time.
+
+    Each block's keys and values live in one contiguous buffer (batch, heads, capacity, head dim)
+    that grows by CHUNK positions when full, zeros past the positions written. A new position
+    attends to the whole buffer with the unwritten positions masked out. Measured on 2 CPU cores
+    (paper-size model, batch 512, bf16): concatenating every step copied the whole cache per block
+    and step (46% of generation time), and attention over a view of the written positions of a
+    larger buffer (not contiguous) ran 4x slower than over a contiguous buffer; scaled_dot_product_
+    attention for one query was 4x slower than two matrix products and a softmax (3.2 vs 13.7 ms for
+    512 x 8 heads x 50 positions).
 
     The cache protocol of Block: attend(index, q, k, v) stores the new keys and values of block
     `index` and returns the attention output of the new queries (the static cache of the generation
     engine, hitgen.sampling.engine, implements the same call)."""
 
+    CHUNK = 16
+
     def __init__(self, n_blocks: int) -> None:
         self.k: list[torch.Tensor | None] = [None] * n_blocks
         self.v: list[torch.Tensor | None] = [None] * n_blocks
+        self.length = [0] * n_blocks  # positions written, per block
 
     def update(self, index: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.k[index] is None:
-            self.k[index], self.v[index] = k, v
-        else:
-            self.k[index] = torch.cat([self.k[index], k], dim=2)
-            self.v[index] = torch.cat([self.v[index], v], dim=2)
+        """Store the new keys and values (B, heads, t, head dim); the buffers (B, heads, capacity, head dim)."""
+        start, end = self.length[index], self.length[index] + k.shape[2]
+        old = self.k[index]
+        if old is None or end > old.shape[2]:
+            capacity = -(-end // self.CHUNK) * self.CHUNK
+            shape = (k.shape[0], k.shape[1], capacity, k.shape[3])
+            new_k, new_v = k.new_zeros(shape), v.new_zeros(shape)
+            if old is not None:
+                new_k[:, :, :start], new_v[:, :, :start] = old[:, :, :start], self.v[index][:, :, :start]
+            self.k[index], self.v[index] = new_k, new_v
+        self.k[index][:, :, start:end] = k
+        self.v[index][:, :, start:end] = v
+        self.length[index] = end
         return self.k[index], self.v[index]
 
     def attend(self, index: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        k, v = self.update(index, k, v)
-        if q.shape[2] > 1:  # prefill from position 0: plain causal attention over what was written
+        if q.shape[2] > 1:  # prefill from position 0: plain causal attention among the new inputs
+            self.update(index, k, v)
             return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return F.scaled_dot_product_attention(q, k, v)  # one new position attends to everything cached
+        keys, values = self.update(index, k, v)  # one new position attends to everything written
+        return attend_one(q, keys, values, torch.arange(keys.shape[2], device=keys.device) >= self.length[index])
 
     def keep(self, rows: torch.Tensor) -> None:
         """Keep only these batch rows (a boolean mask or indices), e.g. when sequences finish."""

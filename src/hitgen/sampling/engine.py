@@ -27,13 +27,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from hitgen.models.gpt import HitGPT
+from hitgen.models.gpt import HitGPT, KVCache, attend_one
 from hitgen.sampling.generate import STREAMS, Deposit, HitSampler, LayerState, SamplingOptions, empty_tokens, start_tokens
 from hitgen.tokenizers import clas12_ecal as tok
 
 
 class StaticKVCache:
-    """Keys and values of every block in preallocated buffers (slots, heads, length, head dim)."""
+    """Keys and values of every block in buffers (slots, heads, capacity, head dim), contiguous,
+    grown by KVCache.CHUNK positions up to `length` as the longest event in flight needs them (a
+    view of the written positions of a larger buffer is not contiguous, and attention over such a
+    view ran 4x slower on the CPU: hitgen.models.gpt.KVCache)."""
 
     def __init__(self, slots: int, length: int) -> None:
         self.slots, self.length = slots, length
@@ -41,14 +44,20 @@ class StaticKVCache:
         self.v: list[torch.Tensor] = []
         self.rows: torch.Tensor | None = None
         self.pos: torch.Tensor | None = None
-        self.mask: torch.Tensor | None = None
-        self.span = 0
+        self.masked: torch.Tensor | None = None
+        self.needed = 0
 
-    def _buffers(self, index: int, k: torch.Tensor) -> None:
+    def _buffers(self, index: int, k: torch.Tensor, needed: int) -> None:
+        capacity = min(self.length, -(-needed // KVCache.CHUNK) * KVCache.CHUNK)
+        shape = (self.slots, k.shape[1], capacity, k.shape[3])
         if len(self.k) <= index:
-            shape = (self.slots, k.shape[1], self.length, k.shape[3])
-            self.k.append(torch.zeros(shape, dtype=k.dtype, device=k.device))
-            self.v.append(torch.zeros(shape, dtype=k.dtype, device=k.device))
+            self.k.append(k.new_zeros(shape))
+            self.v.append(k.new_zeros(shape))
+        elif self.k[index].shape[2] < needed:
+            for buffers in (self.k, self.v):
+                grown = k.new_zeros(shape)
+                grown[:, :, : buffers[index].shape[2]] = buffers[index]
+                buffers[index] = grown
 
     def prefill(self, rows: torch.Tensor) -> None:
         """The next trunk call writes positions 0.. of these slots (their events' first inputs)."""
@@ -56,22 +65,24 @@ class StaticKVCache:
 
     def decode(self, pos: torch.Tensor) -> None:
         """The next trunk call writes one position per slot, pos (slots,), and attends to 0..pos."""
-        self.rows, self.pos = None, pos
-        self.span = int(pos.max()) + 1
-        self.mask = (torch.arange(self.span, device=pos.device)[None] <= pos[:, None])[:, None, None, :]
+        self.rows, self.pos, self.masked = None, pos, None
+        self.needed = int(pos.max()) + 1  # positions the longest event in flight reaches
         self.slot_ids = torch.arange(len(pos), device=pos.device)
 
     def attend(self, index: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        self._buffers(index, k)
         if self.pos is None:  # prefill: causal attention among the new inputs themselves
             t = k.shape[2]
+            self._buffers(index, k, t)
             self.k[index][self.rows, :, :t] = k
             self.v[index][self.rows, :, :t] = v
             return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        self._buffers(index, k, self.needed)
         self.k[index][self.slot_ids, :, self.pos] = k[:, :, 0]
         self.v[index][self.slot_ids, :, self.pos] = v[:, :, 0]
-        keys, values = self.k[index][:, :, : self.span], self.v[index][:, :, : self.span]
-        return F.scaled_dot_product_attention(q, keys, values, attn_mask=self.mask)
+        keys, values = self.k[index], self.v[index]
+        if self.masked is None or self.masked.shape[-1] != keys.shape[2]:  # the positions past each slot's own
+            self.masked = (torch.arange(keys.shape[2], device=keys.device)[None] > self.pos[:, None])[:, None, None, :]
+        return attend_one(q, keys, values, self.masked)
 
     def keep(self, rows: torch.Tensor) -> None:
         self.k = [k[rows] for k in self.k]
