@@ -46,8 +46,12 @@ def test_damaged_candidates_are_caught(samples):
     keep = np.ones(events.n_hits, bool)
     keep[events.offsets[1:] - 1] = False
     short = EventSet(
-        events.detector, events.detector_spec, events.conditions, np.concatenate([[0], np.cumsum(events.hits_per_event() - 1)]).astype(np.int64),
-        {k: v[keep] for k, v in events.hits.items()}, "damaged: last hit dropped",
+        events.detector,
+        events.detector_spec,
+        events.conditions,
+        np.concatenate([[0], np.cumsum(events.hits_per_event() - 1)]).astype(np.int64),
+        {k: v[keep] for k, v in events.hits.items()},
+        "damaged: last hit dropped",
     )
     m = evaluate(ref, short.write(d / "short.h5", overwrite=True), d / "eval_short", plots=False).metrics
     assert m["hits_per_track_w1"] > 0.9 and m["hits_per_track_w1"] > 10 * m["noise_floor"]["hits_per_track_w1"]

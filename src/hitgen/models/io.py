@@ -36,6 +36,8 @@ ARCHITECTURES: dict[str, tuple[type, type]] = {
 
 def architecture_of(model: torch.nn.Module) -> str:
     return next(name for name, (_, cls) in ARCHITECTURES.items() if isinstance(model, cls))
+
+
 SHIPPED = Path(__file__).resolve().parents[3] / "models"  # models/<name>/ in a source checkout
 
 

@@ -145,11 +145,16 @@ def _generate_batch(model, cond, keys_np, geo: tok.Geometry, dev, temperature, u
             else:
                 history = [(a[keep], w[keep], {k: x[keep] for k, x in v.items()}) for a, w, v in history]
     if not out:
-        return {"event": np.zeros(0, np.int64), "step": np.zeros(0, np.int64), "module": np.zeros(0, np.int64),
-                "local_u": np.zeros(0), "local_v": np.zeros(0), "momentum": np.zeros((0, 3))}
+        return {
+            "event": np.zeros(0, np.int64),
+            "step": np.zeros(0, np.int64),
+            "module": np.zeros(0, np.int64),
+            "local_u": np.zeros(0),
+            "local_v": np.zeros(0),
+            "momentum": np.zeros((0, 3)),
+        }
     return {k: np.concatenate([o[k] for o in out]) for k in out[0]}
 
 
 def _rows(cr, idx: np.ndarray):
     return type(cr)(cr.module[idx], cr.u[idx], cr.v[idx], cr.s[idx], cr.phi_dir[idx])
-

@@ -45,9 +45,7 @@ def _clas12_digitize(
 _odd_modules = functools.cache(odd_tracker.build_modules)  # built once per process, on first use
 
 
-def _odd_digitize(
-    conditions: dict[str, np.ndarray], raw: RawEvents, rng: np.random.Generator
-) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
+def _odd_digitize(conditions: dict[str, np.ndarray], raw: RawEvents, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
     """Geant4 hits are the event file's hits (the digitisation into pixels and strips belongs to
     the reconstruction, which compares Geant4 and the model on equal terms)."""
     c = raw.columns

@@ -84,8 +84,13 @@ class Walk:
         mom = conditions["momentum"].astype(np.float64)
         n = len(mom)
         return cls(
-            conditions["vertex"].astype(np.float64).copy(), mom.copy(), conditions["charge"].astype(np.float64),
-            np.full(n, -1), np.full(n, -1), np.arctan2(mom[:, 1], mom[:, 0]), np.linalg.norm(mom, axis=1),
+            conditions["vertex"].astype(np.float64).copy(),
+            mom.copy(),
+            conditions["charge"].astype(np.float64),
+            np.full(n, -1),
+            np.full(n, -1),
+            np.arctan2(mom[:, 1], mom[:, 0]),
+            np.linalg.norm(mom, axis=1),
         )
 
     FIELDS = ("position", "momentum", "charge", "module", "layer", "phi0", "p0")
