@@ -1,12 +1,14 @@
-"""The generation engine: a preallocated key-value cache and continuous batching.
+"""The generation engine: a per-slot key-value cache and continuous batching.
 
-What the profile of the plain decoder (growing cache, finished events dropped) showed on 2 CPU
-cores at batch 1024: a third of the time went to copies, indexing and concatenation of the cache,
-which is regrown every step and copied whole every time an event finishes. Here:
+What the profile of the plain decoder showed on 2 CPU cores at batch 1024 (before its cache became
+contiguous buffers grown by 16 positions, hitgen.models.gpt.KVCache): a third of the time went to
+copies, indexing and concatenation of the cache, regrown every step and copied whole every time an
+event finished. Here:
 
-- the cache is one preallocated buffer per block, (slots, heads, length, head dim); each slot holds
-  one event, written at that event's own position, and attention reads the buffer up to the longest
-  event in flight, with a per-slot mask of the positions it has written;
+- the cache is one contiguous buffer per block, (slots, heads, capacity, head dim), grown by 16
+  positions as the longest event in flight needs them; each slot holds one event, written at that
+  event's own position, and attention reads the buffer with a per-slot mask of the positions it
+  has written;
 - continuous batching: when an event ends, its slot is refilled at once with the next event (its
   prefix and SOS prefilled into that slot), so the batch stays full instead of shrinking to its
   slowest event; a refilled slot's decode step of that iteration writes at its first free position
