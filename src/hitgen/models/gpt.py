@@ -160,17 +160,24 @@ class KVCache:
         self.v: list[torch.Tensor | None] = [None] * n_blocks
         self.length = [0] * n_blocks  # positions written, per block
 
+    @classmethod
+    def grown(cls, buffer: torch.Tensor | None, like: torch.Tensor, rows: int, needed: int, limit: int | None = None) -> torch.Tensor:
+        """`buffer` (rows, heads, capacity, head dim) if it holds `needed` positions; else a buffer of
+        zeros in the dtype of `like` whose capacity is `needed` rounded up to CHUNK (at most `limit`),
+        holding buffer's contents: the one growth step of this cache and of the engine's."""
+        if buffer is not None and buffer.shape[2] >= needed:
+            return buffer
+        capacity = -(-needed // cls.CHUNK) * cls.CHUNK
+        out = like.new_zeros((rows, like.shape[1], capacity if limit is None else min(capacity, limit), like.shape[3]))
+        if buffer is not None:
+            out[:, :, : buffer.shape[2]] = buffer
+        return out
+
     def update(self, index: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store the new keys and values (B, heads, t, head dim); the buffers (B, heads, capacity, head dim)."""
         start, end = self.length[index], self.length[index] + k.shape[2]
-        old = self.k[index]
-        if old is None or end > old.shape[2]:
-            capacity = -(-end // self.CHUNK) * self.CHUNK
-            shape = (k.shape[0], k.shape[1], capacity, k.shape[3])
-            new_k, new_v = k.new_zeros(shape), v.new_zeros(shape)
-            if old is not None:
-                new_k[:, :, :start], new_v[:, :, :start] = old[:, :, :start], self.v[index][:, :, :start]
-            self.k[index], self.v[index] = new_k, new_v
+        self.k[index] = self.grown(self.k[index], k, len(k), end)
+        self.v[index] = self.grown(self.v[index], v, len(v), end)
         self.k[index][:, :, start:end] = k
         self.v[index][:, :, start:end] = v
         self.length[index] = end

@@ -42,24 +42,19 @@ class StaticKVCache:
 
     def __init__(self, slots: int, length: int) -> None:
         self.slots, self.length = slots, length
-        self.k: list[torch.Tensor] = []  # allocated at the first write, in the dtype of the keys (bf16 under autocast)
-        self.v: list[torch.Tensor] = []
+        self.k: list[torch.Tensor | None] = []  # allocated at the first write, in the dtype of the keys (bf16 under autocast)
+        self.v: list[torch.Tensor | None] = []
         self.rows: torch.Tensor | None = None
         self.pos: torch.Tensor | None = None
         self.masked: torch.Tensor | None = None
         self.needed = 0
 
     def _buffers(self, index: int, k: torch.Tensor, needed: int) -> None:
-        capacity = min(self.length, -(-needed // KVCache.CHUNK) * KVCache.CHUNK)
-        shape = (self.slots, k.shape[1], capacity, k.shape[3])
         if len(self.k) <= index:
-            self.k.append(k.new_zeros(shape))
-            self.v.append(k.new_zeros(shape))
-        elif self.k[index].shape[2] < needed:
-            for buffers in (self.k, self.v):
-                grown = k.new_zeros(shape)
-                grown[:, :, : buffers[index].shape[2]] = buffers[index]
-                buffers[index] = grown
+            self.k.append(None)
+            self.v.append(None)
+        self.k[index] = KVCache.grown(self.k[index], k, self.slots, needed, self.length)
+        self.v[index] = KVCache.grown(self.v[index], k, self.slots, needed, self.length)
 
     def prefill(self, rows: torch.Tensor) -> None:
         """The next trunk call writes positions 0.. of these slots (their events' first inputs)."""
