@@ -64,6 +64,9 @@ def test_geant4_vs_geant4_sits_at_the_noise_floor(g4_pair):
     assert m["occupancy_max_abs_diff"] < 0.02
     assert abs(m["classifier_auc"] - 0.5) < 0.05
     assert abs(floor["classifier_auc"] - 0.5) < 0.06
+    for group in ("hits", "energy", "position", "spread"):
+        assert abs(m["classifier_auc_by_group"][group] - 0.5) < 0.05, group
+        assert abs(floor["classifier_auc_by_group"][group] - 0.5) < 0.06, group
     # the files on disk: strict JSON with the contract's keys, a report that embeds its plots
     on_disk = json.loads((d / "ab" / "metrics.json").read_text())
     assert on_disk["n_reference"] == on_disk["n_candidate"] == N_EVENTS and on_disk["detector"] == "clas12-ecal"
@@ -128,6 +131,26 @@ def test_distortions_move_their_metric(g4_pair, what):
         assert 0.95 < t["shower_position_w1_strips"] <= 1.0
         assert t["hits_per_event_w1"] == 0 and t["per_hit_log10_adc_w1"] == 0
     assert m["classifier_auc"] > 0.65
+    # the breakdown by feature group names what was distorted: a group whose features the distortion
+    # leaves exactly as they were cannot tell the samples apart (here every candidate event is a copy
+    # of a reference event, so such a group scores below 0.5: the classifier learns an event under one
+    # label and meets its copy under the other)
+    by_group = m["classifier_auc_by_group"]
+    moved = {"adc": "energy", "drop": "hits", "strip": "position"}[what]
+    assert by_group[moved] > 0.65, by_group
+    untouched = {"adc": ("hits", "position", "spread"), "drop": (), "strip": ("hits", "energy")}[what]
+    for group in untouched:
+        assert by_group[group] < 0.55, (group, by_group)
+
+
+def test_feature_groups_cover_every_event_feature_once():
+    from conftest import toy_events
+    from hitgen.evaluation.metrics import CONDITION_COLUMNS, feature_groups
+    from hitgen.evaluation.observables import calo_observables
+
+    obs = calo_observables(toy_events("toy-detector"))
+    columns = CONDITION_COLUMNS + [c for cols in feature_groups(len(obs.layer_names)).values() for c in cols]
+    assert sorted(columns) == list(range(obs.event_features().shape[1]))
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

@@ -87,6 +87,7 @@ def _nested(flat: dict[str, float]) -> dict[str, Any]:
         "table2": {k: flat[k] for k in table2_keys},
         "occupancy_max_abs_diff": flat["occupancy_max_abs_diff"],
         "classifier_auc": flat["classifier_auc"],
+        "classifier_auc_by_group": flat["classifier_auc_by_group"],
     }
 
 

@@ -76,8 +76,25 @@ def occupancy_max_abs_diff(ref: CaloObservables, cand: CaloObservables) -> float
     return float(np.abs(ref.occupancy - cand.occupancy).max())
 
 
-def classifier_auc(ref: CaloObservables, cand: CaloObservables, seed: int = CLASSIFIER_SEED) -> float:
-    """ROC AUC of a gradient-boosted classifier told to separate reference from candidate events.
+def feature_groups(n_layers: int) -> dict[str, list[int]]:
+    """Columns of CaloObservables.event_features by what they describe. Every group is shown to the
+    classifier together with the conditions (its AUC says how well that aspect of the events alone
+    tells the candidate from the reference, at the same momenta)."""
+    per_layer = lambda k: list(range(7 + k * n_layers, 7 + (k + 1) * n_layers))  # noqa: E731
+    return {
+        "hits": [4, *per_layer(0)],  # total hits; hits per layer
+        "energy": [5, 6, *per_layer(1)],  # log10 total ADC, ADC / |p|; log10 ADC per layer
+        "position": per_layer(2),  # mean fired strip per layer (the shower position)
+        "spread": per_layer(3),  # spread of the fired strips per layer (the shower width)
+    }
+
+
+CONDITION_COLUMNS = [0, 1, 2, 3]  # px, py, pz, |p|
+
+
+def classifier_auc(ref: CaloObservables, cand: CaloObservables, seed: int = CLASSIFIER_SEED, columns: list[int] | None = None) -> float:
+    """ROC AUC of a gradient-boosted classifier told to separate reference from candidate events,
+    from all event features or only these columns of them.
 
     Each sample is split in two random halves; the classifier trains on the first halves and is
     scored on the second. Both samples are cut to the same size first, so 0.5 means
@@ -88,8 +105,9 @@ def classifier_auc(ref: CaloObservables, cand: CaloObservables, seed: int = CLAS
 
     rng = np.random.default_rng(seed)
     n = min(ref.n_events, cand.n_events)
-    xr = ref.event_features()[rng.permutation(ref.n_events)[:n]]
-    xc = cand.event_features()[rng.permutation(cand.n_events)[:n]]
+    cols = slice(None) if columns is None else columns
+    xr = ref.event_features()[:, cols][rng.permutation(ref.n_events)[:n]]
+    xc = cand.event_features()[:, cols][rng.permutation(cand.n_events)[:n]]
     half = n // 2
     x_train = np.vstack([xr[:half], xc[:half]])
     y_train = np.r_[np.zeros(half), np.ones(half)]
@@ -100,9 +118,21 @@ def classifier_auc(ref: CaloObservables, cand: CaloObservables, seed: int = CLAS
     return float(roc_auc_score(y_test, clf.predict_proba(x_test)[:, 1]))
 
 
+def classifier_auc_by_group(ref: CaloObservables, cand: CaloObservables) -> dict[str, float]:
+    """The classifier's AUC from the conditions and one group of features (feature_groups) at a time:
+    which aspect of the events gives the candidate away."""
+    groups = feature_groups(len(ref.layer_names))
+    return {name: classifier_auc(ref, cand, columns=CONDITION_COLUMNS + cols) for name, cols in groups.items()}
+
+
 def compare(ref: CaloObservables, cand: CaloObservables) -> dict[str, float]:
-    """table2 metrics, occupancy difference and classifier AUC of one pair of samples."""
-    return {**table2(ref, cand), "occupancy_max_abs_diff": occupancy_max_abs_diff(ref, cand), "classifier_auc": classifier_auc(ref, cand)}
+    """table2 metrics, occupancy difference and classifier AUC (all features, and by group) of one pair of samples."""
+    return {
+        **table2(ref, cand),
+        "occupancy_max_abs_diff": occupancy_max_abs_diff(ref, cand),
+        "classifier_auc": classifier_auc(ref, cand),
+        "classifier_auc_by_group": classifier_auc_by_group(ref, cand),
+    }
 
 
 def noise_floor(ref: CaloObservables, seed: int = NOISE_FLOOR_SEED) -> dict[str, float]:

@@ -16,11 +16,19 @@ SUMMARY_ROWS = [  # (key in metrics.json, label, format, the CLAS12 paper's valu
     ("table2.energy_scale_max_dev", "energy scale, largest |ratio - 1|", "{:.4f}", ""),
     ("occupancy_max_abs_diff", "largest layer-occupancy difference", "{:.4f}", ""),
     ("classifier_auc", "classifier ROC AUC", "{:.3f}", ""),
+    # the same classifier shown the momentum and one group of features: what gives the candidate away
+    ("classifier_auc_by_group.hits", "... from hit counts only (total, per layer)", "{:.3f}", ""),
+    ("classifier_auc_by_group.energy", "... from energies only (total, ADC/|p|, per layer)", "{:.3f}", ""),
+    ("classifier_auc_by_group.position", "... from shower positions only (mean strip per layer)", "{:.3f}", ""),
+    ("classifier_auc_by_group.spread", "... from shower widths only (strip spread per layer)", "{:.3f}", ""),
 ]
 
 
 def get(d: dict[str, Any], dotted: str) -> Any:
+    """d["a"]["b"] for "a.b"; None where a key is missing (metrics written before it was measured)."""
     for part in dotted.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return None
         d = d[part]
     return d
 
