@@ -145,12 +145,12 @@ def test_distortions_move_their_metric(g4_pair, what):
 
 def test_feature_groups_cover_every_event_feature_once():
     from conftest import toy_events
-    from hitgen.evaluation.metrics import CONDITION_COLUMNS, feature_groups
     from hitgen.evaluation.observables import calo_observables
 
     obs = calo_observables(toy_events("toy-detector"))
-    columns = CONDITION_COLUMNS + [c for cols in feature_groups(len(obs.layer_names)).values() for c in cols]
-    assert sorted(columns) == list(range(obs.event_features().shape[1]))
+    groups = obs.event_feature_groups()
+    assert list(groups) == ["conditions", "hits", "energy", "position", "spread"]
+    assert sorted(c for cols in groups.values() for c in cols) == list(range(obs.event_features().shape[1]))
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

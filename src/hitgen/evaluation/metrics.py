@@ -76,22 +76,6 @@ def occupancy_max_abs_diff(ref: CaloObservables, cand: CaloObservables) -> float
     return float(np.abs(ref.occupancy - cand.occupancy).max())
 
 
-def feature_groups(n_layers: int) -> dict[str, list[int]]:
-    """Columns of CaloObservables.event_features by what they describe. Every group is shown to the
-    classifier together with the conditions (its AUC says how well that aspect of the events alone
-    tells the candidate from the reference, at the same momenta)."""
-    per_layer = lambda k: list(range(7 + k * n_layers, 7 + (k + 1) * n_layers))  # noqa: E731
-    return {
-        "hits": [4, *per_layer(0)],  # total hits; hits per layer
-        "energy": [5, 6, *per_layer(1)],  # log10 total ADC, ADC / |p|; log10 ADC per layer
-        "position": per_layer(2),  # mean fired strip per layer (the shower position)
-        "spread": per_layer(3),  # spread of the fired strips per layer (the shower width)
-    }
-
-
-CONDITION_COLUMNS = [0, 1, 2, 3]  # px, py, pz, |p|
-
-
 def classifier_auc(ref: CaloObservables, cand: CaloObservables, seed: int = CLASSIFIER_SEED, columns: list[int] | None = None) -> float:
     """ROC AUC of a gradient-boosted classifier told to separate reference from candidate events,
     from all event features or only these columns of them.
@@ -119,10 +103,12 @@ def classifier_auc(ref: CaloObservables, cand: CaloObservables, seed: int = CLAS
 
 
 def classifier_auc_by_group(ref: CaloObservables, cand: CaloObservables) -> dict[str, float]:
-    """The classifier's AUC from the conditions and one group of features (feature_groups) at a time:
-    which aspect of the events gives the candidate away."""
-    groups = feature_groups(len(ref.layer_names))
-    return {name: classifier_auc(ref, cand, columns=CONDITION_COLUMNS + cols) for name, cols in groups.items()}
+    """The classifier's AUC from the conditions and one group of event features at a time (hits,
+    energy, position, spread; CaloObservables.event_feature_groups), all at the same momenta: which
+    aspect of the events gives the candidate away."""
+    groups = ref.event_feature_groups()
+    conditions = groups.pop("conditions")
+    return {name: classifier_auc(ref, cand, columns=conditions + cols) for name, cols in groups.items()}
 
 
 def compare(ref: CaloObservables, cand: CaloObservables) -> dict[str, float]:

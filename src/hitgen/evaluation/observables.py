@@ -71,23 +71,35 @@ class CaloObservables:
             self.hit_log10_adc[per_hit],
         )
 
+    def _feature_blocks(self) -> list[tuple[str, np.ndarray]]:
+        """The classifier's features in column order, each with the group it belongs to: conditions;
+        total hits, log10(1 + total ADC) and the response total ADC / |p|; then per layer hits,
+        log10(1 + total ADC), mean (the shower position) and spread (its width) of the fired strips."""
+        return [
+            ("conditions", self.momentum),
+            ("conditions", self.p),
+            ("hits", self.total_hits),
+            ("energy", np.log10(1.0 + self.total_adc)),
+            ("energy", self.total_adc / self.p),
+            ("hits", self.hits_layer),
+            ("energy", np.log10(1.0 + self.total_adc_layer)),
+            ("position", self.strip_mean),
+            ("spread", self.strip_std),
+        ]
+
     def event_features(self) -> np.ndarray:
-        """The fixed per-event feature vector of the classifier test: conditions; total hits, log10(1 +
-        total ADC) and the response total ADC / |p|; then per layer hits, log10(1 + total ADC), mean
-        and spread of the fired strips."""
-        return np.column_stack(
-            [
-                self.momentum,
-                self.p,
-                self.total_hits,
-                np.log10(1.0 + self.total_adc),
-                self.total_adc / self.p,
-                self.hits_layer,
-                np.log10(1.0 + self.total_adc_layer),
-                self.strip_mean,
-                self.strip_std,
-            ]
-        ).astype(np.float64)
+        """The fixed per-event feature vector of the classifier test (_feature_blocks), (N, columns)."""
+        return np.column_stack([block for _, block in self._feature_blocks()]).astype(np.float64)
+
+    def event_feature_groups(self) -> dict[str, list[int]]:
+        """Columns of event_features by the group they belong to: conditions, hits, energy, position, spread."""
+        groups: dict[str, list[int]] = {}
+        start = 0
+        for name, block in self._feature_blocks():
+            width = 1 if block.ndim == 1 else block.shape[1]
+            groups.setdefault(name, []).extend(range(start, start + width))
+            start += width
+        return groups
 
 
 def calo_observables(events: EventSet) -> CaloObservables:
