@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hitgen.events import EventSet
+from hitgen.core.events import EventSet
 from hitgen.simulation.runner import simulate
 
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import uproot
 
-from hitgen.detectors import odd_tracker as odd
-from hitgen.errors import HitgenError
-from hitgen.events import EventSet
-from hitgen.importers.acts import map_to_modules, read_acts
+from hitgen.core.errors import HitgenError
+from hitgen.core.events import EventSet
+from hitgen.detectors.odd_tracker import geometry as odd
+from hitgen.detectors.odd_tracker.acts import map_to_modules, read_acts
 from hitgen.simulation.runner import simulate
 
 MODULES = odd.build_modules()

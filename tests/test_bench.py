@@ -10,12 +10,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from hitgen.benchmark.roofline import flops_per_event, matmul_peak_flops
+from hitgen.benchmark.roofline import matmul_peak_flops
 from hitgen.benchmark.run import bench
 from hitgen.cli import app
-from hitgen.detectors import clas12_ecal
-from hitgen.errors import HitgenError
-from hitgen.models.gpt import GPTConfig, HitGPT
+from hitgen.core.errors import HitgenError
+from hitgen.detectors.clas12_ecal import geometry as clas12_ecal
+from hitgen.families.clas12_gpt.flops import flops_per_event
+from hitgen.families.clas12_gpt.model import GPTConfig, HitGPT
 from hitgen.models.io import save_model_dir
 from test_cli import assert_one_line_error, hitgen
 
@@ -28,7 +29,7 @@ def model_folder(tmp_path_factory):
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("bench") / "model"
     record = {"detector_spec": clas12_ecal.INFO.spec(), "data": {"momentum_range_gev": [0.5, 10.0]}}
-    return save_model_dir(folder, HitGPT(SMALL), record)
+    return save_model_dir(folder, HitGPT(SMALL), "clas12-gpt", record)
 
 
 def test_flops_per_event_by_hand():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from hitgen.detectors import clas12_ecal as det
+from hitgen.detectors.clas12_ecal import geometry as det
 
 AXIS = det.LOCAL_TO_LAB[:, 2]  # a photon along the face normal crosses every layer at the centroid
 

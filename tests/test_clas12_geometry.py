@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from matplotlib.path import Path as PolyPath
 
-from hitgen.detectors import clas12_ecal as det
+from hitgen.detectors.clas12_ecal import geometry as det
 
 PCAL_U, PCAL_V, PCAL_W, ECIN_U = (det.READOUT_LAYERS[i] for i in (0, 1, 2, 3))
 

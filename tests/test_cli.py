@@ -13,8 +13,8 @@ import h5py
 import numpy as np
 import pytest
 
-from hitgen.errors import EventFileError
-from hitgen.events import EventSet
+from hitgen.core.errors import EventFileError
+from hitgen.core.events import EventSet
 
 
 def hitgen(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:

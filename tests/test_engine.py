@@ -11,11 +11,13 @@ import pytest
 import torch
 from scipy.stats import chisquare, kstest
 
-from hitgen.detectors import clas12_ecal
-from hitgen.models.gpt import GPTConfig, HitGPT
-from hitgen.sampling import streams
-from hitgen.sampling.draw import inverse_cdf_sample, sample_from, sample_values
-from hitgen.sampling.generate import SamplingOptions, generate
+from hitgen.detectors.clas12_ecal import geometry as clas12_ecal
+from hitgen.families import SamplingOptions
+from hitgen.families.clas12_gpt.generate import generate
+from hitgen.families.clas12_gpt.model import GPTConfig, HitGPT
+from hitgen.nn import streams as streams
+from hitgen.nn.draw import inverse_cdf_sample, sample_from, sample_values
+from sameness import assert_same_events
 
 SMALL = GPTConfig(d_model=48, n_blocks=2, n_heads=4, d_ff=96, dropout=0.0)
 
@@ -40,11 +42,11 @@ def test_every_decoder_and_batch_size_draws_the_same_events(option):
     ref = generate(model, momentum, SamplingOptions(batch_size=8, seed=2, decoder="plain"))
     assert ref[0][-1] > 30 * 9  # long sequences: the equality is not trivial
     for decoder, batch in (("plain", 30), ("naive", 16), ("static", 8), ("static", 5), ("static", 64)):
-        assert same_events(generate(model, momentum, SamplingOptions(batch_size=batch, seed=2, decoder=decoder)), ref), (decoder, batch)
+        assert_same_events(generate(model, momentum, SamplingOptions(batch_size=batch, seed=2, decoder=decoder)), ref, f"{decoder} {batch}")
     # an event depends on its own stream only: the last 10 events alone, numbered as before
     tail = generate(model, momentum[20:], SamplingOptions(batch_size=4, seed=2, decoder="static"), first_event=20)
-    np.testing.assert_array_equal(tail[0], ref[0][20:] - ref[0][20])
-    np.testing.assert_array_equal(tail[1]["strip"], ref[1]["strip"][ref[0][20] :])
+    ref_tail = (ref[0][20:] - ref[0][20], {k: v[ref[0][20] :] for k, v in ref[1].items()})
+    assert_same_events(tail, ref_tail, "the last 10 alone")
     other = generate(model, momentum, SamplingOptions(batch_size=8, seed=3, decoder="plain"))
     assert not same_events(other, ref)
 
@@ -110,16 +112,16 @@ def test_torchrun_generation_with_two_processes_equals_one_process(tmp_path):
     import subprocess
     import sys
 
-    from hitgen.events import EventSet
+    from hitgen.core.events import EventSet
+    from hitgen.generation.job import generate_file
     from hitgen.models.io import save_model_dir
-    from hitgen.sampling.job import generate_file
     from test_training import free_port
 
     torch.manual_seed(0)
     record = {"detector_spec": clas12_ecal.INFO.spec(), "data": {"momentum_range_gev": [0.5, 10.0]}}
-    model = save_model_dir(tmp_path / "model", HitGPT(SMALL), record)
+    model = save_model_dir(tmp_path / "model", HitGPT(SMALL), "clas12-gpt", record)
     args = ["--momentum-range", "1:5", "--events", "21", "--batch-size", "4", "--seed", "3"]
-    generate_file(str(model), tmp_path / "one.h5", momentum_range=(1.0, 5.0), n_events=21, opts=SamplingOptions(batch_size=4, seed=3))
+    generate_file(str(model), tmp_path / "one.h5", options={"momentum_range": (1.0, 5.0)}, n_events=21, opts=SamplingOptions(batch_size=4, seed=3))
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={free_port()}"]
     cmd += ["-m", "hitgen", "generate", str(model), "--out", str(tmp_path / "two.h5"), *args]
@@ -139,8 +141,8 @@ def test_incremental_decoding_sees_what_teacher_forcing_sees(option):
     """The hidden states of a token sequence fed one token at a time through the KV cache, with the
     generator's running inputs (the per-event offset, the deposit fraction), equal those of the
     teacher-forced forward pass used in training."""
-    from hitgen.models.gpt import KVCache
-    from hitgen.sampling.generate import Deposit, Hit, start_tokens
+    from hitgen.families.clas12_gpt.model import KVCache
+    from hitgen.families.clas12_gpt.sampler import Deposit, Hit, start_tokens
     from test_gpt import one_event_batch
 
     torch.manual_seed(2)
@@ -169,7 +171,7 @@ def test_kv_cache_attends_like_attention_over_everything_written():
     and after rows are dropped."""
     import torch.nn.functional as F  # noqa: N812
 
-    from hitgen.models.gpt import KVCache
+    from hitgen.families.clas12_gpt.model import KVCache
 
     torch.manual_seed(0)
     b, heads, dim, steps = 5, 2, 8, 2 * KVCache.CHUNK + 3

@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 
+from hitgen.core.events import EventSet
 from hitgen.evaluation import evaluate
 from hitgen.evaluation.stats import UnitHistogram, ratio, w1
-from hitgen.events import EventSet
 from hitgen.simulation.runner import simulate
 
 N_EVENTS = 1200
@@ -145,7 +145,7 @@ def test_distortions_move_their_metric(g4_pair, what):
 
 def test_feature_groups_cover_every_event_feature_once():
     from conftest import toy_events
-    from hitgen.evaluation.observables import calo_observables
+    from hitgen.detectors.clas12_ecal.observables import calo_observables
 
     obs = calo_observables(toy_events("toy-detector"))
     groups = obs.event_feature_groups()
@@ -163,7 +163,7 @@ def test_bad_inputs_give_one_line(tmp_path, toy_file):
     text.write_text("no")
     cases = [
         ((str(toy), str(other)), "different detectors"),
-        ((str(toy), str(toy)), "no evaluation is defined for detector 'toy-detector'"),
+        ((str(toy), str(toy)), "unknown detector 'toy-detector'"),
         ((str(toy), str(text)), "not an HDF5 file"),
         ((str(tmp_path / "missing.h5"), str(toy)), "no such file"),
     ]

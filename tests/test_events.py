@@ -8,12 +8,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hitgen import events as ev
+from hitgen.core import events as ev
+from hitgen.core.errors import EventFileError, HitgenError
+from hitgen.core.events import EventSet, EventWriter
 from hitgen.detectors import get_detector
-from hitgen.errors import EventFileError, HitgenError
-from hitgen.events import EventSet, EventWriter
 
-SPEC = get_detector("clas12-ecal").spec()
+SPEC = get_detector("clas12-ecal").info.spec()
 
 
 def make_events(counts: list[int], seed: int = 0, truth: bool = True) -> EventSet:

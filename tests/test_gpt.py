@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from hitgen.models.gpt import PAPER, GPTConfig, HitGPT
-from hitgen.tokenizers import clas12_ecal as tok
-from hitgen.training.losses import LossWeights, compute_loss, expected_layer_lengths
+from hitgen.families.clas12_gpt import tokenizer as tok
+from hitgen.families.clas12_gpt.loss import LossWeights, compute_loss, expected_layer_lengths
+from hitgen.families.clas12_gpt.model import PAPER, GPTConfig, HitGPT
 
 TINY = GPTConfig(d_model=24, n_blocks=1, n_heads=2, d_ff=48, dropout=0.0)
 
@@ -77,7 +77,7 @@ def test_one_head_per_row_draws_what_its_section_head_gives(value_head):
 def test_factorised_head_is_a_normalised_distribution_and_draws_it():
     from scipy.stats import chisquare
 
-    from hitgen.models.heads import FactorisedHead
+    from hitgen.nn.heads import FactorisedHead
 
     torch.manual_seed(0)
     head = FactorisedHead(16, n_values=23, n_special=3, group=5)  # 5 groups, the last one short (3 bins)

@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from hitgen.detectors import odd_tracker as odd
-from hitgen.events import EventSet
-from hitgen.simulation.odd_tracker import merge_steps
+from hitgen.core.events import EventSet
+from hitgen.detectors.odd_tracker import geometry as odd
+from hitgen.detectors.odd_tracker.geant4 import merge_steps
 from hitgen.simulation.runner import simulate
 
 pytestmark = pytest.mark.geant4
@@ -109,10 +109,10 @@ def test_neighbouring_modules_never_intersect(modules):
 def test_geant4_finds_no_overlaps():
     """Geant4's own check (random points on every surface) on the first 1000 modules (the inner
     pixel layers) and every passive volume (the whole detector passes too: 12 537 placements,
-    about 40 s, see the README)."""
+    about 40 s, see docs/detectors/odd-tracker.md)."""
     code = (
         "import geant4_pybind as g4\n"
-        "from hitgen.simulation.odd_tracker import make_construction\n"
+        "from hitgen.detectors.odd_tracker.geant4 import make_construction\n"
         "c = make_construction(g4); c.Construct()\n"
         "pv = [o for o in c._keep if isinstance(o, g4.G4PVPlacement)]\n"
         "mods = [o for o in pv if o.GetName().startswith('Module')][:1000]\n"

@@ -1,4 +1,4 @@
-"""odd-tracker geometry (issue #6, no Geant4 yet): the modules tile every layer without gaps, local
+"""odd-tracker geometry (no Geant4): the modules tile every layer without gaps, local
 and global coordinates invert each other, geometry ids round-trip in the ACTS bit layout, and the
 particle conditions follow their ranges."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hitgen.detectors import odd_tracker as odd
-from hitgen.errors import HitgenError
+from hitgen.core.errors import HitgenError
+from hitgen.detectors.odd_tracker import geometry as odd
 
 
 @pytest.fixture(scope="module")

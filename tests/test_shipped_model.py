@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from hitgen.detectors import clas12_ecal
-from hitgen.events import EventSet
-from hitgen.models import io
-from hitgen.sampling.generate import SamplingOptions, generate
+from hitgen.core.events import EventSet
+from hitgen.detectors.clas12_ecal import geometry as clas12_ecal
+from hitgen.families import SamplingOptions
+from hitgen.families.clas12_gpt.generate import generate
+from hitgen.models import io as io
 
 NAME = "clas12-ecal-gpt"
 FOLDER = io.SHIPPED / NAME
@@ -52,7 +53,7 @@ def test_bf16_draws_the_fp32_distribution(shipped):
     paired differences of the shower observables have no mean shift beyond 3 standard errors, while
     the two paths do differ (bf16 is not a no-op here). Power, measured: sampling at temperature 1.15
     instead of 1 shifts the mean log event energy by 1.6%, at the edge of the 3-standard-error bound
-    (1.7%); the 20 000-event evaluation in the README compares the two paths at the noise floor."""
+    (1.7%); the 20 000-event evaluation in the model card compares the two paths at the noise floor."""
     import torch
 
     cond = clas12_ecal.sample_conditions(1024, np.random.default_rng(5))["momentum"]

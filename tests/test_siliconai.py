@@ -1,4 +1,4 @@
-"""The SiliconAI paper's model (issue #6): one token per feature in a shared dictionary, sliding
+"""The SiliconAI paper's model: one token per feature in a shared dictionary, sliding
 windows of four hits, one feature per step with allowed-token masks; trained and generated through
 the same commands as the other models."""
 
@@ -8,16 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from hitgen.detectors import odd_tracker as odd
-from hitgen.events import EventSet
+from hitgen.core.events import EventSet
+from hitgen.detectors.odd_tracker import geometry as odd
+from hitgen.families.siliconai import tokenizer as tok
+from hitgen.families.siliconai.data import SiliconAIData
+from hitgen.families.siliconai.model import SiliconAI, SiliconAIConfig, siliconai_loss
+from hitgen.families.siliconai.sampler import generate_siliconai
 from hitgen.models.io import load_model
-from hitgen.models.siliconai import SiliconAI, SiliconAIConfig, siliconai_loss
-from hitgen.sampling.siliconai_generate import generate_siliconai
-from hitgen.tokenizers import siliconai as tok
-from hitgen.training.siliconai_data import SiliconAIData
 from hitgen.training.trainer import train
+from sameness import assert_same_events
 
-CONFIG = "configs/siliconai-tiny.toml"
+CONFIG = "configs/siliconai/tiny.toml"
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +129,7 @@ def test_generation_is_valid_and_batch_independent(muons, tiny_run):
     cond = {k: v[:24] for k, v in muons.conditions.items()}
     offsets, hits = generate_siliconai(model, cond, seed=3, batch_size=24)
     offsets_b, hits_b = generate_siliconai(model, cond, seed=3, batch_size=5)
-    np.testing.assert_array_equal(offsets, offsets_b)
-    for k in hits:
-        np.testing.assert_array_equal(hits[k], hits_b[k])
+    assert_same_events((offsets, hits), (offsets_b, hits_b), "batch 24 vs 5")
     assert np.diff(offsets).max() <= tok.MAX_HITS and offsets[-1] > 0
     modules = odd.build_modules()
     module = odd.module_index(modules, hits["geometry_id"])  # raises on an unknown id
@@ -168,7 +167,7 @@ def test_cli_trains_generates_and_refuses_foreign_conditions(odd_muons, tiny_run
 
 
 def test_flops_per_siliconai_track_grow_with_the_window():
-    from hitgen.benchmark.roofline import flops_per_siliconai_track
+    from hitgen.families.siliconai.flops import flops_per_siliconai_track
 
     vocab = tok.Vocabulary(10, {c: 0 for c in tok.CONTINUOUS}, {c: 5 for c in tok.CONTINUOUS}).to_dict()
     cfg = SiliconAIConfig(vocabulary=vocab, d_model=4, n_blocks=1, n_heads=1, d_ff=8)

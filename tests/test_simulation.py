@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hitgen.events import EventSet
+from hitgen.core.events import EventSet
+from hitgen.evaluation.info import per_layer_counts
 from hitgen.simulation.runner import simulate
-from hitgen.summary import per_layer_counts
 
 pytestmark = pytest.mark.geant4
 

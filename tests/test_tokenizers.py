@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hitgen.tokenizers import clas12_ecal as tok
-from hitgen.tokenizers.binning import LinearBinning, LogBinning
+from hitgen.core.binning import LinearBinning, LogBinning
+from hitgen.families.clas12_gpt import tokenizer as tok
 
 
 def test_vocabulary_sizes_match_the_paper():

@@ -1,4 +1,4 @@
-"""The track GPT (issue #6): mirrored binnings, the propagation tokens (Geant4 muons land on the
+"""The track GPT: mirrored binnings, the propagation tokens (Geant4 muons land on the
 first candidate, and the tokens give back the hits up to the binning), training with exact resume,
 and generation that is structurally valid and independent of the batch size."""
 
@@ -9,15 +9,16 @@ import csv
 import numpy as np
 import pytest
 
-from hitgen.detectors import odd_tracker as odd
-from hitgen.events import EventSet
+from hitgen.core.binning import signed_hybrid
+from hitgen.core.events import EventSet
+from hitgen.detectors.odd_tracker import geometry as odd
+from hitgen.families.track_gpt import tokenizer as tok
+from hitgen.families.track_gpt.sampler import generate_tracks
 from hitgen.models.io import load_model
-from hitgen.sampling.track_generate import generate_tracks
-from hitgen.tokenizers import odd_tracker as tok
-from hitgen.tokenizers.binning import signed_hybrid
 from hitgen.training.trainer import train
+from sameness import assert_same_events
 
-CONFIG = "configs/track-tiny.toml"
+CONFIG = "configs/track-gpt/tiny.toml"
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +89,7 @@ def test_generation_is_valid_and_batch_independent(muons, tiny_model, geometry):
     cond = {k: v[:40] for k, v in EventSet.read(muons).conditions.items()}
     offsets, hits = generate_tracks(model, cond, seed=3, batch_size=40, geometry=geometry)
     offsets_b, hits_b = generate_tracks(model, cond, seed=3, batch_size=7, geometry=geometry)
-    np.testing.assert_array_equal(offsets, offsets_b)
-    for k in hits:
-        np.testing.assert_array_equal(hits[k], hits_b[k])
+    assert_same_events((offsets, hits), (offsets_b, hits_b), "batch 40 vs 7")
     assert offsets[-1] > 0 and np.diff(offsets).max() <= tok.MAX_HITS
     module = odd.module_index(geometry.modules, hits["geometry_id"])
     m = geometry.modules
@@ -109,9 +108,7 @@ def test_naive_decoding_draws_the_same_tracks(muons, tiny_model, geometry):
     cond = {k: v[:30] for k, v in EventSet.read(muons).conditions.items()}
     offsets, hits = generate_tracks(model, cond, seed=5, batch_size=30, geometry=geometry)
     offsets_n, hits_n = generate_tracks(model, cond, seed=5, batch_size=30, geometry=geometry, cache=False)
-    np.testing.assert_array_equal(offsets, offsets_n)
-    np.testing.assert_array_equal(hits["geometry_id"], hits_n["geometry_id"])
-    np.testing.assert_allclose(hits_n["local_u"], hits["local_u"], atol=1e-6)
+    assert_same_events((offsets, hits), (offsets_n, hits_n), "naive vs cache", atol=1e-5)
 
 
 @pytest.mark.geant4
@@ -128,8 +125,8 @@ def test_bench_of_a_track_model(tiny_model):
 
 
 def test_flops_per_track_by_hand():
-    from hitgen.benchmark.roofline import flops_per_track
-    from hitgen.models.track_gpt import TrackGPTConfig
+    from hitgen.families.track_gpt.flops import flops_per_track
+    from hitgen.families.track_gpt.model import TrackGPTConfig
 
     cfg = TrackGPTConfig(d_model=4, n_blocks=1, n_heads=1, d_ff=8, n_features=3, n_conditions=2, which_vocab=2, value_vocab=5)
     # 2 positions: trunk 2 (4*16 + 2*4*8) + features 2*3*4 = 280 each; heads 2*4*2 + 2*4*5*5 = 216 each;
@@ -167,7 +164,7 @@ def test_shipped_track_model_makes_tracks_that_fit():
     cond = odd.sample_conditions(200, np.random.default_rng(8), **kinematics)
     offsets, hits = generate_tracks(loaded.model, cond, seed=8, batch_size=200)
     events = EventSet(odd.NAME, loaded.config["detector_spec"], cond, offsets, hits, loaded.producer)
-    from hitgen.tracking.reconstruct import reconstruct
+    from hitgen.detectors.odd_tracker.tracking.reconstruct import reconstruct
 
     s = reconstruct(events).summary()
     assert 10.5 < events.hits_per_event().mean() < 11.6
@@ -178,7 +175,7 @@ def test_shipped_track_model_makes_tracks_that_fit():
 def test_generation_pool_draws_what_one_process_draws(muons, tiny_model, tmp_path):
     """bench --processes: K processes with a share each give the same file as one process."""
     from hitgen.benchmark.pool import GenerationPool, generate_share
-    from hitgen.sampling.generate import SamplingOptions
+    from hitgen.families import SamplingOptions
 
     cond = {k: v[:50] for k, v in EventSet.read(muons).conditions.items()}
     opts = SamplingOptions(batch_size=16, seed=2)
@@ -189,6 +186,4 @@ def test_generation_pool_draws_what_one_process_draws(muons, tiny_model, tmp_pat
     finally:
         pool.close()
     assert seconds > 0 and pool.peak_rss_bytes > 0
-    np.testing.assert_array_equal(events.offsets, offsets)
-    for k in hits:
-        np.testing.assert_array_equal(events.hits[k], hits[k])
+    assert_same_events((events.offsets, events.hits), (offsets, hits), "2 processes vs 1")

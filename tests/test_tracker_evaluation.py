@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
+from hitgen.core.events import EventSet
+from hitgen.detectors.odd_tracker.evaluation import rounded
 from hitgen.evaluation import evaluate
-from hitgen.evaluation.tracker import rounded
-from hitgen.events import EventSet
 from hitgen.simulation.runner import simulate
 
 pytestmark = pytest.mark.geant4
@@ -72,7 +72,7 @@ def test_damaged_candidates_are_caught(samples):
     hits = {k: v.copy() for k, v in hits.items()}
     for k in hits:
         hits[k][first] = hits[k][first][::-1]
-    from hitgen.detectors import odd_tracker as odd
+    from hitgen.detectors.odd_tracker import geometry as odd
 
     modules = odd.build_modules()
     j = int(events.offsets[5])
@@ -80,7 +80,7 @@ def test_damaged_candidates_are_caught(samples):
     bad = EventSet(events.detector, events.detector_spec, events.conditions, events.offsets, hits, "damaged: reversed, off module")
     m = evaluate(ref, bad.write(d / "reversed.h5", overwrite=True), d / "eval_reversed", plots=False).metrics
     v = m["validity"]
-    from hitgen.evaluation.report import summary_tables
+    from hitgen.detectors.odd_tracker.evaluation import summary_tables
 
     assert summary_tables(m)[-1][2][0] == ["hits off their module", "0.00%", f"{1 / events.n_hits:.2%}"]
     assert v["tracks_stepping_inwards"] == {"reference": 0.0, "candidate": 1 / events.n_events}
@@ -89,8 +89,8 @@ def test_damaged_candidates_are_caught(samples):
 
 def test_validity_counts_tracks_with_empty_ones_anywhere(samples):
     """An empty track (the model ended it at once) first and last: no error, never counted as stepping inwards."""
-    from hitgen.detectors import odd_tracker as odd
-    from hitgen.evaluation.tracker import TrackerObservables
+    from hitgen.detectors.odd_tracker import geometry as odd
+    from hitgen.detectors.odd_tracker.evaluation import TrackerObservables
 
     events = EventSet.read(samples[1]).select(np.arange(4))
     counts = np.concatenate([[0], events.hits_per_event(), [0]])

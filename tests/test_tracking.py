@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hitgen.detectors import odd_tracker as odd
-from hitgen.events import EventSet
-from hitgen.tracking import helix
-from hitgen.tracking.measurements import digitize
-from hitgen.tracking.reconstruct import find_seed, reconstruct
+from hitgen.core.events import EventSet
+from hitgen.detectors.odd_tracker import geometry as odd
+from hitgen.detectors.odd_tracker.tracking import helix
+from hitgen.detectors.odd_tracker.tracking.measurements import digitize
+from hitgen.detectors.odd_tracker.tracking.reconstruct import find_seed, reconstruct
 
 B = odd.FIELD_TESLA
 

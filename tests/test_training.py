@@ -18,17 +18,19 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hitgen.errors import HitgenError
-from hitgen.events import EventSet
-from hitgen.models import io
-from hitgen.sampling.generate import SamplingOptions, generate
-from hitgen.sampling.job import generate_file
+from hitgen.core.errors import HitgenError
+from hitgen.core.events import EventSet
+from hitgen.families import SamplingOptions
+from hitgen.families.clas12_gpt.generate import generate
+from hitgen.generation.job import generate_file
+from hitgen.models import io as io
 from hitgen.training.trainer import train
 
 pytestmark = pytest.mark.geant4  # the data are a real Geant4 sample
 
 TINY = """
 [model]
+architecture = "clas12-gpt"
 d_model = 32
 n_blocks = 1
 n_heads = 4
@@ -171,13 +173,13 @@ def test_generation_is_reproducible_and_valid(straight, g4_train_file, tmp_path)
 
 
 def test_structure_holds_even_for_an_untrained_model():
-    from hitgen.models.gpt import GPTConfig, HitGPT
+    from hitgen.families.clas12_gpt.model import GPTConfig, HitGPT
 
     torch.manual_seed(0)
     model = HitGPT(GPTConfig(d_model=24, n_blocks=1, n_heads=2, d_ff=48, dropout=0.0))
     momentum = np.tile(np.array([[1.0, 0.0, 4.0]], np.float32), (40, 1))
     offsets, hits = generate(model, momentum, SamplingOptions(batch_size=16, top_k=0, seed=1))
-    from hitgen.detectors import clas12_ecal
+    from hitgen.detectors.clas12_ecal import geometry as clas12_ecal
 
     events = EventSet("clas12-ecal", clas12_ecal.INFO.spec(), {"momentum": momentum, "pdg": np.full(40, 22, np.int32)}, offsets, hits, "x")
     structurally_valid(events)

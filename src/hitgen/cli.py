@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import os
 import signal
 import sys
 from pathlib import Path
@@ -14,7 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from typer.exceptions import TyperException
 
-from hitgen.errors import HitgenError
+from hitgen.core.errors import HitgenError
+from hitgen.detectors import get_detector
 
 app = typer.Typer(
     name="hitgen",
@@ -27,59 +28,60 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
-def parse_range(text: str, option: str, positive: bool = True) -> tuple[float, float]:
-    """'LO:HI' -> (lo, hi) with lo < hi (and lo > 0 if positive); HitgenError otherwise."""
-    parts = text.split(":")
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        lo, hi = float(parts[0]), float(parts[1])
-    except ValueError:
-        raise HitgenError(f"malformed {option} '{text}': expected LO:HI, e.g. 0.5:10") from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi) or (positive and lo <= 0):
-        bound = "0 < LO < HI" if positive else "LO < HI"
-        raise HitgenError(f"malformed {option} '{text}': need {bound}")
-    return lo, hi
-
-
 def _terminate(signum, frame):  # SIGTERM behaves like Ctrl-C: clean up, write nothing
     raise KeyboardInterrupt
 
 
-@app.command()
+def _detector_options(detector: str, extra: list[str], accepted: tuple[str, ...] | None = None) -> dict:
+    """The detector's own options among the extra command-line words (--name VALUE or --name=VALUE),
+    parsed by the detector; `accepted` limits them to a subset (those of generation)."""
+    from hitgen.detectors import get_detector
+
+    det = get_detector(detector)
+    options = {o.flag: o for o in det.options if accepted is None or o.name in accepted}
+    parsed: dict = {}
+    words = list(extra)
+    while words:
+        word = words.pop(0)
+        flag, eq, value = word.partition("=")
+        if flag not in options:
+            known = ", ".join(options) or "none"
+            if not flag.startswith("--"):
+                raise HitgenError(f"unexpected argument '{word}'")
+            raise HitgenError(f"{flag} does not apply to {detector} here (its options: {known})")
+        if not eq:
+            if not words:
+                raise HitgenError(f"{flag} needs a value")
+            value = words.pop(0)
+        parsed[options[flag].name] = options[flag].parse(value)
+    return parsed
+
+
+def _options_help() -> str:
+    from hitgen.detectors import REGISTRY
+
+    lines = [f"{d.name}: " + "; ".join(f"{o.flag} ({o.help})" for o in d.options) for d in REGISTRY if d.options]
+    return "Detector options: " + " | ".join(lines)
+
+
+EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@app.command(context_settings=EXTRA, epilog=_options_help())
 def simulate(
-    detector: Annotated[str, typer.Argument(help="detector name: clas12-ecal or odd-tracker")],
+    ctx: typer.Context,
+    detector: Annotated[str, typer.Argument(help="detector name (hitgen.detectors), e.g. clas12-ecal or odd-tracker")],
     events: Annotated[int, typer.Option("--events", "-n", help="number of events")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output event file (.h5)")],
     seed: Annotated[int, typer.Option(help="random seed (written into the file)")] = 1,
-    momentum_range: Annotated[str | None, typer.Option(help="clas12-ecal: |p| range in GeV, LO:HI (default 0.5:10)")] = None,
-    particle: Annotated[str | None, typer.Option(help="odd-tracker: mu-, mu+, mu+- (either charge), e- or pi+ (default mu-)")] = None,
-    pt_range: Annotated[str | None, typer.Option(help="odd-tracker: pT range in GeV, LO:HI (default 80:85)")] = None,
-    eta_range: Annotated[str | None, typer.Option(help="odd-tracker: eta range, LO:HI (default 0.05:0.1)")] = None,
-    phi_range: Annotated[str | None, typer.Option(help="odd-tracker: phi range in rad, LO:HI, or 'all' (default 0:0.1)")] = None,
     workers: Annotated[int, typer.Option(help="Geant4 worker processes (default: one per core)")] = 0,
     physics: Annotated[str, typer.Option(help="EM physics: emstandard_opt1 or emstandard_opt2")] = "emstandard_opt1",
     overwrite: Annotated[bool, typer.Option(help="replace an existing output file")] = False,
 ) -> None:
-    """Simulate events with Geant4 and write a hitgen-events file."""
-    from hitgen.simulation.backends import get_backend
+    """Simulate events with Geant4 and write a hitgen-events file. Each detector adds its own options (below)."""
     from hitgen.simulation.runner import simulate as run
 
-    given = {"momentum_range": momentum_range, "particle": particle, "pt_range": pt_range, "eta_range": eta_range, "phi_range": phi_range}
-    accepted = get_backend(detector).options
-    kinematics: dict = {}
-    for name, text in given.items():
-        if text is None:
-            continue
-        option = "--" + name.replace("_", "-")
-        if name not in accepted:
-            raise HitgenError(f"{option} does not apply to {detector} (its options: {', '.join('--' + o.replace('_', '-') for o in accepted)})")
-        if name == "particle":
-            kinematics[name] = text
-        elif name == "phi_range" and text == "all":
-            kinematics[name] = None
-        else:
-            kinematics[name] = parse_range(text, option, positive=name in ("momentum_range", "pt_range"))
+    kinematics = _detector_options(detector, ctx.args)
     if workers < 0:
         raise HitgenError(f"--workers must be positive (got {workers})")
     signal.signal(signal.SIGTERM, _terminate)
@@ -106,66 +108,44 @@ def simulate(
     )
 
 
+def _print_table(title: str, columns: list[str], rows: list[list[str]], left_first: bool = True) -> None:
+    t = Table(title=title)
+    for i, col in enumerate(columns):
+        t.add_column(col, justify="left" if (i == 0 and left_first) else "right")
+    for row in rows:
+        t.add_row(*row)
+    console.print(t)
+
+
 @app.command()
 def info(
     file: Annotated[Path, typer.Argument(help="a hitgen-events file")],
     plots: Annotated[Path | None, typer.Option(help="also save occupancy and hits-per-event plots here")] = None,
 ) -> None:
-    """Describe an event file: size, producer, hits per event, occupancy, response vs |p|."""
-    from hitgen.events import EventSet
-    from hitgen.summary import summarize
+    """Describe an event file: size, producer, hits per event, and the detector's own tables (occupancy, response)."""
+    from hitgen.core.events import EventSet
+    from hitgen.detectors import get_detector
 
+    if plots is not None and plots.exists() and not plots.is_dir():
+        raise HitgenError(f"--plots {plots}: exists and is not a folder")
     events = EventSet.read(file)
-    s = summarize(events)
-    console.print(f"[bold]{file}[/bold]: {s.n_events} events of {s.detector}, {s.n_hits} hits")
-    console.print(f"producer: {s.producer}   seed: {s.seed}")
+    detector = get_detector(events.detector)
+    hpe = events.hits_per_event()
+    console.print(f"[bold]{file}[/bold]: {events.n_events} events of {events.detector}, {events.n_hits} hits")
+    console.print(f"producer: {events.producer}   seed: {events.seed}")
     if events.notes:
         console.print(f"notes: {events.notes}", markup=False)
-    console.print(f"hits per event: mean {s.hits_mean:.2f}, std {s.hits_std:.2f}")
-    if s.layer_names:
-        t = Table(title="per readout layer")
-        t.add_column("layer")
-        t.add_column("occupancy", justify="right")
-        t.add_column("hits/event", justify="right")
-        for name, occ, h in zip(s.layer_names, s.occupancy, s.layer_hits_mean, strict=True):
-            t.add_row(name, f"{occ:.3f}", f"{h:.2f}")
-        console.print(t)
-    if s.momentum_bins:
-        t = Table(title="response in bins of |p| (spreads are relative: std / mean)")
-        for col in ("|p| GeV", "events", "hits/event", "total ADC", "ADC/|p| spread"):
-            t.add_column(col, justify="right")
-        has_truth = s.momentum_bins[0].visible_fraction_mean is not None
-        if has_truth:
-            t.add_column("E_vis/|p|", justify="right")
-            t.add_column("E_vis/|p| spread", justify="right")
-        for b in s.momentum_bins:
-            row = [f"{b.lo:.1f}-{b.hi:.1f}", str(b.n_events), f"{b.hits_mean:.1f}", f"{b.total_adc_mean:.4g}", f"{b.response_rel_std:.3f}"]
-            if has_truth:
-                row += [f"{b.visible_fraction_mean:.4f}", f"{b.visible_fraction_rel_std:.4f}"]
-            t.add_row(*row)
-        console.print(t)
+    mean, std = (float(hpe.mean()), float(hpe.std())) if events.n_events else (float("nan"), float("nan"))
+    console.print(f"hits per event: mean {mean:.2f}, std {std:.2f}")
+    for title, columns, rows in detector.info_tables(events):
+        _print_table(title, columns, rows, left_first=False)
     if plots is not None:
-        from hitgen.plotting import save_info_plots
-
-        for path in save_info_plots(events, s, plots):
+        try:
+            paths = detector.info_plots(events, plots)
+        except OSError as e:
+            raise HitgenError(f"--plots {plots}: cannot write the plots ({e.strerror or e})") from None
+        for path in paths:
             console.print(f"saved {path}")
-
-
-@app.command("import-acts")
-def import_acts(
-    hits: Annotated[Path, typer.Argument(help="ACTS simulated hits (RootSimHitWriter ROOT file)")],
-    particles: Annotated[Path, typer.Option(help="the ACTS particles of the same events (RootParticleWriter ROOT file)")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output event file (.h5)")],
-    hits_tree: Annotated[str, typer.Option(help="name of the hits TTree")] = "hits",
-    particles_tree: Annotated[str, typer.Option(help="name of the particles TTree")] = "particles",
-    overwrite: Annotated[bool, typer.Option(help="replace an existing output file")] = False,
-) -> None:
-    """Import ACTS simulated hits as odd-tracker events: one per primary particle, hits mapped onto hitgen's modules."""
-    from hitgen.importers.acts import read_acts
-
-    events = read_acts(hits, particles, hits_tree=hits_tree, particles_tree=particles_tree)
-    path = events.write(out, overwrite=overwrite)
-    console.print(f"{events.n_events} events, {events.n_hits} hits -> {path}")
 
 
 @app.command()
@@ -176,20 +156,16 @@ def evaluate(
     max_events: Annotated[int | None, typer.Option(help="use only the first N events of each file")] = None,
 ) -> None:
     """Compare a candidate with a reference: metrics with their noise floor, plots and an HTML report."""
+    from hitgen.detectors import get_detector
     from hitgen.evaluation import evaluate as run
-    from hitgen.evaluation.report import made_in, summary_tables
+    from hitgen.evaluation.report import made_in
 
     result = run(reference, candidate, out, max_events=max_events)
     m = result.metrics
     if not m["conditions_matched"]:
         err_console.print(f"warning: {m['conditions_note']}", highlight=False)
-    for title, columns, rows in summary_tables(m):
-        t = Table(title=f"{m['detector']}: {m['n_candidate']} candidate vs {m['n_reference']} reference events, {title}")
-        for i, col in enumerate(columns):
-            t.add_column(col, justify="left" if i == 0 else "right")
-        for row in rows:
-            t.add_row(*row)
-        console.print(t)
+    for title, columns, rows in get_detector(m["detector"]).summary_tables(m):
+        _print_table(f"{m['detector']}: {m['n_candidate']} candidate vs {m['n_reference']} reference events, {title}", columns, rows)
     for who in ("reference", "candidate"):
         if m[who]["timing"]:
             console.print(f"{who} made in {made_in(m[who]['timing'])}: {m[who]['producer']}", markup=False, highlight=False)
@@ -198,15 +174,15 @@ def evaluate(
 
 @app.command()
 def train(
-    config: Annotated[Path, typer.Argument(help="training config (TOML), e.g. configs/compact.toml")],
+    config: Annotated[Path, typer.Argument(help="training config (TOML), e.g. configs/clas12-gpt/compact.toml")],
     data: Annotated[list[Path], typer.Option(help="training event file(s) (hitgen simulate output); repeat for several")],
     out: Annotated[Path, typer.Option("--out", "-o", help="run folder; an unfinished run there is resumed")],
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     stop_after: Annotated[int | None, typer.Option(help="stop (with a checkpoint) after this many steps of this call")] = None,
     init: Annotated[str | None, typer.Option(help="start a new run from this model's weights (a folder or shipped name)")] = None,
 ) -> None:
-    """Train the CLAS12 GPT (resumes exactly from the last checkpoint in --out). Runs under torchrun too."""
-    from hitgen.sampling.job import check_device
+    """Train a model of the config's family (resumes exactly from the last checkpoint in --out). Runs under torchrun too."""
+    from hitgen.nn.precision import check_device
     from hitgen.training.trainer import train as run
 
     check_device(device)
@@ -230,12 +206,19 @@ def train(
     console.print(f"run folder {out}: log.csv, checkpoint.safetensors; model.safetensors + config.json once finished")
 
 
-@app.command()
+def _generation_help() -> str:
+    from hitgen.detectors import REGISTRY
+
+    each = [f"{d.name}: " + ", ".join("--" + o.replace("_", "-") for o in d.generation_options) for d in REGISTRY if d.generation_options]
+    return "Without --conditions, the detector's generation options sample them with --events N (" + "; ".join(each) + ")."
+
+
+@app.command(context_settings=EXTRA, epilog=_generation_help())
 def generate(
+    ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="a run/model folder or the name of a shipped model")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output event file")],
     conditions: Annotated[Path | None, typer.Option(help="take the conditions of this event file")] = None,
-    momentum_range: Annotated[str | None, typer.Option(help="or sample |p| in LO:HI GeV ...")] = None,
     events: Annotated[int | None, typer.Option("--events", "-n", help="... for this many events")] = None,
     batch_size: Annotated[int, typer.Option(help="events decoded together")] = 256,
     temperature: Annotated[float, typer.Option(help="sampling temperature")] = 1.0,
@@ -248,10 +231,16 @@ def generate(
     dtype: Annotated[str, typer.Option(help="fp32, or bf16 autocast (faster on CPUs with AVX512-BF16 and on GPUs)")] = "fp32",
 ) -> None:
     """Generate events with a trained model for given or sampled conditions."""
-    from hitgen.sampling.generate import SamplingOptions
-    from hitgen.sampling.job import generate_file
+    from hitgen.families import SamplingOptions
+    from hitgen.generation.job import generate_file
+    from hitgen.models.io import load_model
 
-    p_range = parse_range(momentum_range, "--momentum-range") if momentum_range else None
+    options = {}
+    if ctx.args:
+        detector = get_detector(load_model(model).detector)
+        if not detector.generation_options:
+            raise HitgenError(f"a {detector.name} model generates for the conditions of an event file: give --conditions FILE")
+        options = _detector_options(detector.name, ctx.args, detector.generation_options)
     opts = SamplingOptions(temperature=temperature, top_k=top_k, value_top_k=value_top_k, batch_size=batch_size, seed=seed, decoder=decoder)
     with Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console, transient=True) as bar:
         task = bar.add_task("events", total=None)
@@ -259,7 +248,7 @@ def generate(
             model,
             out,
             conditions,
-            p_range,
+            options,
             events,
             opts,
             device,
@@ -291,6 +280,11 @@ def bench(
     import json
 
     from hitgen.benchmark.run import bench as run
+    from hitgen.core.atomic import write_text_atomic
+
+    writable = json_out is None or (json_out.parent.is_dir() and os.access(json_out.parent, os.W_OK) and not json_out.is_dir())
+    if not writable:
+        raise HitgenError(f"--json {json_out}: its folder does not exist or is not writable")
 
     try:
         sizes = tuple(int(b) for b in batch_sizes.split(","))
@@ -321,9 +315,7 @@ def bench(
         f"{100 * r['roofline_fraction']:.1f}% of the measured {dtype} matmul peak ({peak / 1e9:.0f} GFLOP/s)"
     )
     if json_out is not None:
-        tmp = json_out.with_name(f".{json_out.name}.partial")
-        tmp.write_text(json.dumps(r, indent=2))
-        tmp.replace(json_out)
+        write_text_atomic(json_out, json.dumps(r, indent=2))
         console.print(f"wrote {json_out}")
 
 
@@ -345,6 +337,18 @@ def ship(
         text = notes.read_text(encoding="utf-8")
     dest = run_ship(run, models_dir / name, evaluation, text)
     console.print(f"shipped {dest}: config.json, model.safetensors, README.md" + (", metrics.json" if evaluation else ""))
+
+
+def _add_detector_commands() -> None:
+    """Commands a detector brings (e.g. odd-tracker's import-acts)."""
+    from hitgen.detectors import REGISTRY
+
+    for detector in REGISTRY:
+        for name, command in getattr(detector, "commands", lambda: [])():
+            app.command(name)(command)
+
+
+_add_detector_commands()
 
 
 def main() -> None:

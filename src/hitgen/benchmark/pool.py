@@ -13,15 +13,16 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from hitgen.events import EventSet
-from hitgen.sampling.generate import SamplingOptions
-from hitgen.sampling.job import generate_share
+from hitgen.core.events import EventSet
+from hitgen.core.machine import peak_memory_bytes
+from hitgen.families import SamplingOptions
+from hitgen.generation.job import generate_share
+from hitgen.nn.precision import autocast
 
 
 def _worker(model_ref: str, device: str, dtype: str, threads: int, tasks, results) -> None:
@@ -30,22 +31,13 @@ def _worker(model_ref: str, device: str, dtype: str, threads: int, tasks, result
 
     loaded = load_model(model_ref, device)
     spec = loaded.config["detector_spec"]
-    amp = torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
     results.put(("ready", os.getpid()))
     while (task := tasks.get()) is not None:
         conditions, first, opts, path = task
-        with amp:
+        with autocast(device, dtype):
             offsets, hits = generate_share(loaded, conditions, opts, device, first)
         EventSet(spec["name"], spec, conditions, offsets, hits, loaded.producer, seed=opts.seed).write(path, overwrite=True)
-        results.put(("done", path, _peak_rss()))
-
-
-def _peak_rss() -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            return int(next(line for line in f if line.startswith("VmHWM:")).split()[1]) * 1024
-    except (OSError, StopIteration):
-        return None
+        results.put(("done", path, peak_memory_bytes()))
 
 
 class GenerationPool:
@@ -66,7 +58,7 @@ class GenerationPool:
 
     def run(self, conditions: dict[str, np.ndarray], opts: SamplingOptions, folder: Path) -> tuple[float, EventSet]:
         """Seconds from handing out the shares to the merged file folder/bench.h5, and its events."""
-        n = len(conditions["momentum"])
+        n = len(next(iter(conditions.values())))
         bounds = [n * r // self.processes for r in range(self.processes + 1)]
         parts = [folder / f"part{r}.h5" for r in range(self.processes)]
         t0 = time.perf_counter()

@@ -7,7 +7,7 @@
 - Naive decoding (no key-value cache: the whole sequence is recomputed at every step) at one
   batch size, for the same model and the same events (per-event random streams).
 - decoder: plain (growing cache, batch by batch) or static (the engine: preallocated cache,
-  continuous batching); hitgen.sampling.generate.
+  continuous batching); hitgen.families.clas12_gpt.sampler.
 - FLOPs per generated event (analytic, roofline.py) and the fraction of the measured matmul peak of
   the dtype that generation reaches.
 Every figure carries the machine it was measured on. No timing is asserted anywhere: the numbers
@@ -21,7 +21,6 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,24 +28,17 @@ import numpy as np
 import torch
 
 from hitgen.benchmark.pool import GenerationPool
-from hitgen.benchmark.roofline import DTYPES, flops_per_event, flops_per_siliconai_track, flops_per_track, matmul_peak_flops
-from hitgen.errors import HitgenError
-from hitgen.events import EventSet
-from hitgen.machine import machine_description
+from hitgen.benchmark.roofline import matmul_peak_flops
+from hitgen.core.errors import HitgenError
+from hitgen.core.events import EventSet
+from hitgen.core.machine import machine_description, peak_memory_bytes, reset_peak_memory
+from hitgen.detectors import get_detector
+from hitgen.families import SamplingOptions
+from hitgen.generation.job import generate_share
 from hitgen.models.io import load_model
-from hitgen.sampling.generate import SamplingOptions
-from hitgen.sampling.job import check_device, check_dtype, generate_share
-from hitgen.simulation.backends import get_backend
-from hitgen.tokenizers import clas12_ecal as tok
+from hitgen.nn.precision import DTYPES, autocast, check_device, check_dtype
 
 DEFAULT_BATCH_SIZES = (1, 64, 256, 1024, 4096)
-# the condition distribution of each detector's benchmark (Geant4 and the model alike): the
-# calorimeter's default photons; for the tracker the phi-inclusive muons of both charges the
-# shipped track model is trained on (issue #6)
-BENCH_KINEMATICS: dict[str, dict] = {
-    "clas12-ecal": {},
-    "odd-tracker": {"particle": "mu+-", "pt_range": (70.0, 90.0), "eta_range": (0.05, 0.25), "phi_range": None},
-}
 MAX_BATCHES_PER_RUN = 32  # a timed run at batch size b generates min(events, 32 b) events (at least b)
 
 
@@ -54,34 +46,11 @@ def events_per_run(batch_size: int, events: int) -> int:
     return max(batch_size, min(events, MAX_BATCHES_PER_RUN * batch_size))
 
 
-def _peak_memory_reset(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    try:  # Linux: writing 5 resets the process's peak resident set size (VmHWM)
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _peak_memory_bytes(device: torch.device) -> int | None:
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    try:
-        with open("/proc/self/status") as f:
-            line = next(line for line in f if line.startswith("VmHWM:"))
-        return int(line.split()[1]) * 1024
-    except (OSError, StopIteration):
-        return None
-
-
 def _generate_to_file(loaded, conditions: dict[str, np.ndarray], opts: SamplingOptions, device: str, dtype: str, folder: Path):
     """One timed generation: sampling, decoding and writing a finished event file."""
     dev = torch.device(device)
-    amp = torch.autocast(dev.type, dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
     t0 = time.perf_counter()
-    with amp:
+    with autocast(device, dtype):
         offsets, hits = generate_share(loaded, conditions, opts, device)
     spec = loaded.config["detector_spec"]
     events = EventSet(spec["name"], spec, conditions, offsets, hits, loaded.producer, seed=opts.seed)
@@ -105,7 +74,7 @@ def measure_model(
     """Events/s, hit tokens/s, ms per event and peak memory at one batch size (median of repeats),
     and the token count of each event of the first timed run (for the FLOPs). With a pool, every
     process generates its share at this batch size and the peak memory is the processes' sum."""
-    n = len(conditions["momentum"])
+    n = _n(conditions)
     opts = SamplingOptions(batch_size=batch_size, seed=0, decoder=decoder)
     warm = {k: v[: min(n, batch_size * (pool.processes if pool else 1))] for k, v in conditions.items()}
 
@@ -114,16 +83,13 @@ def measure_model(
 
     once(warm, opts)  # warm-up, not timed
     dev = torch.device(device)
-    _peak_memory_reset(dev)
+    reset_peak_memory(dev)
     seconds, lengths, hits = [], None, 0
     for r in range(repeats):
         s, events = once(conditions, replace(opts, seed=r))
         seconds.append(s)
         if lengths is None:
-            # positions of each event: tracks, the start and one per hit; calorimeter events, SOS,
-            # the hits, the 8 separators, EOS
-            extra = 1 if events.detector == "odd-tracker" else tok.N_LAYERS + 1
-            lengths, hits = events.hits_per_event() + extra, events.n_hits
+            lengths, hits = loaded.family.sequence_lengths(events), events.n_hits
     t = statistics.median(seconds)
     return {
         "batch_size": batch_size,
@@ -134,7 +100,7 @@ def measure_model(
         "events_per_s": n / t,
         "hit_tokens_per_s": hits / t,
         "ms_per_event": 1000 * t / n,
-        "peak_memory_bytes": pool.peak_rss_bytes if pool else _peak_memory_bytes(dev),
+        "peak_memory_bytes": pool.peak_rss_bytes if pool else peak_memory_bytes(dev),
         "processes": pool.processes if pool else 1,
         "mean_sequence_length": float(np.mean(lengths)),
     }, lengths
@@ -144,7 +110,7 @@ def measure_geant4(detector: str, n_events: int, workers: int, folder: Path) -> 
     """Geant4 events/s for the detector with `workers` processes (start-up excluded)."""
     from hitgen.simulation.runner import simulate
 
-    kinematics = BENCH_KINEMATICS.get(detector, {})
+    kinematics = get_detector(detector).bench_options
     summary = simulate(detector, n_events, folder / "geant4.h5", seed=12345, workers=workers, overwrite=True, **kinematics)
     return {
         "events": summary.n_events,
@@ -171,19 +137,12 @@ def bench(
     processes: int = 1,
 ) -> dict:
     """Run the whole benchmark; returns the JSON-ready result (keys: see the module docstring)."""
-    device = check_device(device)
-    dtype = check_dtype(device, dtype)
-    if decoder not in ("plain", "static"):
-        raise HitgenError(f"--decoder must be plain or static (got {decoder})")
-    if events <= 0 or repeats <= 0 or geant4_events < 0 or not batch_sizes or min(batch_sizes) <= 0 or processes <= 0:
-        raise HitgenError("--events, --repeats, --processes and every batch size must be positive; --geant4-events >= 0")
-    if processes > 1 and not device == "cpu":
-        raise HitgenError("--processes applies to the CPU (on GPUs: one process per GPU under torchrun)")
+    device, dtype = _check(device, dtype, decoder, events, repeats, geant4_events, batch_sizes, processes)
     say = progress or (lambda _: None)
     loaded = load_model(model_ref, device)
-    detector = loaded.config["detector_spec"]["name"]
-    kinematics = BENCH_KINEMATICS.get(detector, {})
-    conditions = get_backend(detector).sample_conditions(events, np.random.default_rng([2024, 0]), **kinematics)
+    detector = loaded.detector
+    det = get_detector(detector)
+    conditions = det.sample_conditions(events, np.random.default_rng([2024, 0]), **det.bench_options)
     gpu = torch.cuda.get_device_name(device) if device.startswith("cuda") else None
     result: dict = {
         "model": str(loaded.path),
@@ -201,16 +160,7 @@ def bench(
         if geant4_events:
             say(f"Geant4: {geant4_events} events, {os.cpu_count()} workers")
             result["geant4"] = measure_geant4(detector, geant4_events, os.cpu_count() or 1, folder)
-        runs = []  # (record, token counts) per batch size
-        pool = GenerationPool(model_ref, processes, device, dtype) if processes > 1 else None
-        try:
-            for b in batch_sizes:
-                n = events_per_run(b, events)
-                say(f"model: batch {b}, {n} events x {repeats}" + (f" in {processes} processes" if pool else ""))
-                runs.append(measure_model(loaded, _take(conditions, n), b, device, dtype, repeats, folder, decoder, pool))
-        finally:
-            if pool:
-                pool.close()
+        runs = _measure_batches(loaded, model_ref, conditions, batch_sizes, events, device, dtype, repeats, folder, decoder, processes, say)
         per_batch = [r for r, _ in runs]
         nb = naive_batch_size or (64 if 64 in batch_sizes else min(batch_sizes))
         # the naive baseline runs in one process: compare it with one process at the same batch
@@ -223,14 +173,7 @@ def bench(
     say("matmul peak")
     peak = {name: matmul_peak_flops(device, name) for name in DTYPES}
     best, best_lengths = max(runs, key=lambda r: r[0]["events_per_s"])
-    cfg = loaded.model.cfg
-    arch = loaded.config["architecture"]
-    if arch == "track-gpt":
-        flops = flops_per_track(cfg, best_lengths)
-    elif arch == "siliconai":
-        flops = flops_per_siliconai_track(cfg, best_lengths - 1)  # the lengths count the start position
-    else:
-        flops = flops_per_event(cfg, best_lengths)
+    flops = loaded.family.flops_per_event(loaded.model.cfg, best_lengths)
     result |= {
         "geant4_events_per_s": result["geant4"]["events_per_s"] if geant4_events else None,
         "model_events_per_s": best["events_per_s"],
@@ -244,12 +187,43 @@ def bench(
         "roofline_fraction": flops * best["events_per_s"] / peak[dtype],
         "per_batch": per_batch,
         "naive": naive,
-        "kv_cache": arch != "siliconai",  # the SiliconAI model's window slides: it always recomputes
+        "kv_cache": loaded.family.has_kv_cache,  # a sliding-window model always recomputes: naive is its only path
     }
     result["speedup_vs_geant4"] = best["events_per_s"] / result["geant4_events_per_s"] if geant4_events else None
     return result
 
 
+def _check(device, dtype, decoder, events, repeats, geant4_events, batch_sizes, processes) -> tuple[str, str]:
+    device = check_device(device)
+    dtype = check_dtype(device, dtype)
+    if decoder not in ("plain", "static"):
+        raise HitgenError(f"--decoder must be plain or static (got {decoder})")
+    if events <= 0 or repeats <= 0 or geant4_events < 0 or not batch_sizes or min(batch_sizes) <= 0 or processes <= 0:
+        raise HitgenError("--events, --repeats, --processes and every batch size must be positive; --geant4-events >= 0")
+    if processes > 1 and not device == "cpu":
+        raise HitgenError("--processes applies to the CPU (on GPUs: one process per GPU under torchrun)")
+    return device, dtype
+
+
+def _measure_batches(loaded, model_ref, conditions, batch_sizes, events, device, dtype, repeats, folder, decoder, processes, say) -> list:
+    """(record, token counts) per batch size, in `processes` processes where more than one."""
+    runs = []
+    pool = GenerationPool(model_ref, processes, device, dtype) if processes > 1 else None
+    try:
+        for b in batch_sizes:
+            n = events_per_run(b, events)
+            say(f"model: batch {b}, {n} events x {repeats}" + (f" in {processes} processes" if pool else ""))
+            runs.append(measure_model(loaded, _take(conditions, n), b, device, dtype, repeats, folder, decoder, pool))
+    finally:
+        if pool:
+            pool.close()
+    return runs
+
+
+def _n(conditions: dict[str, np.ndarray]) -> int:
+    return len(next(iter(conditions.values())))
+
+
 def _take(conditions: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-    reps = -(-n // len(conditions["momentum"]))
+    reps = -(-n // _n(conditions))
     return {k: np.concatenate([v] * reps)[:n] for k, v in conditions.items()}

@@ -1,20 +1,25 @@
-"""Detectors hitgen knows: geometry constants, readout fields, digitisation (no Geant4 here)."""
+"""Detectors: one package each (``hitgen.detectors.<name>``), found by the registry below.
+
+A detector package exposes ``DETECTOR``, an object with the attributes and methods of the
+``Detector`` protocol (``hitgen.detectors.base``). Shared machinery asks the registry for a detector
+by the name an event file or a model records, and uses only the protocol.
+"""
 
 from __future__ import annotations
 
-from hitgen.detectors import clas12_ecal, odd_tracker
-from hitgen.detectors.base import DetectorInfo, FieldSpec
-from hitgen.errors import UnknownDetectorError
+from hitgen.core.registry import Registry
+from hitgen.detectors.base import Detector, Geant4Setup, Option, Table
 
-DETECTORS: dict[str, DetectorInfo] = {clas12_ecal.NAME: clas12_ecal.INFO, odd_tracker.NAME: odd_tracker.INFO}
-
-
-def get_detector(name: str) -> DetectorInfo:
-    """The detector called `name`; raises UnknownDetectorError listing the known ones."""
-    try:
-        return DETECTORS[name]
-    except KeyError:
-        raise UnknownDetectorError(f"unknown detector '{name}'; known detectors: {', '.join(DETECTORS)}") from None
+REGISTRY: Registry[Detector] = Registry("hitgen.detectors", "DETECTOR", "detector")
 
 
-__all__ = ["DETECTORS", "DetectorInfo", "FieldSpec", "get_detector"]
+def get_detector(name: str) -> Detector:
+    """The detector called ``name``; one clear error listing the known ones otherwise."""
+    return REGISTRY.get(name)
+
+
+def register_detector(detector: Detector, replace: bool = False) -> Detector:
+    return REGISTRY.register(detector, replace)
+
+
+__all__ = ["REGISTRY", "Detector", "Geant4Setup", "Option", "Table", "get_detector", "register_detector"]

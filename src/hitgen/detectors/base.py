@@ -1,51 +1,106 @@
-"""What every detector provides: its name, its hit fields, its conditions and a JSON spec."""
+"""What a detector provides to the shared machinery (the ``Detector`` protocol) and its small parts."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from hitgen.core.errors import HitgenError
+from hitgen.core.events import EventSet
+from hitgen.core.fields import DetectorInfo
 
-@dataclass(frozen=True)
-class FieldSpec:
-    """A typed per-event (condition) or per-hit field. `shape` excludes the leading event/hit axis."""
-
-    name: str
-    dtype: str
-    shape: tuple[int, ...] = ()
-    unit: str = ""
-    doc: str = ""
-
-    @property
-    def np_dtype(self) -> np.dtype:
-        return np.dtype(self.dtype)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"dtype": self.dtype, "shape": list(self.shape), "unit": self.unit, "doc": self.doc}
+# (title, column names, rows of strings): how a detector's tables reach the CLI, a report or a card
+Table = tuple[str, list[str], list[list[str]]]
 
 
 @dataclass(frozen=True)
-class DetectorInfo:
-    """The data side of a detector: enough to read, write and check its event files.
+class Option:
+    """A detector's own option of ``hitgen simulate`` (and of ``generate`` where it samples conditions).
 
-    Geometry, digitisation and condition sampling live in the detector's own module; Geant4
-    code lives in `hitgen.simulation` only, so this imports without Geant4.
+    kind: "range" (LO:HI), "positive-range" (0 < LO < HI), "range-or-all" (LO:HI or 'all' -> None),
+    or "choice" (one of ``choices``).
     """
 
-    name: str
-    version: int
-    hit_fields: tuple[FieldSpec, ...]
-    condition_fields: tuple[FieldSpec, ...]
-    extra: dict[str, Any]
+    name: str  # keyword of sample_conditions; the command line spells it --name-with-dashes
+    kind: str
+    help: str
+    choices: tuple[str, ...] = ()
 
-    def spec(self) -> dict[str, Any]:
-        """The JSON-able description written into every event file of this detector."""
-        return {
-            "name": self.name,
-            "version": self.version,
-            "hit_fields": {f.name: f.to_json() for f in self.hit_fields},
-            "conditions": {f.name: f.to_json() for f in self.condition_fields},
-            **self.extra,
-        }
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def parse(self, text: str) -> Any:
+        if self.kind == "choice":
+            if self.choices and text not in self.choices:
+                raise HitgenError(f"unknown {self.name.replace('_', ' ')} '{text}' for {self.flag} (known: {', '.join(self.choices)})")
+            return text
+        if self.kind == "range-or-all" and text == "all":
+            return None
+        return parse_range(text, self.flag, positive=self.kind == "positive-range")
+
+
+def parse_range(text: str, option: str, positive: bool = True) -> tuple[float, float]:
+    """'LO:HI' -> (lo, hi) with lo < hi (and lo > 0 if positive); HitgenError otherwise."""
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        lo, hi = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise HitgenError(f"malformed {option} '{text}': expected LO:HI, e.g. 0.5:10") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi) or (positive and lo <= 0):
+        bound = "0 < LO < HI" if positive else "LO < HI"
+        raise HitgenError(f"malformed {option} '{text}': need {bound}")
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class Geant4Setup:
+    """What the Geant4 runner needs: where to find the geometry and the recorder (imported inside
+    the worker processes only), and how to digitise the recorder's output."""
+
+    construction: str  # "module:function" building the G4VUserDetectorConstruction
+    recorder: str  # "module:class" of the per-event recorder (hitgen.simulation.session.Recorder)
+    # (conditions, raw recorder output, rng) -> (offsets, hits, truth)
+    digitize: Callable[[dict[str, np.ndarray], Any, np.random.Generator], tuple[np.ndarray, dict, dict]]
+    decays: bool = False  # register G4DecayPhysics next to the EM physics
+    primary_only: bool = False  # kill secondaries at birth (the detector records the primary only)
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Everything the shared machinery knows about a detector."""
+
+    name: str
+    info: DetectorInfo  # hit and condition fields, the spec written into every event file
+    options: tuple[Option, ...]  # its options of `hitgen simulate`
+    generation_options: tuple[str, ...]  # those that sample conditions for `hitgen generate` (none: a file is needed)
+    bench_options: dict[str, Any]  # the conditions `hitgen bench` times Geant4 and the models on
+
+    def sample_conditions(self, n: int, rng: np.random.Generator, **options: Any) -> dict[str, np.ndarray]: ...
+
+    def geant4(self) -> Geant4Setup:
+        """The Geant4 description; only its modules import geant4_pybind, and only when simulating."""
+        ...
+
+    def info_tables(self, events: EventSet) -> list[Table]:
+        """The tables `hitgen info` prints beside the sizes and the hits per event."""
+        ...
+
+    def info_plots(self, events: EventSet, folder: Path) -> list[Path]: ...
+
+    def evaluate(self, ref: EventSet, cand: EventSet, out: Path, plots: bool) -> tuple[dict[str, Any], list[tuple[str, Path]]]:
+        """The detector's part of metrics.json (with its ``noise_floor``) and the figures (caption, path)."""
+        ...
+
+    def summary_tables(self, metrics: dict[str, Any]) -> list[Table]:
+        """The headline tables of an evaluation, for the CLI and the model card."""
+        ...
+
+    def render_report(self, metrics: dict[str, Any], figures: list[tuple[str, Path]], path: Path) -> Path: ...

@@ -66,3 +66,14 @@ def common_edges(a: np.ndarray, b: np.ndarray, bins: int = 50, quantiles: tuple[
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
     return np.linspace(lo, hi, bins + 1)
+
+
+NOISE_FLOOR_SEED = 12345  # the fixed split of a reference into halves
+
+
+def halves(n: int, seed: int = NOISE_FLOOR_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint random halves of n events (sorted indices, n // 2 each): the noise floor of a
+    metric is its value between them, what statistics alone gives at half the sample size."""
+    order = np.random.default_rng(seed).permutation(n)
+    half = n // 2
+    return np.sort(order[:half]), np.sort(order[half : 2 * half])

@@ -9,21 +9,28 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader
 
-from hitgen.errors import HitgenError
-from hitgen.evaluation.report import summary_tables
+from hitgen.core.atomic import atomic_path, write_text_atomic
+from hitgen.core.errors import HitgenError
+from hitgen.detectors import get_detector
 from hitgen.models.io import load_model
 
 
 def _markdown_tables(metrics: dict[str, Any]) -> str:
     """The evaluation's headline tables (as `hitgen evaluate` prints them) in Markdown."""
     out = []
-    for title, columns, rows in summary_tables(metrics):
+    for title, columns, rows in get_detector(metrics["detector"]).summary_tables(metrics):
         out.append(f"{title[0].upper()}{title[1:]}:\n")
         out.append("| " + " | ".join(columns) + " |")
         out.append("|" + "---|" * len(columns))
         out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
         out.append("")
     return "\n".join(out)
+
+
+def _loss_weights(loaded) -> dict[str, Any]:
+    """The [loss] settings the model's family has, as its training recorded them."""
+    own = loaded.family.config_type.model_fields["loss"].default.model_dump()
+    return {k: v for k, v in loaded.config.get("training", {}).get("loss", {}).items() if k in own}
 
 
 def ship(run: Path, dest: Path, evaluation: Path | None = None, notes: str = "") -> Path:
@@ -35,13 +42,21 @@ def ship(run: Path, dest: Path, evaluation: Path | None = None, notes: str = "")
         path = evaluation / "metrics.json"
         if not path.is_file():
             raise HitgenError(f"{evaluation}: no metrics.json (run hitgen evaluate first)")
-        metrics = json.loads(path.read_text())
+        try:
+            metrics = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            raise HitgenError(f"{path}: not valid JSON") from None
+        if not isinstance(metrics, dict) or "detector" not in metrics:
+            raise HitgenError(f"{path}: not the metrics.json of hitgen evaluate")
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "model.safetensors"):
-        shutil.copy2(run / name, dest / name)
+        with atomic_path(dest / name) as tmp:
+            shutil.copy2(run / name, tmp)
     if metrics is not None:
-        shutil.copy2(evaluation / "metrics.json", dest / "metrics.json")
+        with atomic_path(dest / "metrics.json") as tmp:
+            shutil.copy2(evaluation / "metrics.json", tmp)
     cfg = loaded.config
+    detector = get_detector(loaded.detector)
     env = Environment(loader=PackageLoader("hitgen.models", "templates"), autoescape=False, keep_trailing_newline=True)
     card = env.get_template("model_card.md.j2").render(
         name=dest.name,
@@ -50,6 +65,9 @@ def ship(run: Path, dest: Path, evaluation: Path | None = None, notes: str = "")
         metrics=metrics,
         tables=_markdown_tables(metrics) if metrics else "",
         notes=notes,
+        # options of simulate that the model cannot sample conditions with are not in its records
+        loss_weights=_loss_weights(loaded),
+        kinematics_in_notes=bool(set(o.name for o in detector.options) - set(detector.generation_options)),
     )
-    (dest / "README.md").write_text(card, encoding="utf-8")
+    write_text_atomic(dest / "README.md", card)
     return dest

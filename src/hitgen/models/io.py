@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,34 +18,32 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from hitgen.errors import HitgenError
-from hitgen.models.gpt import GPTConfig, HitGPT
-from hitgen.models.siliconai import SiliconAI, SiliconAIConfig
-from hitgen.models.track_gpt import TrackGPT, TrackGPTConfig
+from hitgen.core.atomic import atomic_path, write_text_atomic
+from hitgen.core.errors import HitgenError
+from hitgen.families import REGISTRY as FAMILIES
 
 FORMAT = "hitgen-model"
 FORMAT_VERSION = 1
-ARCHITECTURE = "clas12-gpt"  # the CLAS12 GPT (HitGPT)
-# architecture name -> (config class, model class); a model folder names its architecture
-ARCHITECTURES: dict[str, tuple[type, type]] = {
-    ARCHITECTURE: (GPTConfig, HitGPT),
-    "track-gpt": (TrackGPTConfig, TrackGPT),
-    "siliconai": (SiliconAIConfig, SiliconAI),
-}
 
-
-def architecture_of(model: torch.nn.Module) -> str:
-    return next(name for name, (_, cls) in ARCHITECTURES.items() if isinstance(model, cls))
-
-
-SHIPPED = Path(__file__).resolve().parents[3] / "models"  # models/<name>/ in a source checkout
+# the shipped models: package data of hitgen (src/hitgen/shipped links to the checkout's models/;
+# a wheel carries the folders themselves)
+SHIPPED = Path(str(resources.files("hitgen") / "shipped"))
 
 
 @dataclass
 class LoadedModel:
-    model: HitGPT | TrackGPT | SiliconAI
+    model: torch.nn.Module
     config: dict[str, Any]
     path: Path
+
+    @property
+    def family(self):
+        """The model family (hitgen.families) that builds and samples this model."""
+        return FAMILIES.get(self.config["architecture"])
+
+    @property
+    def detector(self) -> str:
+        return self.config["detector_spec"]["name"]
 
     @property
     def weights_sha256(self) -> str:
@@ -64,24 +62,22 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_model_dir(folder: Path, model: HitGPT | TrackGPT | SiliconAI, extra: dict[str, Any]) -> Path:
-    """Write model.safetensors and config.json into folder (each atomically)."""
+def save_model_dir(folder: Path, model: torch.nn.Module, architecture: str, extra: dict[str, Any]) -> Path:
+    """Write model.safetensors and config.json into folder (each atomically); `model.cfg.to_dict()`
+    is the configuration its family rebuilds it from."""
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / "model.safetensors"
-    tmp = folder / ".model.safetensors.partial"
-    save_file({k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}, str(tmp))
-    os.replace(tmp, weights)
+    with atomic_path(weights) as tmp:
+        save_file({k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}, str(tmp))
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "architecture": architecture_of(model),
+        "architecture": architecture,
         "model": model.cfg.to_dict(),
         "weights_sha256": sha256_of(weights),
         **extra,
     }
-    tmp = folder / ".config.json.partial"
-    tmp.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, folder / "config.json")
+    write_text_atomic(folder / "config.json", json.dumps(config, indent=2, sort_keys=True))
     return folder
 
 
@@ -107,20 +103,22 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
         config = json.loads(cfg_path.read_text(encoding="utf-8"))
     except ValueError:
         raise HitgenError(f"{cfg_path}: not valid JSON") from None
+    if not isinstance(config, dict):
+        raise HitgenError(f"{cfg_path}: not a hitgen model config (a JSON {type(config).__name__}, not an object)")
     if config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
         raise HitgenError(f"{cfg_path}: not a hitgen model config (format {config.get('format')!r}, version {config.get('format_version')!r})")
-    if config.get("architecture") not in ARCHITECTURES:
-        raise HitgenError(f"{cfg_path}: unknown architecture {config.get('architecture')!r} (known: {', '.join(ARCHITECTURES)})")
+    if config.get("architecture") not in FAMILIES:
+        raise HitgenError(f"{cfg_path}: unknown architecture {config.get('architecture')!r} (known: {', '.join(FAMILIES.names())})")
     if sha256_of(weights) != config.get("weights_sha256"):
         raise HitgenError(f"{weights}: checksum differs from config.json; the weights were altered or are incomplete")
     try:
         state = load_file(str(weights), device=str(device))
     except (SafetensorError, OSError) as e:
         raise HitgenError(f"{weights}: unreadable ({e})") from None
-    config_class, model_class = ARCHITECTURES[config["architecture"]]
+    family = FAMILIES.get(config["architecture"])
     try:
-        model = model_class(config_class.from_dict(config["model"]))
-    except TypeError as e:
+        model = family.model_from_config(config["model"])
+    except (TypeError, KeyError, ValueError, AttributeError) as e:
         raise HitgenError(f"{cfg_path}: model configuration does not fit {config['architecture']} ({e})") from None
     try:
         model.load_state_dict(state)

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from types import ModuleType
 
-from hitgen.errors import Geant4DataError
+from hitgen.core.errors import Geant4DataError
 
 HOW_TO_GET_DATA = (
     "set GEANT4_DATA_DIR to a folder of Geant4 data sets (G4EMLOW, G4ENSDFSTATE, PhotonEvaporation), "

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hitgen.errors import HitgenError
-from hitgen.events import EventWriter
-from hitgen.machine import timing_note
-from hitgen.simulation.backends import get_backend
+from hitgen.core.errors import HitgenError
+from hitgen.core.events import EventWriter
+from hitgen.core.machine import timing_note
+from hitgen.detectors import get_detector
 from hitgen.simulation.g4env import data_dir
 from hitgen.simulation.session import DEFAULT_PHYSICS, DEFAULT_RANGE_CUT_MM, RawEvents, check_physics
 
@@ -66,8 +66,8 @@ def _worker(detector: str, physics: str, range_cut_mm: float, tasks, results, pa
 
     try:
         silence_stdout()
-        backend = get_backend(detector)
-        session = Geant4Session(_load(backend.construction), _load(backend.recorder), physics, range_cut_mm, backend.decays, backend.primary_only)
+        g4 = get_detector(detector).geant4()
+        session = Geant4Session(_load(g4.construction), _load(g4.recorder), physics, range_cut_mm, g4.decays, g4.primary_only)
         session.run_manager.BeamOn(0)  # build physics tables now, outside the timed work
         results.put(("ready", os.getpid(), session.g4.G4RunManager.GetRunManager().GetVersionString().strip()))
         while True:
@@ -106,7 +106,8 @@ def simulate(
     **kinematics,
 ) -> SimulationSummary:
     """Simulate n_events with Geant4 and write a hitgen-events file; see the module docstring."""
-    backend = get_backend(detector)
+    det = get_detector(detector)
+    digitize = det.geant4().digitize
     if n_events <= 0:
         raise HitgenError(f"--events must be positive (got {n_events})")
     if seed < 0:
@@ -116,7 +117,7 @@ def simulate(
         raise HitgenError(f"--workers must be positive (got {workers})")
     physics_class = check_physics(physics)
     data_dir()  # fail before any work if Geant4 data are missing
-    conditions = backend.sample_conditions(n_events, np.random.default_rng([seed, _STREAM_CONDITIONS]), **kinematics)
+    conditions = det.sample_conditions(n_events, np.random.default_rng([seed, _STREAM_CONDITIONS]), **kinematics)
     g4_seeds = np.random.default_rng([seed, _STREAM_G4]).integers(1, 2**31 - 1, size=(n_events, 2))
 
     t_start = time.perf_counter()
@@ -124,59 +125,18 @@ def simulate(
     tasks, results = ctx.Queue(), ctx.Queue()
     workers = min(workers, -(-n_events // TASK_EVENTS))
     procs = [ctx.Process(target=_worker, args=(detector, physics, range_cut_mm, tasks, results, os.getpid()), daemon=True) for _ in range(workers)]
-    writer: EventWriter | None = EventWriter(out, backend.info.spec(), "", seed, overwrite)
+    writer: EventWriter | None = EventWriter(out, det.info.spec(), "", seed, overwrite)
     started: list = []
     try:
         for p in procs:
             p.start()
             started.append(p)
-        for start in range(0, n_events, TASK_EVENTS):
-            stop = min(start + TASK_EVENTS, n_events)
-            vertex = conditions["vertex"][start:stop] if "vertex" in conditions else None
-            tasks.put((start, conditions["pdg"][start:stop], conditions["momentum"][start:stop], vertex, g4_seeds[start:stop]))
-        for _ in procs:
-            tasks.put(None)
-
-        pending: dict[int, RawEvents] = {}
-        ready, done, written, busy, version = 0, 0, 0, 0.0, "?"
-        t_ready = t_start
-        while written < n_events:
-            try:
-                msg = results.get(timeout=5.0)
-            except queue.Empty:
-                if not any(p.is_alive() for p in procs):
-                    codes = sorted({p.exitcode for p in procs})
-                    raise HitgenError(f"Geant4 workers stopped early (exit codes {codes}); no output written") from None
-                continue
-            if msg[0] == "error":
-                raise HitgenError(f"Geant4 worker failed: {msg[2].strip()}")
-            if msg[0] == "ready":
-                ready += 1
-                version = msg[2]
-                if ready == len(procs):
-                    t_ready = time.perf_counter()
-                continue
-            _, start, raw, seconds = msg
-            pending[start] = raw
-            busy += seconds
-            done += len(raw.offsets) - 1
-            if progress:
-                progress(done)
-            # digitise and write every complete block, in event order
-            while written < n_events:
-                stop = min(written + DIGI_BLOCK, n_events)
-                starts = list(range(written, stop, TASK_EVENTS))
-                if not all(s in pending for s in starts):
-                    break
-                raw_block = RawEvents.concat([pending.pop(s) for s in starts])
-                cond = {k: v[written:stop] for k, v in conditions.items()}
-                rng = np.random.default_rng([seed, _STREAM_DIGI, written // DIGI_BLOCK])
-                offsets, hits, truth = backend.digitize(cond, raw_block, rng)
-                writer.append(cond, offsets, hits, truth)
-                written = stop
-        writer.producer = producer = _producer(version, physics_class, range_cut_mm)
-        startup = t_ready - t_start
-        writer.notes["timing"] = timing_note(n_events, time.perf_counter() - t_start - startup, startup, workers=len(procs), busy_s=busy)
+        _send_tasks(tasks, conditions, g4_seeds, len(procs))
+        collected = _collect_and_write(results, procs, writer, conditions, digitize, seed, progress, t_start)
+        writer.producer = producer = _producer(collected.version, physics_class, range_cut_mm)
+        startup = collected.t_ready - t_start
+        timing = timing_note(n_events, time.perf_counter() - t_start - startup, startup, workers=len(procs), busy_s=collected.busy)
+        writer.notes["timing"] = timing
         n_hits = writer.n_hits
         path = writer.close()
         writer = None
@@ -191,7 +151,68 @@ def simulate(
         for p in started:
             p.join(timeout=5)
     wall = time.perf_counter() - t_start
-    return SimulationSummary(Path(path), n_events, n_hits, wall, t_ready - t_start, busy, len(procs), producer)
+    return SimulationSummary(Path(path), n_events, n_hits, wall, collected.t_ready - t_start, collected.busy, len(procs), producer)
+
+
+def _send_tasks(tasks, conditions: dict[str, np.ndarray], g4_seeds: np.ndarray, n_workers: int) -> None:
+    """Every event range of TASK_EVENTS events as one task, then one stop sentinel per worker."""
+    n_events = len(g4_seeds)
+    for start in range(0, n_events, TASK_EVENTS):
+        stop = min(start + TASK_EVENTS, n_events)
+        vertex = conditions["vertex"][start:stop] if "vertex" in conditions else None
+        tasks.put((start, conditions["pdg"][start:stop], conditions["momentum"][start:stop], vertex, g4_seeds[start:stop]))
+    for _ in range(n_workers):
+        tasks.put(None)
+
+
+@dataclass
+class _Collected:
+    version: str  # Geant4's version string, as the workers report it
+    t_ready: float  # when the last worker had built its physics tables
+    busy: float  # summed Geant4 time of all workers
+
+
+def _collect_and_write(results, procs, writer: EventWriter, conditions, digitize, seed: int, progress, t_start: float) -> _Collected:
+    """Take the workers' results as they come, and digitise and append every complete block of
+    DIGI_BLOCK events in event order (each block with its own numpy stream)."""
+    n_events = len(next(iter(conditions.values())))
+    pending: dict[int, RawEvents] = {}
+    ready, done, written, busy, version = 0, 0, 0, 0.0, "?"
+    t_ready = t_start
+    while written < n_events:
+        try:
+            msg = results.get(timeout=5.0)
+        except queue.Empty:
+            if not any(p.is_alive() for p in procs):
+                codes = sorted({p.exitcode for p in procs})
+                raise HitgenError(f"Geant4 workers stopped early (exit codes {codes}); no output written") from None
+            continue
+        if msg[0] == "error":
+            raise HitgenError(f"Geant4 worker failed: {msg[2].strip()}")
+        if msg[0] == "ready":
+            ready += 1
+            version = msg[2]
+            if ready == len(procs):
+                t_ready = time.perf_counter()
+            continue
+        _, start, raw, seconds = msg
+        pending[start] = raw
+        busy += seconds
+        done += len(raw.offsets) - 1
+        if progress:
+            progress(done)
+        while written < n_events:
+            stop = min(written + DIGI_BLOCK, n_events)
+            starts = list(range(written, stop, TASK_EVENTS))
+            if not all(s in pending for s in starts):
+                break
+            raw_block = RawEvents.concat([pending.pop(s) for s in starts])
+            cond = {k: v[written:stop] for k, v in conditions.items()}
+            rng = np.random.default_rng([seed, _STREAM_DIGI, written // DIGI_BLOCK])
+            offsets, hits, truth = digitize(cond, raw_block, rng)
+            writer.append(cond, offsets, hits, truth)
+            written = stop
+    return _Collected(version, t_ready, busy)
 
 
 def _producer(version_string: str, physics_class: str, range_cut_mm: float) -> str:

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from hitgen.errors import HitgenError
+from hitgen.core.errors import HitgenError
 from hitgen.simulation.g4env import data_dir, import_geant4, livermore_subdir
 
 PHYSICS_LISTS = {

@@ -1,117 +1,82 @@
-"""Training configuration: one TOML file with [model], [loss] and [train] tables, validated."""
+"""Training configuration: one TOML file with [model], [loss] and [train] tables, validated.
+
+The config is a pydantic discriminated union over the registered model families, keyed by
+``[model] architecture``: each family brings its own [model] and [loss] fields (``Family.config_type``,
+built on ``FamilyConfig``); [train] is the trainer's and the same for all.
+"""
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 
-from hitgen.errors import HitgenError
-from hitgen.models.gpt import GPTConfig
-from hitgen.models.siliconai import SiliconAIConfig
-from hitgen.models.track_gpt import TrackGPTConfig
-from hitgen.training.losses import LossWeights
+from hitgen.core.config import FamilyConfig, NoLoss, Strict, TrainSection, TrunkSection
+from hitgen.core.errors import HitgenError
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+__all__ = ["FamilyConfig", "NoLoss", "Strict", "TrainSection", "TrunkSection", "load_config", "same_run", "validate_config"]
 
 
-CLAS12_ONLY = {"condition_every_position": False, "value_heads_see_strip": False, "deposit_feature": False, "value_head": "flat", "value_group": 50}
+def _architecture(value: Any) -> str | None:
+    if isinstance(value, dict):
+        model = value.get("model")
+        return model.get("architecture") if isinstance(model, dict) else None
+    return getattr(getattr(value, "model", None), "architecture", None)
 
 
-TRUNK = {"d_model", "n_blocks", "n_heads", "d_ff", "dropout"}  # the fields every architecture shares
+def config_adapter() -> TypeAdapter:
+    """The discriminated union of every registered family's config (built anew: families may be added)."""
+    from hitgen.families import REGISTRY
+
+    members = tuple(Annotated[f.config_type, Tag(f.name)] for f in REGISTRY)
+    return TypeAdapter(Annotated[Union[members], Discriminator(_architecture)])  # noqa: UP007
 
 
-class ModelSection(_Strict):
-    architecture: Literal["clas12-gpt", "track-gpt", "siliconai"] = "clas12-gpt"
-    d_model: int = Field(512, gt=0)
-    n_blocks: int = Field(8, gt=0)
-    n_heads: int = Field(8, gt=0)
-    d_ff: int = Field(2048, gt=0)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    condition_every_position: bool = False  # see hitgen.models.gpt
-    value_heads_see_strip: bool = False  # see hitgen.models.gpt
-    deposit_feature: bool = False  # see hitgen.models.gpt
-    value_head: Literal["flat", "factorised"] = "flat"  # see hitgen.models.heads
-    value_group: int = Field(50, gt=1)
+def validate_config(data: Any, where: str = "config") -> FamilyConfig:
+    """A family's config from a parsed TOML (or JSON) mapping; HitgenError saying what is wrong."""
+    from hitgen.families import REGISTRY
 
-    @model_validator(mode="after")
-    def _heads_divide(self) -> ModelSection:
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
-        if self.architecture != "clas12-gpt":
-            for name, default in CLAS12_ONLY.items():
-                if getattr(self, name) != default:
-                    raise ValueError(f"{name} is an option of clas12-gpt, not of {self.architecture}")
-        return self
-
-    def gpt_config(self) -> GPTConfig:
-        return GPTConfig(**self.model_dump(exclude={"architecture"}))
-
-    def track_config(self) -> TrackGPTConfig:
-        return TrackGPTConfig(**self.model_dump(include=TRUNK))
-
-    def siliconai_config(self, vocabulary: dict[str, Any]) -> SiliconAIConfig:
-        return SiliconAIConfig(vocabulary=vocabulary, **self.model_dump(include=TRUNK))
+    if not isinstance(data, dict):
+        raise HitgenError(f"{where}: not a table of [model], [loss] and [train]")
+    known = ", ".join(REGISTRY.names())
+    arch = _architecture(data)
+    if arch is None:
+        raise HitgenError(f"{where}: model.architecture: missing; give one of {known}")
+    if arch not in REGISTRY:
+        raise HitgenError(f"{where}: model.architecture: unknown family {arch!r}; known: {known}")
+    try:
+        return config_adapter().validate_python(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = [str(p) for p in first["loc"]]
+        if loc and loc[0] == arch:  # the union's tag comes first in the location
+            loc = loc[1:]
+        raise HitgenError(f"{where}: {'.'.join(loc)}: {first['msg']}") from None
 
 
-class LossSection(_Strict):
-    sep_weight: float = Field(4.5, ge=0)
-    eos_weight: float = Field(3.0, ge=0)
-    occupancy: float = Field(3.0, ge=0)
-    length: float = Field(0.4, ge=0)
-    length_huber_delta: float = Field(3.0, gt=0)
-    length_tail: bool = True
-    distribution: float = Field(0.1, ge=0)
-
-    def weights(self) -> LossWeights:
-        return LossWeights(**self.model_dump())
-
-
-class TrainSection(_Strict):
-    batch_size: int = Field(400, gt=0)  # events per optimiser step (the global batch)
-    micro_batch_size: int = Field(400, gt=0)  # events per forward pass (gradient accumulation below it)
-    lr: float = Field(4e-4, gt=0)
-    weight_decay: float = Field(1e-2, ge=0)
-    warmup_steps: int = Field(1000, ge=0)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    max_steps: int = Field(20000, gt=0)
-    grad_clip: float = Field(1.0, gt=0)
-    val_fraction: float = Field(0.05, gt=0, lt=1)
-    val_events: int = Field(2000, gt=0)  # validation loss on at most this many held-out events
-    eval_every: int = Field(500, gt=0)
-    checkpoint_every: int = Field(500, gt=0)
-    seed: int = Field(0, ge=0)
-    bf16: bool = False
-    threads: int = Field(0, ge=0)  # torch intra-op threads; 0 = torch's default
-
-    @model_validator(mode="after")
-    def _divides(self) -> TrainSection:
-        if self.batch_size % self.micro_batch_size:
-            raise ValueError(f"batch_size {self.batch_size} is not a multiple of micro_batch_size {self.micro_batch_size}")
-        return self
-
-
-class TrainConfig(_Strict):
-    model: ModelSection = ModelSection()
-    loss: LossSection = LossSection()
-    train: TrainSection = TrainSection()
-
-
-def load_config(path: str | Path) -> TrainConfig:
+def load_config(path: str | Path) -> FamilyConfig:
     path = Path(path)
     try:
         data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise HitgenError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise HitgenError(f"{path}: is a folder, not a config file") from None
+    except UnicodeDecodeError:
+        raise HitgenError(f"{path}: not a text file") from None
     except tomllib.TOMLDecodeError as e:
         raise HitgenError(f"{path}: not valid TOML ({e})") from None
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise HitgenError(f"{path}: {where}: {first['msg']}") from None
+    return validate_config(data, str(path))
+
+
+def same_run(saved: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether a run folder's saved config is this config: every field of the current config has
+    the saved value. Fields the saved one has beyond them (a config written when every family's
+    config was one flat union) are not compared."""
+    for section, fields in current.items():
+        old = saved.get(section)
+        if not isinstance(old, dict) or any(k not in old or old[k] != v for k, v in fields.items()):
+            return False
+    return True

@@ -1,4 +1,4 @@
-"""Tokenised training data: a train/validation split and a deterministic batch order.
+"""Training data of any family: a train/validation split and a deterministic batch order.
 
 The order of training events is a function of (seed, epoch) only, so that a run resumed at any
 step sees exactly the batches it would have seen without the interruption.
@@ -6,47 +6,14 @@ step sees exactly the batches it would have seen without the interruption.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-import torch
 
-from hitgen.errors import HitgenError
-from hitgen.events import EventSet
-from hitgen.tokenizers import clas12_ecal as tok
+from hitgen.core.errors import HitgenError
 
-STREAMS = ("strip", "adc", "tdc", "layer", "rank")
 MIN_VALIDATION_EVENTS = 10
 
 
-@dataclass
-class TokenData:
-    tokens: dict[str, np.ndarray]  # (N, T) int16/int8 per stream
-    length: np.ndarray  # (N,)
-    momentum: np.ndarray  # (N, 3) float32
-
-    def __len__(self) -> int:
-        return len(self.length)
-
-    @classmethod
-    def from_events(cls, events: EventSet) -> TokenData:
-        if events.detector != "clas12-ecal":
-            raise HitgenError(f"training needs a clas12-ecal event file, not {events.detector}")
-        b = tok.encode(events.offsets, events.hits)
-        return cls({k: getattr(b, k) for k in STREAMS}, b.length, events.conditions["momentum"].astype(np.float32))
-
-    def subset(self, idx: np.ndarray) -> TokenData:
-        return TokenData({k: v[idx] for k, v in self.tokens.items()}, self.length[idx], self.momentum[idx])
-
-    def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
-        """Tensors for events idx, trimmed to the longest sequence among them."""
-        t = int(self.length[idx].max())
-        out = {k: torch.from_numpy(v[idx, :t].astype(np.int64)) for k, v in self.tokens.items()}
-        out["momentum"] = torch.from_numpy(self.momentum[idx])
-        return out
-
-
-def split(data: TokenData, val_fraction: float, seed: int) -> tuple[TokenData, TokenData]:
+def split(data, val_fraction: float, seed: int):
     """A fixed random split; raises HitgenError if the validation part would be too small."""
     n_val = int(round(len(data) * val_fraction))
     if n_val < MIN_VALIDATION_EVENTS or len(data) - n_val < MIN_VALIDATION_EVENTS:

@@ -23,27 +23,37 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from hitgen.distributed import Distributed
-from hitgen.errors import HitgenError
-from hitgen.events import EventSet
-from hitgen.machine import machine_description
+from hitgen.core.atomic import atomic_path, write_text_atomic
+from hitgen.core.config import FamilyConfig
+from hitgen.core.distributed import Distributed
+from hitgen.core.errors import HitgenError
+from hitgen.core.events import EventSet
+from hitgen.core.machine import machine_description
+from hitgen.families import get_family
 from hitgen.models.io import load_model, save_model_dir
-from hitgen.training.architectures import Architecture, for_config
+from hitgen.nn.precision import autocast
 from hitgen.training.checkpoint import load_checkpoint, save_checkpoint
-from hitgen.training.config import TrainConfig, load_config
+from hitgen.training.config import load_config, same_run
 from hitgen.training.data import global_batch, split
-from hitgen.training.losses import LossModule
 
 CHECKPOINT = "checkpoint.safetensors"
 LOG = "log.csv"
-LOG_HEAD, LOG_TAIL = ("step", "lr"), ("grad_norm", "val_loss", "seconds")  # around the architecture's loss parts
+LOG_HEAD, LOG_TAIL = ("step", "lr"), ("grad_norm", "val_loss", "seconds")  # around the family's loss parts
 
 
-def log_fields(arch: Architecture) -> tuple[str, ...]:
-    return (*LOG_HEAD, *arch.loss_fields, *LOG_TAIL)
+class LossModule(torch.nn.Module):
+    """A model and its loss function as one module, so that DDP sees all the work inside forward()."""
+
+    def __init__(self, model: torch.nn.Module, loss) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.loss(self.model, batch)
 
 
-def learning_rate(step: int, cfg: TrainConfig) -> float:
+def learning_rate(step: int, cfg: FamilyConfig) -> float:
     """Linear warm-up to lr, then cosine decay to min_lr_ratio * lr at max_steps."""
     t = cfg.train
     if step < t.warmup_steps:
@@ -56,7 +66,7 @@ def dropout_seed(seed: int, step: int, micro: int) -> int:
     return (seed * 1_000_003 + step * 1009 + micro) % (2**63)
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, cfg: FamilyConfig) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices and embeddings, none on biases and LayerNorm parameters."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -65,7 +75,7 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
 
 
 @torch.no_grad()
-def validation_loss(model: torch.nn.Module, data, cfg: TrainConfig, device: torch.device, arch: Architecture) -> float:
+def validation_loss(model: torch.nn.Module, data, cfg: FamilyConfig, device: torch.device, loss) -> float:
     model.eval()
     n = min(len(data), cfg.train.val_events)
     total, weight = 0.0, 0
@@ -73,15 +83,15 @@ def validation_loss(model: torch.nn.Module, data, cfg: TrainConfig, device: torc
         idx = np.arange(lo, min(lo + cfg.train.micro_batch_size, n))
         batch = {k: v.to(device) for k, v in data.batch(idx).items()}
         with _autocast(cfg, device):
-            _, parts = arch.loss(model, batch)
+            _, parts = loss(model, batch)
         total += parts["loss"] * len(idx)
         weight += len(idx)
     model.train()
     return total / weight
 
 
-def _autocast(cfg: TrainConfig, device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16) if cfg.train.bf16 else nullcontext()
+def _autocast(cfg: FamilyConfig, device: torch.device):
+    return autocast(device, "bf16" if cfg.train.bf16 else "fp32")
 
 
 def _read_log(path: Path, before_step: int) -> list[dict[str, str]]:
@@ -92,12 +102,10 @@ def _read_log(path: Path, before_step: int) -> list[dict[str, str]]:
 
 
 def _write_log(path: Path, rows: list[dict], fields: tuple[str, ...]) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def load_training_events(paths: list[Path]) -> tuple[EventSet, list[int]]:
@@ -118,109 +126,65 @@ def train(
     """Train (or resume) into the run folder `out`; returns it. `stop_after` ends the session after
     that many steps of this call (as a kill would, but cleanly), for tests and short sessions.
     `init_from` (a model folder or shipped name) starts a new run from that model's weights: every
-    parameter of the same name and shape is copied, the configuration's new modules (which all start
-    at zero, hitgen.models.gpt) keep their initialisation; a resumed run continues from its own
-    checkpoint."""
+    parameter of the same name and shape is copied, the configuration's new modules keep their
+    initialisation; a resumed run continues from its own checkpoint."""
     cfg = load_config(config_path)
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise HitgenError("--device cuda: no CUDA GPU is available on this machine")
-    ddp = Distributed.from_env(dev)
-    if ddp.world > 1 and dev.type == "cuda":
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    family = get_family(cfg.architecture)
+    dev, ddp = _processes(device)
     t = cfg.train
     per_rank = t.batch_size // ddp.world
     if t.batch_size % ddp.world or per_rank % t.micro_batch_size:
         raise HitgenError(f"batch_size {t.batch_size} must split into {ddp.world} processes x micro_batch_size {t.micro_batch_size}")
     if t.threads:
         torch.set_num_threads(t.threads)
-
     out = Path(out)
     data_paths = [Path(p) for p in (data_path if isinstance(data_path, list) else [data_path])]
     events, events_per_file = load_training_events(data_paths)
-    arch = for_config(cfg)
-    if events.detector != arch.detector:
-        raise HitgenError(f"{arch.name} trains on {arch.detector} event files, not {events.detector} ({data_paths[0]})")
-    data = arch.data(events)
+    if events.detector != family.detector:
+        raise HitgenError(f"{family.name} trains on {family.detector} event files, not {events.detector} ({data_paths[0]})")
+    data = family.training_data(events)
     train_data, val_data = split(data, t.val_fraction, t.seed)
-    ckpt = out / CHECKPOINT
     cfg_json = json.loads(cfg.model_dump_json())
-    if ddp.main:
-        out.mkdir(parents=True, exist_ok=True)
-        saved_cfg = out / "train_config.json"
-        if saved_cfg.exists() and json.loads(saved_cfg.read_text()) != cfg_json:
-            raise HitgenError(f"{out}: holds a run with a different configuration; choose another --out")
-        saved_cfg.write_text(json.dumps(cfg_json, indent=2))
-    if ddp.world > 1:
-        dist.barrier()
+    _claim_run_folder(out, cfg_json, ddp)
 
     torch.manual_seed(t.seed)
-    model = arch.build(data).to(dev)
+    model = family.build(cfg, data).to(dev)
     optimizer = make_optimizer(model, cfg)
-    start = 0
-    init = None  # what --init did, recorded in every model folder of the run (resumed ones too)
-    if ckpt.exists():
-        start, _ = load_checkpoint(ckpt, model, optimizer)
-        if (out / "init.json").exists():
-            init = json.loads((out / "init.json").read_text())
-    elif init_from is not None:
-        init = warm_start(model, init_from)
-        if ddp.main:
-            (out / "init.json").write_text(json.dumps(init, indent=2))
-    loss_module = LossModule(model, arch.loss)
-    fields = log_fields(arch)
-    wrapped = DistributedDataParallel(loss_module) if ddp.world > 1 else loss_module
+    start, init = _resume_or_init(out, model, optimizer, init_from, ddp)
+    loss = family.loss(cfg)
+    loss_fields = family.loss_fields(cfg)
+    wrapped = DistributedDataParallel(LossModule(model, loss)) if ddp.world > 1 else LossModule(model, loss)
     log_rows = _read_log(out / LOG, start) if ddp.main else []
-    n_micro = per_rank // t.micro_batch_size
     end = t.max_steps if stop_after is None else min(t.max_steps, start + stop_after)
     model.train()
     # "seconds" is the training time summed over sessions: a resumed run continues the clock
     t0 = time.perf_counter() - (float(log_rows[-1]["seconds"]) if log_rows else 0.0)
     for step in range(start, end):
-        idx = global_batch(len(train_data), t.batch_size, t.seed, step)
-        idx = idx[np.argsort(train_data.length[idx], kind="stable")]  # similar lengths share a micro-batch: less padding
-        idx = idx[ddp.rank * per_rank : (ddp.rank + 1) * per_rank]
-        sums: dict[str, float] = {}
-        for a in range(n_micro):
-            torch.manual_seed(dropout_seed(t.seed, step, ddp.rank * n_micro + a))
-            batch = {k: v.to(dev) for k, v in train_data.batch(idx[a * t.micro_batch_size : (a + 1) * t.micro_batch_size]).items()}
-            sync = wrapped.no_sync() if (ddp.world > 1 and a < n_micro - 1) else nullcontext()
-            with sync, _autocast(cfg, dev):
-                loss, parts = wrapped(batch)
-                (loss / n_micro).backward()
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v / n_micro
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip))
-        lr = learning_rate(step, cfg)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        sums, grad_norm, lr = _optimiser_step(wrapped, model, optimizer, train_data, cfg, step, ddp, dev, per_rank)
         if ddp.world > 1:  # average the logged numbers over processes
-            vec = torch.tensor([sums.get(k, 0.0) for k in arch.loss_fields], dtype=torch.float64)
+            vec = torch.tensor([sums.get(k, 0.0) for k in loss_fields], dtype=torch.float64)
             dist.all_reduce(vec)
-            sums = {k: float(v) / ddp.world for k, v in zip(arch.loss_fields, vec, strict=True)}
-        last = step + 1 == end
+            sums = {k: float(v) / ddp.world for k, v in zip(loss_fields, vec, strict=True)}
         val = None
         if (step + 1) % t.eval_every == 0 or step + 1 == t.max_steps:
-            val = validation_loss(model, val_data, cfg, dev, arch) if ddp.main else None
+            val = validation_loss(model, val_data, cfg, dev, loss) if ddp.main else None
         if ddp.main:
             row = {"step": step, "lr": f"{lr:.6g}", "grad_norm": f"{grad_norm:.4g}", "seconds": f"{time.perf_counter() - t0:.2f}"}
             row |= {k: f"{v:.5f}" for k, v in sums.items()}
             row["val_loss"] = "" if val is None else f"{val:.5f}"
             log_rows.append(row)
-            if (step + 1) % t.checkpoint_every == 0 or last:
-                save_checkpoint(ckpt, model, optimizer, step + 1, {"config": cfg_json})
+            if (step + 1) % t.checkpoint_every == 0 or step + 1 == end:
+                save_checkpoint(out / CHECKPOINT, model, optimizer, step + 1, {"config": cfg_json})
                 # the model folder follows the checkpoint, so a run in progress can already generate;
                 # it is written before the log, so a log that shows a checkpoint has its model folder
                 # complete (a kill inside save_model_dir leaves new weights beside the old config,
                 # which loading refuses by the checksum until the next checkpoint rewrites both)
                 record = run_record(events, events_per_file, data_paths, train_data, val_data, cfg_json, step + 1, log_rows, dev, config_path)
-                record["tokenizer"] = arch.tokenizer
+                record["tokenizer"] = family.tokenizer
                 if init is not None:
                     record["init_from"] = init
-                save_model_dir(out, model, record)
-                _write_log(out / LOG, log_rows, fields)
+                save_model_dir(out, model, family.name, record)
+                _write_log(out / LOG, log_rows, (*LOG_HEAD, *loss_fields, *LOG_TAIL))
             if progress:
                 progress(step + 1, t.max_steps, row)
         if ddp.world > 1:
@@ -228,6 +192,78 @@ def train(
     if ddp.world > 1:
         dist.barrier()
     return out
+
+
+def _processes(device: str) -> tuple[torch.device, Distributed]:
+    """This process's device and its place among the processes of a torchrun job."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise HitgenError("--device cuda: no CUDA GPU is available on this machine")
+    ddp = Distributed.from_env(dev)
+    if ddp.world > 1 and dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return dev, ddp
+
+
+def _claim_run_folder(out: Path, cfg_json: dict, ddp: Distributed) -> None:
+    """Create the run folder, or check that the run it holds has this configuration."""
+    if ddp.main:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise HitgenError(f"{out}: exists and is not a folder; choose another --out") from None
+        except OSError as e:
+            raise HitgenError(f"{out}: cannot create the run folder ({e.strerror or e})") from None
+        saved_cfg = out / "train_config.json"
+        if saved_cfg.exists() and not same_run(json.loads(saved_cfg.read_text()), cfg_json):
+            raise HitgenError(f"{out}: holds a run with a different configuration; choose another --out")
+        write_text_atomic(saved_cfg, json.dumps(cfg_json, indent=2))
+    if ddp.world > 1:
+        dist.barrier()
+
+
+def _resume_or_init(out: Path, model, optimizer, init_from, ddp: Distributed) -> tuple[int, dict | None]:
+    """The step to start from (the checkpoint's, or 0) and what --init did (recorded in every model
+    folder of the run, resumed ones too)."""
+    ckpt = out / CHECKPOINT
+    if ckpt.exists():
+        start, _ = load_checkpoint(ckpt, model, optimizer)
+        init = json.loads((out / "init.json").read_text()) if (out / "init.json").exists() else None
+        return start, init
+    if init_from is None:
+        return 0, None
+    init = warm_start(model, init_from)
+    if ddp.main:
+        write_text_atomic(out / "init.json", json.dumps(init, indent=2))
+    return 0, init
+
+
+def _optimiser_step(wrapped, model, optimizer, train_data, cfg: FamilyConfig, step: int, ddp: Distributed, dev, per_rank: int):
+    """One optimiser step over the global batch of `step`: this process's micro-batches, gradient
+    accumulation, clipping, the scheduled learning rate. Returns the mean loss parts, the gradient
+    norm and the learning rate."""
+    t = cfg.train
+    n_micro = per_rank // t.micro_batch_size
+    idx = global_batch(len(train_data), t.batch_size, t.seed, step)
+    idx = idx[np.argsort(train_data.length[idx], kind="stable")]  # similar lengths share a micro-batch: less padding
+    idx = idx[ddp.rank * per_rank : (ddp.rank + 1) * per_rank]
+    sums: dict[str, float] = {}
+    for a in range(n_micro):
+        torch.manual_seed(dropout_seed(t.seed, step, ddp.rank * n_micro + a))
+        batch = {k: v.to(dev) for k, v in train_data.batch(idx[a * t.micro_batch_size : (a + 1) * t.micro_batch_size]).items()}
+        sync = wrapped.no_sync() if (ddp.world > 1 and a < n_micro - 1) else nullcontext()
+        with sync, _autocast(cfg, dev):
+            loss, parts = wrapped(batch)
+            (loss / n_micro).backward()
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + v / n_micro
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip))
+    lr = learning_rate(step, cfg)
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return sums, grad_norm, lr
 
 
 def warm_start(model: torch.nn.Module, init_from: str | Path) -> dict:
@@ -265,7 +301,7 @@ def run_record(events, events_per_file, data_paths, train_data, val_data, cfg_js
             "n_events": events.n_events,
             "n_train": len(train_data),
             "n_val": len(val_data),
-            "momentum_range_gev": [float(v) for v in _p_range(events)],
+            **({"momentum_range_gev": _p_range(events)} if "momentum" in events.conditions else {}),
         },
         "steps": steps,
         "finished": steps == cfg_json["train"]["max_steps"],
@@ -274,6 +310,7 @@ def run_record(events, events_per_file, data_paths, train_data, val_data, cfg_js
     }
 
 
-def _p_range(events: EventSet) -> tuple[float, float]:
+def _p_range(events: EventSet) -> list[float]:
+    """The |p| range of the training events (generation flags conditions outside it)."""
     p = np.linalg.norm(events.conditions["momentum"].astype(np.float64), axis=1)
-    return float(p.min()), float(p.max())
+    return [float(p.min()), float(p.max())]

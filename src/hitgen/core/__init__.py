@@ -1,0 +1,1 @@
+"""What everything else stands on: event files, errors, fields, machine description, atomic writes, registries."""

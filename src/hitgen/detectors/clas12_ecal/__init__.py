@@ -1,0 +1,69 @@
+"""`clas12-ecal`: a CLAS12-like lead/scintillator calorimeter (geometry, digitisation, Geant4,
+observables, evaluation). The geometry module's names are re-exported here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hitgen.core.events import EventSet
+from hitgen.detectors.base import Geant4Setup, Option, Table
+from hitgen.detectors.clas12_ecal.geometry import *  # noqa: F403
+from hitgen.detectors.clas12_ecal.geometry import INFO, N_READOUT_LAYERS, NAME, digitize, sample_conditions
+
+
+def _digitize(conditions: dict[str, np.ndarray], raw, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
+    """Strips from the Geant4 deposits; the visible energy per readout layer is kept as truth."""
+    layer, strip, edep = raw.columns["layer"].astype(np.int16), raw.columns["strip"].astype(np.int32), raw.columns["edep_mev"]
+    offsets, hits = digitize(conditions["momentum"], raw.offsets, layer, strip, edep, rng)
+    n = len(raw.offsets) - 1
+    event = np.repeat(np.arange(n), np.diff(raw.offsets))
+    per_layer = np.zeros((n, N_READOUT_LAYERS))
+    np.add.at(per_layer, (event, layer.astype(np.int64)), edep)
+    truth = {"visible_energy_layer": (per_layer / 1000.0).astype(np.float32)}  # GeV per readout layer
+    return offsets, hits, truth
+
+
+class Clas12Ecal:
+    name = NAME
+    info = INFO
+    options = (Option("momentum_range", "positive-range", "|p| range in GeV, LO:HI (default 0.5:10)"),)
+    generation_options = ("momentum_range",)
+    bench_options: dict[str, Any] = {}  # the default photons
+
+    def sample_conditions(self, n: int, rng: np.random.Generator, **options: Any) -> dict[str, np.ndarray]:
+        return sample_conditions(n, rng, **options)
+
+    def geant4(self) -> Geant4Setup:
+        module = "hitgen.detectors.clas12_ecal.geant4"
+        return Geant4Setup(f"{module}:make_construction", f"{module}:Recorder", _digitize)
+
+    def info_tables(self, events: EventSet) -> list[Table]:
+        from hitgen.detectors.clas12_ecal.info import info_tables
+
+        return info_tables(events)
+
+    def info_plots(self, events: EventSet, folder: Path) -> list[Path]:
+        from hitgen.detectors.clas12_ecal.info import info_plots
+
+        return info_plots(events, folder)
+
+    def evaluate(self, ref: EventSet, cand: EventSet, out: Path, plots: bool):
+        from hitgen.detectors.clas12_ecal.evaluation import evaluate
+
+        return evaluate(ref, cand, out, plots)
+
+    def summary_tables(self, metrics: dict[str, Any]) -> list[Table]:
+        from hitgen.detectors.clas12_ecal.evaluation import summary_tables
+
+        return summary_tables(metrics)
+
+    def render_report(self, metrics: dict[str, Any], figures: list[tuple[str, Path]], path: Path) -> Path:
+        from hitgen.detectors.clas12_ecal.evaluation import render_report
+
+        return render_report(metrics, figures, path)
+
+
+DETECTOR = Clas12Ecal()

@@ -1,0 +1,257 @@
+"""The CLAS12 GPT: a conditional, decoder-only, multi-stream transformer over detector hits.
+
+One position per hit, three aligned token streams (strip, ADC, TDC). Each stream is embedded in
+about d/3 dimensions; the three are concatenated and projected to d; learned embeddings of the
+hit's rank within its layer and of its readout layer are added, then LayerNorm and dropout. The
+photon momentum goes through a 3-layer GELU MLP to one prefix embedding per readout layer, placed
+before SOS. Where the paper is silent: the MLP sees the momentum as its direction u, Fourier
+features of the direction (sin, cos of pi 2^k u, k < 8) and log|p|: the shower position depends on
+the direction at the level of one strip, 0.006 rad, which an MLP on raw (px, py, pz) resolves
+slowly. The MLP keeps PyTorch's default initialisation and ends in a LayerNorm like the token
+embeddings: with GPT-style 0.02 initialisation and raw momenta, after 1500 steps the model still
+placed the first PCAL hit without regard to the photon's direction (measured; docs/families/clas12-gpt.md).
+Optionally (condition_every_position; not in the paper) a linear map of the MLP's last hidden layer
+is added to every token embedding, initialised to zero: the paper-style model's energy response
+was too flat in |p| (5.7% high at 1 GeV, 2.5% low at 10 GeV), i.e. the ADC of each hit followed
+|p| too weakly when the momentum reached it only through attention to the prefix.
+Optionally (value_heads_see_strip; not in the paper) the ADC and TDC heads see the strip of their
+hit. In the paper's fused hit, strip, ADC and TDC are drawn independently given the hidden state:
+the ADC of a hit is drawn from a mixture over all strips it might be (shower core or halo), without
+knowing which strip was drawn.
+Pre-norm causal blocks; output heads: strip, TDC, and one ADC head per calorimeter
+section (PCAL, ECIN, ECOUT) blended by soft section routing, with weights equal to the predicted
+strip probability summed over each section's strips.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from hitgen.families.clas12_gpt import tokenizer as tok
+from hitgen.nn.blocks import Block, KVCache, init_weights
+from hitgen.nn.heads import FactorisedHead, FlatHead
+
+
+@dataclass
+class GPTConfig:
+    d_model: int = 512
+    n_blocks: int = 8
+    n_heads: int = 8
+    d_ff: int = 2048
+    dropout: float = 0.1
+    max_length: int = tok.MAX_LENGTH  # token positions (SOS..EOS)
+    n_prefix: int = tok.N_LAYERS  # conditioning embeddings before SOS
+    momentum_scale_gev: float = 3.0
+    # Fourier features of the direction: sin and cos of pi 2^k u for k < octaves (u: unit vector)
+    direction_octaves: int = 8
+    # add a learned function of the momentum to every token's embedding as well (not in the paper;
+    # see the module docstring); False keeps the paper's prefix-only conditioning
+    condition_every_position: bool = False
+    # the ADC and TDC heads see the strip of the hit they describe (teacher-forced in training, the
+    # drawn strip in generation) through a small residual MLP; False: the paper's fused hit, whose
+    # three tokens are drawn independently given the hidden state (see the module docstring)
+    value_heads_see_strip: bool = False
+    # each position also sees the ADC deposited so far (its own token included) as a fraction of
+    # |p| x adc_per_gev (the Geant4 mean response of clas12-ecal, about 19 400 ADC per GeV: only the
+    # scale of the input), through a small MLP: a function of the earlier tokens, so the model can
+    # budget what is left for the deeper layers (not in the paper; docs/experiments/clas12-gpt-training-rounds.md)
+    deposit_feature: bool = False
+    adc_per_gev: float = 19400.0
+    # ADC and TDC heads: "flat" (the paper's: one softmax over the vocabulary) or "factorised"
+    # (coarse group x fine bin, groups of value_group tokens; hitgen.nn.heads)
+    value_head: str = "flat"
+    value_group: int = 50
+    strip_vocab: int = tok.STRIP.vocab_size
+    adc_vocab: int = tok.ADC.vocab_size
+    tdc_vocab: int = tok.TDC.vocab_size
+    n_layer_ids: int = tok.N_LAYERS + 1
+    n_ranks: int = tok.MAX_HITS + 1
+    # strip-token ranges [start, stop) of the sections with their own ADC head: PCAL, ECIN, ECOUT
+    sections: list[tuple[int, int]] = field(default_factory=lambda: [(int(tok.STRIP_OFFSETS[i]), int(tok.STRIP_OFFSETS[i + 3])) for i in (0, 3, 6)])
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
+        d = dict(d)
+        if "sections" in d:
+            d["sections"] = [tuple(s) for s in d["sections"]]
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PAPER = GPTConfig()  # d 512, 8 blocks, 8 heads of 64, feed-forward 2048: about 38 M parameters
+
+
+class HitGPT(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        parts = [d // 3 + (1 if i < d % 3 else 0) for i in range(3)]  # d/3 each, summing to d
+        self.emb_strip = nn.Embedding(cfg.strip_vocab, parts[0])
+        self.emb_adc = nn.Embedding(cfg.adc_vocab, parts[1])
+        self.emb_tdc = nn.Embedding(cfg.tdc_vocab, parts[2])
+        self.emb_proj = nn.Linear(d, d)
+        self.emb_rank = nn.Embedding(cfg.n_ranks, d)
+        self.emb_layer = nn.Embedding(cfg.n_layer_ids, d)
+        self.emb_ln = nn.LayerNorm(d)
+        self.emb_drop = nn.Dropout(cfg.dropout)
+        cond_dim = 3 + 1 + 6 * cfg.direction_octaves
+        self.prefix = nn.Sequential(nn.Linear(cond_dim, d), nn.GELU(), nn.Linear(d, d), nn.GELU(), nn.Linear(d, cfg.n_prefix * d))
+        self.prefix_ln = nn.LayerNorm(d)
+        # from the MLP's last hidden layer to an offset added to every token embedding
+        self.cond_tokens = nn.Linear(d, d) if cfg.condition_every_position else None
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_blocks)])
+        self.ln_f = nn.LayerNorm(d)
+        self.head_strip = nn.Linear(d, cfg.strip_vocab)
+        self.head_tdc = self._value_head(tok.TDC_ZERO + 1, cfg.tdc_vocab)
+        self.head_adc = nn.ModuleList([self._value_head(tok.N_ADC, cfg.adc_vocab) for _ in cfg.sections])
+        if cfg.deposit_feature:
+            adc_value = torch.zeros(cfg.adc_vocab)
+            adc_value[: tok.N_ADC] = torch.from_numpy(tok.ADC_BINNING.decode(np.arange(tok.N_ADC))).float()
+            self.register_buffer("adc_value", adc_value, persistent=False)  # decoded ADC per token; 0 for specials
+            self.deposit_mlp = nn.Sequential(nn.Linear(1, d), nn.GELU(), nn.Linear(d, d))
+        else:
+            self.deposit_mlp = None
+        if cfg.value_heads_see_strip:
+            self.value_strip = nn.Embedding(cfg.strip_vocab, d)
+            self.value_mlp = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+        else:
+            self.value_strip, self.value_mlp = None, None
+        section_of = torch.full((cfg.strip_vocab,), -1, dtype=torch.long)
+        for i, (lo, hi) in enumerate(cfg.sections):
+            section_of[lo:hi] = i
+        self.register_buffer("section_of", section_of, persistent=False)
+        self.apply(init_weights)
+        for layer in self.prefix:  # the conditioning MLP keeps PyTorch's default initialisation (see above)
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
+        if self.cond_tokens is not None:  # starts as the paper's model: the offset grows from zero
+            nn.init.zeros_(self.cond_tokens.weight)
+            nn.init.zeros_(self.cond_tokens.bias)
+        if self.value_mlp is not None:  # likewise the strip's contribution to the value heads
+            nn.init.zeros_(self.value_mlp[-1].weight)
+        if self.deposit_mlp is not None:  # and the deposit's
+            self.deposit_mlp[0].reset_parameters()
+            nn.init.zeros_(self.deposit_mlp[-1].weight)
+        for name, p in self.named_parameters():  # GPT-2 style: scale the residual projections
+            if name.endswith("proj.weight") and "emb" not in name or name.endswith("ff.2.weight"):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_blocks))
+
+    def _value_head(self, n_values: int, vocab: int) -> nn.Module:
+        if self.cfg.value_head == "flat":
+            return FlatHead(self.cfg.d_model, n_values, vocab - n_values)
+        if self.cfg.value_head == "factorised":
+            return FactorisedHead(self.cfg.d_model, n_values, vocab - n_values, self.cfg.value_group)
+        raise ValueError(f"value_head must be flat or factorised (got {self.cfg.value_head})")
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def conditioning(self, momentum: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, 3) GeV -> the prefix embeddings (B, n_prefix, d) and, with condition_every_position,
+        the offset (B, d) added to every token embedding (else None)."""
+        p = momentum.norm(dim=-1, keepdim=True).clamp(min=1e-6)
+        u = momentum / p
+        freq = math.pi * 2.0 ** torch.arange(self.cfg.direction_octaves, device=u.device, dtype=u.dtype)
+        phase = (u[..., None] * freq).flatten(-2)
+        x = torch.cat([u, torch.log(p / self.cfg.momentum_scale_gev), torch.sin(phase), torch.cos(phase)], dim=-1)
+        hidden = self.prefix[:-1](x)
+        prefix = self.prefix_ln(self.prefix[-1](hidden).view(len(momentum), self.cfg.n_prefix, self.cfg.d_model))
+        return prefix, (self.cond_tokens(hidden) if self.cond_tokens is not None else None)
+
+    def prefix_embeddings(self, momentum: torch.Tensor) -> torch.Tensor:
+        """(B, 3) GeV -> (B, n_prefix, d)."""
+        return self.conditioning(momentum)[0]
+
+    def embed(
+        self,
+        strip: torch.Tensor,
+        adc: torch.Tensor,
+        tdc: torch.Tensor,
+        layer: torch.Tensor,
+        rank: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        deposit: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Token embeddings (B, T, d); cond (B, d) is the per-event offset of condition_every_position,
+        deposit (B, T) the deposit fraction of deposit_feature (deposit_fraction)."""
+        x = torch.cat([self.emb_strip(strip), self.emb_adc(adc), self.emb_tdc(tdc)], dim=-1)
+        x = self.emb_proj(x) + self.emb_rank(rank) + self.emb_layer(layer)
+        if cond is not None:
+            x = x + cond[:, None, :]
+        if self.deposit_mlp is not None:
+            x = x + self.deposit_mlp(deposit[..., None].to(x.dtype))
+        return self.emb_drop(self.emb_ln(x))
+
+    def deposit_fraction(self, momentum: torch.Tensor, adc_sum: torch.Tensor) -> torch.Tensor:
+        """ADC deposited so far (..., in decoded ADC units) / (|p| adc_per_gev); momentum (B, 3),
+        adc_sum (B,) or (B, T)."""
+        p = momentum.norm(dim=-1).clamp(min=1e-6) * self.cfg.adc_per_gev
+        return adc_sum / (p if adc_sum.dim() == 1 else p[:, None])
+
+    def trunk(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache, i)
+        return self.ln_f(x)
+
+    def value_hidden(self, h: torch.Tensor, strip: torch.Tensor) -> torch.Tensor:
+        """The input of the ADC and TDC heads for hidden states h (..., d) whose hit has this strip
+        token (...): h itself in the paper's model, else h + MLP(h + embedding of the strip)."""
+        if self.value_mlp is None:
+            return h
+        return h + self.value_mlp(h + self.value_strip(strip))
+
+    def strip_log_probs(self, h: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.head_strip(h).float(), dim=-1)
+
+    def tdc_log_prob_of(self, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.head_tdc.log_prob(h, target)
+
+    def section_log_weights(self, strip_logp: torch.Tensor) -> torch.Tensor:
+        """Soft section routing: log of the predicted strip probability summed over each section's
+        strips (..., S). The special tokens belong to no section; their probability is shared
+        equally among the heads, so the weights sum to one and every head can emit specials."""
+        n_sections = len(self.head_adc)
+        member = (self.section_of[:, None] == torch.arange(n_sections, device=strip_logp.device)).float()
+        member = member + (self.section_of < 0).float()[:, None] / n_sections
+        return torch.log(torch.exp(strip_logp) @ member + 1e-30)
+
+    def sample_adc(
+        self, h: torch.Tensor, section: torch.Tensor, temperature: float, top_k: int, u: torch.Tensor, u_fine: torch.Tensor
+    ) -> torch.Tensor:
+        """An ADC value token per row from the head of its section (B,): with the section known, the
+        routing weights of the other heads are zero; a third of the work of evaluating all heads."""
+        out = torch.empty(len(h), dtype=torch.long, device=h.device)
+        for i, head in enumerate(self.head_adc):
+            rows = torch.nonzero(section == i).squeeze(1)
+            if len(rows):
+                out[rows] = head.sample(h[rows], temperature, top_k, u[rows], u_fine[rows])
+        return out
+
+    def adc_log_probs(self, h: torch.Tensor, strip_logp: torch.Tensor) -> torch.Tensor:
+        """The routed ADC distribution: log sum_s w_s p_s(.), (..., V)."""
+        per_head = torch.stack([head.log_probs(h) for head in self.head_adc], dim=-2)
+        return torch.logsumexp(self.section_log_weights(strip_logp)[..., None] + per_head, dim=-2)
+
+    def adc_log_prob_of(self, h: torch.Tensor, strip_logp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """log p(target) under the routed ADC distribution, (M,), one fused cross-entropy per head
+        instead of materialising the mixture."""
+        per_head = torch.stack([head.log_prob(h, target) for head in self.head_adc], dim=-1)
+        return torch.logsumexp(self.section_log_weights(strip_logp) + per_head, dim=-1)
+
+    def forward(self, momentum: torch.Tensor, strip, adc, tdc, layer, rank) -> torch.Tensor:
+        """Teacher-forced hidden states for token inputs (B, T): returns (B, T, d), one per input token
+        (the prefix positions are dropped); position t predicts token t + 1."""
+        prefix, cond = self.conditioning(momentum)
+        deposit = self.deposit_fraction(momentum, torch.cumsum(self.adc_value[adc], dim=1)) if self.deposit_mlp is not None else None
+        x = torch.cat([prefix, self.embed(strip, adc, tdc, layer, rank, cond, deposit)], dim=1)
+        return self.trunk(x)[:, self.cfg.n_prefix :]

@@ -1,1 +1,0 @@
-"""Importers: event files of other simulations turned into hitgen-events files."""

@@ -1,0 +1,96 @@
+"""Output heads of the value streams (ADC, TDC): a vocabulary of `n_values` value tokens 0.. followed
+by `n_special` special tokens, with one interface for training (log-probabilities of targets, the
+full distribution) and for generation (drawing a value token by given uniform numbers).
+
+- FlatHead: the paper's head, one linear map to the whole vocabulary (5004 ADC, 2005 TDC outputs).
+  It is an nn.Linear, so model folders written before this module load unchanged.
+- FactorisedHead (not in the paper): the same distribution written as p(token) = p(coarse group)
+  p(fine bin | group), with groups of `group` consecutive value tokens (100 groups of 50 ADC bins;
+  a group of ADC log bins spans 3.3% in ADC) and one coarse class per special token. The fine
+  distribution sees the group through an embedding added to the hidden state and a small MLP. Why:
+  the 4950 fine ADC log bins of the shower core's hits are rare each, and the flat softmax learns
+  their |p| dependence from few examples per bin, while a coarse class pools them (the energy
+  response of the flat models was too flat in |p|; docs/families/clas12-gpt.md). Per hit it needs about 150 + d outputs
+  instead of 5004: a fifth of the ADC head's multiply-adds and two small draws instead of one over
+  5000 bins.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from hitgen.nn.draw import inverse_cdf_sample, sample_values
+
+
+class FlatHead(nn.Linear):
+    def __init__(self, d: int, n_values: int, n_special: int) -> None:
+        super().__init__(d, n_values + n_special)
+        self.n_values = n_values
+
+    def log_prob(self, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """log p(target) (M,) for hidden states (M, d)."""
+        return -F.cross_entropy(self(h).float(), target, reduction="none")
+
+    def log_probs(self, h: torch.Tensor) -> torch.Tensor:
+        """The whole distribution, (..., V) log-probabilities."""
+        return F.log_softmax(self(h).float(), dim=-1)
+
+    def sample(self, h: torch.Tensor, temperature: float, top_k: int, u: torch.Tensor, u_fine: torch.Tensor) -> torch.Tensor:
+        """A value token per row, drawn by the uniform numbers u (u_fine unused)."""
+        return sample_values(self(h).float()[:, : self.n_values], temperature, top_k, u)
+
+
+class FactorisedHead(nn.Module):
+    def __init__(self, d: int, n_values: int, n_special: int, group: int) -> None:
+        super().__init__()
+        self.n_values, self.n_special, self.group = n_values, n_special, group
+        self.n_groups = math.ceil(n_values / group)
+        self.coarse = nn.Linear(d, self.n_groups + n_special)
+        self.group_emb = nn.Embedding(self.n_groups, d)
+        self.fine = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, group))
+        valid = torch.arange(self.n_groups * group).view(self.n_groups, group) < n_values
+        self.register_buffer("valid", valid, persistent=False)  # the last group may be short
+
+    def _coarse_of(self, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        is_value = target < self.n_values
+        coarse = torch.where(is_value, target // self.group, self.n_groups + (target - self.n_values).clamp(min=0))
+        return coarse, is_value
+
+    def fine_logits(self, h: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        """Logits (M, group) of the fine bins inside the given groups (M,); invalid bins -inf."""
+        logits = self.fine(h + self.group_emb(group)).float()
+        return logits.masked_fill(~self.valid[group], float("-inf"))
+
+    def log_prob(self, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        coarse, is_value = self._coarse_of(target)
+        lp = F.log_softmax(self.coarse(h).float(), dim=-1).gather(-1, coarse[:, None]).squeeze(-1)
+        group = coarse.clamp(max=self.n_groups - 1)
+        lf = F.log_softmax(self.fine_logits(h, group), dim=-1).gather(-1, (target % self.group).clamp(max=self.group - 1)[:, None]).squeeze(-1)
+        return lp + torch.where(is_value, lf, torch.zeros_like(lf))
+
+    def log_probs(self, h: torch.Tensor) -> torch.Tensor:
+        """The whole distribution (..., V): every group's fine distribution (for the distribution
+        term of the loss on a few positions, and for sampling at a temperature other than 1)."""
+        lead = h.shape[:-1]
+        h = h.reshape(-1, h.shape[-1])
+        lc = F.log_softmax(self.coarse(h).float(), dim=-1)
+        fine = self.fine(h[:, None, :] + self.group_emb.weight[None]).float()  # (M, G, group)
+        fine = F.log_softmax(fine.masked_fill(~self.valid, float("-inf")), dim=-1)
+        values = (lc[:, : self.n_groups, None] + fine).flatten(1)[:, : self.n_values]
+        return torch.cat([values, lc[:, self.n_groups :]], dim=-1).view(*lead, -1)
+
+    def sample(self, h: torch.Tensor, temperature: float, top_k: int, u: torch.Tensor, u_fine: torch.Tensor) -> torch.Tensor:
+        """A value token per row: the group by u, the bin inside it by u_fine. At temperature 1
+        without top-k the two draws are exact; otherwise the whole distribution is tempered (and
+        top-k applied to it) and drawn by u, which is exact too, at the cost of every group's fine
+        logits."""
+        if temperature != 1.0 or top_k:
+            return sample_values(self.log_probs(h)[:, : self.n_values], temperature, top_k, u)
+        coarse = F.softmax(self.coarse(h).float()[:, : self.n_groups], dim=-1)
+        group = inverse_cdf_sample(coarse, u)
+        fine = F.softmax(self.fine_logits(h, group), dim=-1)
+        return group * self.group + inverse_cdf_sample(fine, u_fine)

@@ -1,1 +1,0 @@
-"""Sampling: batched autoregressive generation with a KV cache (later: engines, ODE solvers)."""

@@ -1,1 +1,0 @@
-"""Binnings (linear, log, hybrid) and per-detector tokenizers; invertible up to the binning."""
