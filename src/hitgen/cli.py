@@ -108,10 +108,10 @@ def simulate(
     )
 
 
-def _print_table(title: str, columns: list[str], rows: list[list[str]], left_first: bool = True) -> None:
+def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     t = Table(title=title)
     for i, col in enumerate(columns):
-        t.add_column(col, justify="left" if (i == 0 and left_first) else "right")
+        t.add_column(col, justify="left" if i == 0 else "right")
     for row in rows:
         t.add_row(*row)
     console.print(t)
@@ -138,7 +138,7 @@ def info(
     mean, std = (float(hpe.mean()), float(hpe.std())) if events.n_events else (float("nan"), float("nan"))
     console.print(f"hits per event: mean {mean:.2f}, std {std:.2f}")
     for title, columns, rows in detector.info_tables(events):
-        _print_table(title, columns, rows, left_first=False)
+        _print_table(title, columns, rows)
     if plots is not None:
         try:
             paths = detector.info_plots(events, plots)

@@ -25,6 +25,8 @@ import h5py
 import numpy as np
 
 from hitgen import __version__
+from hitgen.core import csr
+from hitgen.core.csr import offsets_from_counts
 from hitgen.core.errors import EventFileError, HitgenError
 
 FORMAT = "hitgen-events"
@@ -93,7 +95,7 @@ class EventSet:
             detector=self.detector,
             detector_spec=self.detector_spec,
             conditions={k: v[indices] for k, v in self.conditions.items()},
-            offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            offsets=offsets_from_counts(counts),
             hits={k: v[flat] for k, v in self.hits.items()},
             producer=self.producer,
             seed=self.seed,
@@ -110,15 +112,15 @@ class EventSet:
         for p in parts[1:]:
             if p.detector != first.detector or p.detector_spec != first.detector_spec:
                 raise HitgenError(f"cannot join event files of different detectors or specs ({first.detector}, {p.detector})")
-        base = np.cumsum([0] + [p.n_hits for p in parts[:-1]])
+        offsets, hits = csr.concatenate([(p.offsets, p.hits) for p in parts])
         truth_keys = set.intersection(*(set(p.truth) for p in parts))
         seeds = [p.seed for p in parts]
         return cls(
             detector=first.detector,
             detector_spec=first.detector_spec,
             conditions={k: np.concatenate([p.conditions[k] for p in parts]) for k in first.conditions},
-            offsets=np.concatenate([[0]] + [p.offsets[1:] + b for p, b in zip(parts, base, strict=True)]).astype(np.int64),
-            hits={k: np.concatenate([p.hits[k] for p in parts]) for k in first.hits},
+            offsets=offsets,
+            hits=hits,
             producer=first.producer if all(p.producer == first.producer for p in parts) else " | ".join(sorted({p.producer for p in parts})),
             seed=seeds[0] if len(parts) == 1 else None,
             truth={k: np.concatenate([p.truth[k] for p in parts]) for k in truth_keys},

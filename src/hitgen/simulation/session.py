@@ -17,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
+from hitgen.core.csr import offsets_from_counts
 from hitgen.core.errors import HitgenError
 from hitgen.simulation.g4env import data_dir, import_geant4, livermore_subdir
 
@@ -176,5 +177,5 @@ class Geant4Session:
             raise RuntimeError(f"Geant4 processed {self._index} of {n} events")
         names = self.recorder.columns
         out = np.array(self._out, dtype=np.float64).reshape(-1, len(names))
-        offsets = np.concatenate([[0], np.cumsum(self._counts)]).astype(np.int64)
+        offsets = offsets_from_counts(self._counts)
         return RawEvents(offsets, {k: np.ascontiguousarray(out[:, j]) for j, k in enumerate(names)})

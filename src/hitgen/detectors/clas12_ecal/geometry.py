@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hitgen.core.csr import offsets_from_counts
 from hitgen.core.fields import DetectorInfo, FieldSpec
 
 NAME = "clas12-ecal"
@@ -358,7 +359,7 @@ def digitize(
     event, layer, strip, adc, tdc = event[keep], layer[keep], strip[keep], adc[keep], tdc[keep]
     order = np.lexsort((strip, layer, event))
     counts = np.bincount(event, minlength=n_events)
-    new_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    new_offsets = offsets_from_counts(counts)
     hits = {
         "layer": layer[order].astype(np.int8),
         "strip": strip[order].astype(np.int16),

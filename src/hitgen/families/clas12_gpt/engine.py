@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from hitgen.core.csr import offsets_from_counts
 from hitgen.families.base import SamplingOptions
 from hitgen.families.clas12_gpt import tokenizer as tok
 from hitgen.families.clas12_gpt.model import HitGPT
@@ -128,7 +129,7 @@ class Harvest:
         hits = {k: np.concatenate([h[k] for h in self.hits]) for k in self.hits[0]}
         order = np.argsort(ids, kind="stable")
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[order]
-        offsets = np.concatenate([[0], np.cumsum(counts[order])]).astype(np.int64)
+        offsets = offsets_from_counts(counts[order])
         take = np.repeat(starts - offsets[:-1], counts[order]) + np.arange(offsets[-1])
         return offsets, {k: v[take] for k, v in hits.items()}
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from hitgen.core import csr
 from hitgen.families.base import SamplingOptions
 from hitgen.families.clas12_gpt import tokenizer as tok
 from hitgen.families.clas12_gpt.engine import generate_static
@@ -48,7 +49,4 @@ def generate(
         hit_parts.append(hits)
         if progress:
             progress(hi)
-    base = np.cumsum([0] + [int(o[-1]) for o in offsets_parts[:-1]])
-    offsets = np.concatenate([[0]] + [o[1:] + b for o, b in zip(offsets_parts, base, strict=True)]).astype(np.int64)
-    hits = {k: np.concatenate([h[k] for h in hit_parts]) for k in hit_parts[0]}
-    return offsets, hits
+    return csr.concatenate(list(zip(offsets_parts, hit_parts, strict=True)))

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from hitgen.core.binning import HybridBinning, LinearBinning, LogBinning
+from hitgen.core.csr import offsets_from_counts
 from hitgen.detectors.clas12_ecal import geometry as det
 
 N_LAYERS = det.N_READOUT_LAYERS
 MAX_HITS = det.MAX_HITS_PER_LAYER
 MAX_LENGTH = 1 + N_LAYERS * MAX_HITS + (N_LAYERS - 1) + 1  # 190
-STRIP_OFFSETS = np.concatenate([[0], np.cumsum(det.STRIPS_PER_LAYER)]).astype(np.int64)  # (10,)
+STRIP_OFFSETS = offsets_from_counts(det.STRIPS_PER_LAYER)  # (10,)
 N_STRIPS = int(STRIP_OFFSETS[-1])  # 408
 
 ADC_BINNING = HybridBinning(LinearBinning(1.0, 50.0, 50), LogBinning(50.0, 94920.0, 4950))
@@ -156,7 +157,7 @@ def decode(strip: np.ndarray, adc: np.ndarray, tdc: np.ndarray) -> tuple[np.ndar
     tdc_tok = tdc[is_hit]
     tdc_val = np.where(tdc_tok == TDC_ZERO, 0, np.rint(TDC_BINNING.decode(np.minimum(tdc_tok, N_TDC - 1))))
     counts = np.bincount(rows, minlength=n)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    offsets = offsets_from_counts(counts)
     hits = {
         "layer": layer.astype(np.int8),
         "strip": (s - STRIP_OFFSETS[layer]).astype(np.int16),

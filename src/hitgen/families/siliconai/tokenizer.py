@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from hitgen.core.csr import offsets_from_counts
 from hitgen.core.events import EventSet
 from hitgen.detectors.odd_tracker import geometry as odd
 
@@ -219,4 +220,4 @@ def decode(vocab: Vocabulary, sequences: list[np.ndarray]) -> tuple[np.ndarray, 
         "py": value("py", 5),
         "pz": value("pz", 6),
     }
-    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), hits
+    return offsets_from_counts(counts), hits

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from hitgen.core.csr import offsets_from_counts
 from hitgen.families.track_gpt import tokenizer as tok
 from hitgen.families.track_gpt.model import TrackGPT
 from hitgen.nn.blocks import KVCache
@@ -62,7 +63,7 @@ def generate_tracks(
             progress(done)
     joined = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     order = np.lexsort((joined["step"], joined["event"]))  # event by event, in flight order
-    offsets = np.concatenate([[0], np.cumsum(np.bincount(joined["event"], minlength=n))]).astype(np.int64)
+    offsets = offsets_from_counts(np.bincount(joined["event"], minlength=n))
     module, momentum = joined["module"][order], joined["momentum"][order]
     hits = {
         "geometry_id": geo.modules.geometry_id[module],

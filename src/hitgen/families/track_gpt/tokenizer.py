@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hitgen.core.binning import SignedBinning, signed_hybrid
+from hitgen.core.csr import offsets_from_counts
 from hitgen.core.events import EventSet
 from hitgen.detectors.odd_tracker import geometry as odd
 from hitgen.detectors.odd_tracker.tracking.helix import wrap
@@ -258,7 +259,7 @@ def decode(tokens: TrackTokens, conditions: dict[str, np.ndarray], geometry: Geo
     counts = np.zeros(n, np.int64)
     for rows, _ in per_step:
         counts[rows] += 1
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    offsets = offsets_from_counts(counts)
     fill = offsets[:-1].copy()
     h = int(offsets[-1])
     out = {"module": np.zeros(h, np.int64), "local_u": np.zeros(h), "local_v": np.zeros(h), "momentum": np.zeros((h, 3))}
