@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from pathlib import Path
@@ -28,8 +27,28 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
-def _terminate(signum, frame):  # SIGTERM behaves like Ctrl-C: clean up, write nothing
-    raise KeyboardInterrupt
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: unwinds like Ctrl-C (every writer removes its partial output), exit code 143."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+def _interruptible() -> None:
+    """Ctrl-C and SIGTERM end a command cleanly, even where the shell started it with SIGINT
+    ignored (a background job): partial outputs are removed, nothing half-written remains."""
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+MAX_SEED = 2**63 - 1  # seeds are stored as 64-bit integers
+
+
+def _check_seed(seed: int) -> int:
+    if not 0 <= seed <= MAX_SEED:
+        raise HitgenError(f"--seed must be between 0 and 2**63 - 1 (got {seed})")
+    return seed
 
 
 def _detector_options(detector: str, extra: list[str], accepted: tuple[str, ...] | None = None) -> dict:
@@ -84,9 +103,8 @@ def simulate(
     kinematics = _detector_options(detector, ctx.args)
     if workers < 0:
         raise HitgenError(f"--workers must be positive (got {workers})")
-    signal.signal(signal.SIGTERM, _terminate)
-    # Ctrl-C cleans up even where the shell started us with SIGINT ignored (a background job)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _check_seed(seed)
+    _interruptible()
     columns = (TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task("events", total=events)
@@ -120,16 +138,18 @@ def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
 @app.command()
 def info(
     file: Annotated[Path, typer.Argument(help="a hitgen-events file")],
-    plots: Annotated[Path | None, typer.Option(help="also save occupancy and hits-per-event plots here")] = None,
+    plots: Annotated[Path | None, typer.Option(help="also save occupancy and hits-per-event plots in this (new) folder")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing --plots folder")] = False,
 ) -> None:
     """Describe an event file: size, producer, hits per event, and the detector's own tables (occupancy, response)."""
+    from hitgen.core.atomic import atomic_folder, check_new_output
     from hitgen.core.events import EventSet
-    from hitgen.detectors import get_detector
+    from hitgen.detectors import check_events
 
-    if plots is not None and plots.exists() and not plots.is_dir():
-        raise HitgenError(f"--plots {plots}: exists and is not a folder")
+    if plots is not None:
+        check_new_output(plots, overwrite, "--plots", folder=True)
     events = EventSet.read(file)
-    detector = get_detector(events.detector)
+    detector = check_events(events, str(file))
     hpe = events.hits_per_event()
     console.print(f"[bold]{file}[/bold]: {events.n_events} events of {events.detector}, {events.n_hits} hits")
     console.print(f"producer: {events.producer}   seed: {events.seed}")
@@ -140,12 +160,14 @@ def info(
     for title, columns, rows in detector.info_tables(events):
         _print_table(title, columns, rows)
     if plots is not None:
+        _interruptible()
         try:
-            paths = detector.info_plots(events, plots)
+            with atomic_folder(plots, overwrite) as tmp:
+                names = [p.name for p in detector.info_plots(events, tmp)]
         except OSError as e:
             raise HitgenError(f"--plots {plots}: cannot write the plots ({e.strerror or e})") from None
-        for path in paths:
-            console.print(f"saved {path}")
+        for name in names:
+            console.print(f"saved {plots / name}")
 
 
 @app.command()
@@ -154,13 +176,15 @@ def evaluate(
     candidate: Annotated[Path, typer.Argument(help="candidate event file (a model, or another Geant4 sample)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder: metrics.json, plots/, report.html")],
     max_events: Annotated[int | None, typer.Option(help="use only the first N events of each file")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing --out folder")] = False,
 ) -> None:
     """Compare a candidate with a reference: metrics with their noise floor, plots and an HTML report."""
     from hitgen.detectors import get_detector
     from hitgen.evaluation import evaluate as run
     from hitgen.evaluation.report import made_in
 
-    result = run(reference, candidate, out, max_events=max_events)
+    _interruptible()
+    result = run(reference, candidate, out, max_events=max_events, overwrite=overwrite)
     m = result.metrics
     if not m["conditions_matched"]:
         err_console.print(f"warning: {m['conditions_note']}", highlight=False)
@@ -186,7 +210,7 @@ def train(
     from hitgen.training.trainer import train as run
 
     check_device(device)
-    signal.signal(signal.SIGTERM, _terminate)
+    _interruptible()
     columns = (
         TextColumn("training"),
         BarColumn(),
@@ -241,7 +265,9 @@ def generate(
         if not detector.generation_options:
             raise HitgenError(f"a {detector.name} model generates for the conditions of an event file: give --conditions FILE")
         options = _detector_options(detector.name, ctx.args, detector.generation_options)
+    _check_seed(seed)
     opts = SamplingOptions(temperature=temperature, top_k=top_k, value_top_k=value_top_k, batch_size=batch_size, seed=seed, decoder=decoder)
+    _interruptible()
     with Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console, transient=True) as bar:
         task = bar.add_task("events", total=None)
         summary = generate_file(
@@ -275,16 +301,17 @@ def bench(
     json_out: Annotated[Path | None, typer.Option("--json", help="write the results here (JSON)")] = None,
     decoder: Annotated[str, typer.Option(help="plain or static (preallocated cache, continuous batching)")] = "plain",
     processes: Annotated[int, typer.Option(help="CPU generation processes, each with cores/K threads (naive decoding: one)")] = 1,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing --json file")] = False,
 ) -> None:
     """Geant4 vs the model on this machine: events/s, speed-up, naive decoding, FLOPs and roofline."""
     import json
 
     from hitgen.benchmark.run import bench as run
-    from hitgen.core.atomic import write_text_atomic
+    from hitgen.core.atomic import check_new_output, write_text_atomic
 
-    writable = json_out is None or (json_out.parent.is_dir() and os.access(json_out.parent, os.W_OK) and not json_out.is_dir())
-    if not writable:
-        raise HitgenError(f"--json {json_out}: its folder does not exist or is not writable")
+    if json_out is not None:
+        check_new_output(json_out, overwrite, "--json")
+    _interruptible()
 
     try:
         sizes = tuple(int(b) for b in batch_sizes.split(","))
@@ -326,16 +353,22 @@ def ship(
     evaluation: Annotated[Path | None, typer.Option(help="the hitgen evaluate folder of this model against fresh Geant4")] = None,
     models_dir: Annotated[Path, typer.Option(help="where shipped models live")] = Path("models"),
     notes: Annotated[Path | None, typer.Option(help="a Markdown file added to the model card as its Notes section")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace a shipped model of the same name")] = False,
 ) -> None:
     """Ship a trained model: weights, config, evaluation and a model card in models/NAME/."""
+    from hitgen.core.atomic import safe_name
     from hitgen.models.card import ship as run_ship
 
+    safe_name(name, "--name")
+    if not models_dir.is_dir():
+        raise HitgenError(f"--models-dir {models_dir}: not a folder")
+    _interruptible()
     text = ""
     if notes is not None:
         if not notes.is_file():
             raise HitgenError(f"{notes}: no such notes file")
         text = notes.read_text(encoding="utf-8")
-    dest = run_ship(run, models_dir / name, evaluation, text)
+    dest = run_ship(run, models_dir / name, evaluation, text, overwrite=overwrite)
     console.print(f"shipped {dest}: config.json, model.safetensors, README.md" + (", metrics.json" if evaluation else ""))
 
 
@@ -363,7 +396,10 @@ def main() -> None:
         if message:
             err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
-    except (KeyboardInterrupt, typer.Abort):
+    except (KeyboardInterrupt, typer.Abort) as e:  # click turns KeyboardInterrupt into Abort
+        if isinstance(e, Terminated) or isinstance(e.__cause__, Terminated):
+            err_console.print("error: terminated; no output written", highlight=False)
+            sys.exit(143)
         err_console.print("error: interrupted; no output written", highlight=False)
         sys.exit(130)
     except typer.Exit as e:

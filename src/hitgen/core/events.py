@@ -147,6 +147,7 @@ class EventSet:
         path = Path(path)
         with open_event_file(path) as f:
             attrs, spec = check_header(f, path)
+            check_declared_sizes(f, path)
             try:
                 conditions = {k: v[()] for k, v in f["conditions"].items()}
                 offsets = f["hits/offsets"][()]
@@ -216,6 +217,25 @@ def check_header(f: h5py.File, path: Path) -> tuple[dict[str, Any], dict[str, An
         if group not in f:
             raise EventFileError(f"{path}: missing /{group}")
     return attrs, spec
+
+
+MAX_COMPRESSION = 1100  # gzip packs at most about 1032:1 (a run of zeros): a dataset larger than this is forged
+
+
+def check_declared_sizes(f: h5py.File, path: Path) -> None:
+    """Before anything is read: every dataset's declared size fits what the file can hold, and the
+    conditions have one row per event; a damaged or forged file then costs no memory."""
+    budget = MAX_COMPRESSION * max(path.stat().st_size, 1) + (1 << 20)
+    datasets: list[tuple[str, h5py.Dataset]] = []
+    f.visititems(lambda name, obj: datasets.append((name, obj)) if isinstance(obj, h5py.Dataset) else None)
+    for name, ds in datasets:
+        nbytes = int(np.prod(ds.shape, dtype=np.float64) * ds.dtype.itemsize)
+        if nbytes > budget:
+            raise EventFileError(f"{path}: /{name} declares shape {ds.shape} ({nbytes / 2**30:.1f} GiB) in a file of {path.stat().st_size} bytes")
+    n = f["hits/offsets"].shape[0] - 1 if f["hits/offsets"].ndim == 1 else -1
+    for name, ds in datasets:
+        if name.startswith(("conditions/", "truth/")) and (ds.ndim == 0 or ds.shape[0] != n):
+            raise EventFileError(f"{path}: /{name} has shape {ds.shape}, expected {n} events first")
 
 
 def _check_fields(
@@ -379,3 +399,40 @@ class EventWriter:
             self.close()
         else:
             self.abort()
+
+
+def read_header(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """(attrs, detector_spec, number of events) of an event file, checked, without reading its data."""
+    path = Path(path)
+    with open_event_file(path) as f:
+        attrs, spec = check_header(f, path)
+        check_declared_sizes(f, path)
+        return attrs, spec, f["hits/offsets"].shape[0] - 1
+
+
+def iter_blocks(path: str | Path, block: int, hits: bool = True):
+    """(first event, conditions, offsets from 0, hits) of consecutive blocks of `block` events, read
+    one block at a time (memory bounded by the block, not the file); hits=False reads conditions only
+    (hits come back empty). Shapes and dtypes are checked as EventSet.read checks them."""
+    path = Path(path)
+    with open_event_file(path) as f:
+        _, spec = check_header(f, path)
+        check_declared_sizes(f, path)
+        n = f["hits/offsets"].shape[0] - 1
+        for lo in range(0, n, block):
+            hi = min(lo + block, n)
+            try:
+                conditions = {k: v[lo:hi] for k, v in f["conditions"].items()}
+                offsets = f["hits/offsets"][lo : hi + 1]
+                if hits:
+                    h = {k: v[int(offsets[0]) : int(offsets[-1])] for k, v in f["hits"].items() if k != "offsets"}
+                else:
+                    h = {k: np.zeros((0, *v.shape[1:]), v.dtype) for k, v in f["hits"].items() if k != "offsets"}
+                    offsets = np.zeros(hi - lo + 1, np.int64) + offsets[0]
+            except (OSError, KeyError, RuntimeError) as e:
+                raise EventFileError(f"{path}: damaged or truncated data ({e})") from None
+            offsets = offsets - offsets[0]
+            problems = validate_arrays(spec, conditions, offsets, h, {})
+            if problems:
+                raise EventFileError(f"{path}: " + "; ".join(problems))
+            yield lo, conditions, offsets, h

@@ -17,10 +17,26 @@ class FieldSpec:
     shape: tuple[int, ...] = ()
     unit: str = ""
     doc: str = ""
+    # the valid range of every value (inclusive; None: unbounded); floats must be finite as well.
+    # Checked on reading, not part of the JSON spec (files written before they existed stay valid).
+    low: float | None = None
+    high: float | None = None
 
     @property
     def np_dtype(self) -> np.dtype:
         return np.dtype(self.dtype)
+
+    def problem(self, values: np.ndarray, group: str) -> str | None:
+        """A sentence saying how values break the field's range (or finiteness); None if they do not."""
+        if values.size == 0:
+            return None
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            return f"{group}/{self.name} holds {int((~np.isfinite(values)).sum())} non-finite value(s)"
+        lo, hi = values.min(), values.max()
+        if (self.low is not None and lo < self.low) or (self.high is not None and hi > self.high):
+            bound = f"{'-inf' if self.low is None else f'{self.low:g}'} to {'inf' if self.high is None else f'{self.high:g}'}"
+            return f"{group}/{self.name} spans {lo:g} to {hi:g}, outside its range {bound}"
+        return None
 
     def to_json(self) -> dict[str, Any]:
         return {"dtype": self.dtype, "shape": list(self.shape), "unit": self.unit, "doc": self.doc}
@@ -39,6 +55,12 @@ class DetectorInfo:
     hit_fields: tuple[FieldSpec, ...]
     condition_fields: tuple[FieldSpec, ...]
     extra: dict[str, Any]
+
+    def problems(self, conditions: dict[str, np.ndarray], hits: dict[str, np.ndarray]) -> list[str]:
+        """Every value of the conditions and hits outside its field's range, as sentences."""
+        out = [f.problem(conditions[f.name], "conditions") for f in self.condition_fields if f.name in conditions]
+        out += [f.problem(hits[f.name], "hits") for f in self.hit_fields if f.name in hits]
+        return [p for p in out if p]
 
     def spec(self) -> dict[str, Any]:
         """The JSON-able description written into every event file of this detector."""

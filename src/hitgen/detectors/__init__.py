@@ -7,6 +7,12 @@ by the name an event file or a model records, and uses only the protocol.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+
+from hitgen.core.errors import EventFileError, HitgenError
+from hitgen.core.events import EventSet
 from hitgen.core.registry import Registry
 from hitgen.detectors.base import Detector, Geant4Setup, Option, Table
 
@@ -22,4 +28,44 @@ def register_detector(detector: Detector, replace: bool = False) -> Detector:
     return REGISTRY.register(detector, replace)
 
 
-__all__ = ["REGISTRY", "Detector", "Geant4Setup", "Option", "Table", "get_detector", "register_detector"]
+def _fields(spec: dict, key: str) -> dict[str, tuple[str, tuple[int, ...]]]:
+    fields = spec.get(key)
+    if not isinstance(fields, dict):
+        return {}
+    return {n: (str(np.dtype(f.get("dtype"))), tuple(f.get("shape", ()))) for n, f in fields.items() if isinstance(f, dict)}
+
+
+def check_spec(spec: dict, where: str) -> Detector:
+    """The registered detector a spec (of an event file or a model folder) names, after checking
+    that the spec declares that detector's own hit and condition fields."""
+    if not isinstance(spec, dict):
+        raise HitgenError(f"{where}: its detector spec is not a JSON object")
+    detector = get_detector(spec.get("name"))
+    own = detector.info.spec()
+    try:
+        for key in ("hit_fields", "conditions"):
+            if _fields(spec, key) != _fields(own, key):
+                raise HitgenError(f"{where}: its {key.replace('_', ' ')} {_fields(spec, key)} are not those of {detector.name} {_fields(own, key)}")
+    except TypeError:
+        raise HitgenError(f"{where}: its detector spec has malformed fields") from None
+    return detector
+
+
+def check_events(events: EventSet, where: str) -> Detector:
+    """The events' detector, after checking their spec and that every value lies in its field's range."""
+    detector = check_spec(events.detector_spec, where)
+    problems = detector.info.problems(events.conditions, events.hits)
+    problems += getattr(detector, "check_events", lambda c, h: [])(events.conditions, events.hits)
+    if problems:
+        raise EventFileError(f"{where}: " + "; ".join(problems))
+    return detector
+
+
+def read_events(path: str | Path) -> EventSet:
+    """An event file, read (hitgen.core.events) and checked against its registered detector."""
+    events = EventSet.read(path)
+    check_events(events, str(path))
+    return events
+
+
+__all__ = ["REGISTRY", "Detector", "Geant4Setup", "Option", "Table", "check_events", "check_spec", "get_detector", "read_events", "register_detector"]

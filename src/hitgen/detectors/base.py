@@ -30,6 +30,7 @@ class Option:
     kind: str
     help: str
     choices: tuple[str, ...] = ()
+    limits: tuple[float, float] | None = None  # a range must lie inside these (what the detector can simulate)
 
     @property
     def flag(self) -> str:
@@ -42,7 +43,10 @@ class Option:
             return text
         if self.kind == "range-or-all" and text == "all":
             return None
-        return parse_range(text, self.flag, positive=self.kind == "positive-range")
+        lo, hi = parse_range(text, self.flag, positive=self.kind == "positive-range")
+        if self.limits is not None and (lo < self.limits[0] or hi > self.limits[1]):
+            raise HitgenError(f"{self.flag} {text}: outside what the detector takes ({self.limits[0]:g} to {self.limits[1]:g})")
+        return lo, hi
 
 
 def parse_range(text: str, option: str, positive: bool = True) -> tuple[float, float]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,10 +12,10 @@ from typing import Any
 import numpy as np
 
 from hitgen import __version__
-from hitgen.core.atomic import write_text_atomic
+from hitgen.core.atomic import atomic_folder, check_new_output, write_text_atomic
 from hitgen.core.errors import HitgenError
 from hitgen.core.events import EventSet
-from hitgen.detectors import get_detector
+from hitgen.detectors import check_events
 from hitgen.evaluation.stats import w1
 
 MIN_EVENTS = 20
@@ -60,36 +59,32 @@ def _json_safe(x: Any) -> Any:
     return x
 
 
-def _output_folder(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise HitgenError(f"{out}: exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise HitgenError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
-    if not os.access(out, os.W_OK):
-        raise HitgenError(f"{out}: folder is not writable")
-
-
-def evaluate(reference: str | Path, candidate: str | Path, out: str | Path, max_events: int | None = None, plots: bool = True) -> Evaluation:
+def evaluate(
+    reference: str | Path, candidate: str | Path, out: str | Path, max_events: int | None = None, plots: bool = True, overwrite: bool = False
+) -> Evaluation:
     """Compare the candidate with the reference by the detector's own metrics (with their noise
-    floor); write metrics.json and, with plots, plots/ and report.html into `out`."""
+    floor); write metrics.json and, with plots, plots/ and report.html into the new folder `out`
+    (an existing one is replaced only with overwrite). The folder appears when it is complete."""
     t0 = time.perf_counter()
     reference, candidate, out = Path(reference), Path(candidate), Path(out)
     if max_events is not None and max_events <= 0:
         raise HitgenError(f"--max-events must be positive (got {max_events})")
-    if out.exists() and not out.is_dir():
-        raise HitgenError(f"{out}: exists and is not a folder")
+    check_new_output(out, overwrite, "--out", folder=True)
     ref, cand = _load(reference, max_events), _load(candidate, max_events)
     if ref.detector != cand.detector:
         raise HitgenError(f"files are of different detectors: {reference} is {ref.detector}, {candidate} is {cand.detector}")
-    detector = get_detector(ref.detector)
+    detector = check_events(ref, str(reference))
+    check_events(cand, str(candidate))
     if ref.n_events < MIN_EVENTS or cand.n_events < MIN_EVENTS:
         raise HitgenError(f"too few events to evaluate: {ref.n_events} reference, {cand.n_events} candidate (need at least {MIN_EVENTS} each)")
-    _output_folder(out)
+    with atomic_folder(out, overwrite) as tmp:
+        metrics = _evaluate_into(tmp, detector, ref, cand, reference, candidate, plots, t0)
+    return Evaluation(metrics, out)
 
+
+def _evaluate_into(folder: Path, detector, ref: EventSet, cand: EventSet, reference: Path, candidate: Path, plots: bool, t0: float) -> dict:
     matched, note = conditions_match(ref, cand)
-    part, figures = detector.evaluate(ref, cand, out, plots)
+    part, figures = detector.evaluate(ref, cand, folder, plots)
     metrics: dict[str, Any] = {
         "detector": ref.detector,
         "n_reference": ref.n_events,
@@ -110,7 +105,7 @@ def evaluate(reference: str | Path, candidate: str | Path, out: str | Path, max_
     }
     metrics["seconds"] = time.perf_counter() - t0
     metrics = _json_safe(metrics)
-    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
+    write_text_atomic(folder / "metrics.json", json.dumps(metrics, indent=2))
     if plots:
-        detector.render_report(metrics, figures, out / "report.html")
-    return Evaluation(metrics, out)
+        detector.render_report(metrics, figures, folder / "report.html")
+    return metrics

@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hitgen.core.atomic import check_new_output
 from hitgen.core.distributed import Distributed
 from hitgen.core.errors import HitgenError
-from hitgen.core.events import EventSet
+from hitgen.core.events import EventWriter, iter_blocks, read_header
 from hitgen.core.machine import machine_description, timing_note
-from hitgen.detectors import get_detector
+from hitgen.detectors import check_spec, get_detector
 from hitgen.families import Family, SamplingOptions
 from hitgen.models.io import LoadedModel, load_model
 from hitgen.nn.precision import autocast, check_device, check_dtype
@@ -63,21 +64,58 @@ def check_options(opts: SamplingOptions) -> None:
     values = (opts.temperature, opts.top_k, opts.value_top_k, opts.batch_size)
     if not all(math.isfinite(v) for v in values) or opts.temperature <= 0 or opts.top_k < 0 or opts.value_top_k < 0 or opts.batch_size <= 0:
         raise HitgenError("--temperature and --batch-size must be positive, --top-k and --value-top-k >= 0")
-    if opts.seed < 0:
-        raise HitgenError(f"--seed must be >= 0 (got {opts.seed})")
+    if not 0 <= opts.seed < 2**63:
+        raise HitgenError(f"--seed must be between 0 and 2**63 - 1 (got {opts.seed})")
 
 
-def conditions_for(detector_name: str, conditions: Path | None, options: dict, n_events: int | None, seed: int) -> dict[str, np.ndarray]:
-    """The conditions to generate for: those of an event file of the model's detector, or sampled
-    by the detector from its generation options (e.g. --momentum-range) for --events N."""
+BLOCK_EVENTS = 65536  # conditions drawn, events generated and written per block: memory follows the block, not the run
+
+
+@dataclass
+class ConditionSource:
+    """The conditions of a generation run, produced block by block: read from an event file, or
+    drawn by the detector (block 0 from the stream of (seed, 0), so a run of up to BLOCK_EVENTS
+    events draws what one draw of all of them would; block k > 0 from (seed, 0, k))."""
+
+    n_events: int
+    path: Path | None = None
+    detector: object | None = None
+    options: dict | None = None
+    seed: int = 0
+
+    def blocks(self, lo: int = 0, hi: int | None = None):
+        """(first event, conditions) of the blocks covering events [lo, hi)."""
+        hi = self.n_events if hi is None else hi
+        if self.path is not None:
+            for first, cond, _, _ in iter_blocks(self.path, BLOCK_EVENTS, hits=False):
+                a, b = max(lo, first), min(hi, first + len(next(iter(cond.values()))))
+                if a < b:
+                    yield a, {k: v[a - first : b - first] for k, v in cond.items()}
+            return
+        for k in range(lo // BLOCK_EVENTS, -(-hi // BLOCK_EVENTS)):
+            first = k * BLOCK_EVENTS
+            size = min(BLOCK_EVENTS, self.n_events - first)
+            rng = np.random.default_rng([self.seed, 0] if k == 0 else [self.seed, 0, k])
+            cond = self.detector.sample_conditions(size, rng, **self.options)
+            a, b = max(lo, first), min(hi, first + size)
+            yield a, {key: v[a - first : b - first] for key, v in cond.items()}
+
+
+def condition_source(detector_name: str, conditions: Path | None, options: dict, n_events: int | None, seed: int) -> ConditionSource:
+    """Where the conditions come from: an event file of the model's detector (--conditions), or the
+    detector's generation options (e.g. --momentum-range) for --events N. Conflicting options are an
+    error, never ignored."""
     detector = get_detector(detector_name)
     if conditions is not None:
         if options:
-            raise HitgenError(f"--conditions takes the conditions of a file: {next(iter(options))} does not apply with it")
-        events = EventSet.read(conditions)
-        if events.detector != detector_name:
-            raise HitgenError(f"{conditions}: conditions of detector {events.detector}, but the model simulates {detector_name}")
-        return dict(events.conditions)
+            raise HitgenError(f"--conditions takes the conditions of a file: --{next(iter(options)).replace('_', '-')} does not apply with it")
+        if n_events is not None:
+            raise HitgenError("--conditions takes every event of the file: --events does not apply with it")
+        _, spec, n = read_header(conditions)
+        if spec.get("name") != detector_name:
+            raise HitgenError(f"{conditions}: conditions of detector {spec.get('name')}, but the model simulates {detector_name}")
+        check_spec(spec, str(conditions))
+        return ConditionSource(n, path=Path(conditions))
     if not detector.generation_options:
         raise HitgenError(f"a {detector_name} model generates for the conditions of an event file: give --conditions FILE")
     unknown = [k for k in options if k not in detector.generation_options]
@@ -89,7 +127,23 @@ def conditions_for(detector_name: str, conditions: Path | None, options: dict, n
         raise HitgenError(f"give either --conditions FILE or {accepted} with --events N")
     if n_events <= 0:
         raise HitgenError(f"--events must be positive (got {n_events})")
-    return detector.sample_conditions(n_events, np.random.default_rng([seed, 0]), **options)
+    return ConditionSource(n_events, detector=detector, options=options, seed=seed)
+
+
+def check_conditions(loaded: LoadedModel, source: ConditionSource, where: str) -> tuple[int, tuple[float, float] | None]:
+    """Every condition finite and inside the detector's ranges (and what the family can take), in
+    one pass over the blocks before anything is generated; returns the events with |p| outside the
+    model's training range (generated, flagged) and that range."""
+    detector = get_detector(loaded.detector)
+    family_check = getattr(loaded.family, "check_conditions", lambda c: [])
+    outside, trained = 0, None
+    for first, cond in source.blocks():
+        problems = detector.info.problems(cond, {}) + getattr(detector, "check_events", lambda c, h: [])(cond, {}) + family_check(cond)
+        if problems:
+            raise HitgenError(f"{where}: conditions of events {first}-{first + len(next(iter(cond.values()))) - 1}: " + "; ".join(problems))
+        n_out, trained = _outside_training_range(loaded, cond)
+        outside += n_out
+    return outside, trained
 
 
 def _outside_training_range(loaded: LoadedModel, cond: dict[str, np.ndarray]) -> tuple[int, tuple[float, float] | None]:
@@ -121,58 +175,66 @@ def generate_file(
     dtype: str = "fp32",
 ) -> GenerationSummary:
     """Generate events for the conditions of a file, or sampled from the detector's generation
-    `options` (for n_events), and write them to `out`."""
+    `options` (for n_events), and write them to `out`, block by block (BLOCK_EVENTS): memory does
+    not grow with the run. Everything that can be checked is checked before the first event."""
     device = check_device(device)
     dtype = check_dtype(device, dtype)
     opts = opts or SamplingOptions()
     check_options(opts)
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise HitgenError(f"{out}: already exists (use --overwrite to replace it)")
+    out = check_new_output(out, overwrite, "--out")
     loaded = load_model(model_ref, device)
     used = options_used(loaded.family, opts)
-    cond = conditions_for(loaded.detector, conditions, options or {}, n_events, opts.seed)
+    source = condition_source(loaded.detector, conditions, options or {}, n_events, opts.seed)
+    outside, trained = check_conditions(loaded, source, str(conditions) if conditions else "the sampled conditions")
     notes: dict = {"sampling": used | {"dtype": dtype}}
-    outside, trained = _outside_training_range(loaded, cond)
     if outside:
         notes |= {"momentum_outside_training_range": outside, "training_momentum_range_gev": list(trained)}
         if warn:
-            n = len(next(iter(cond.values())))
-            warn(f"{outside} of {n} events have |p| outside the training range {trained[0]:.2f}-{trained[1]:.2f} GeV; flagged in the file's notes")
+            p_lo, p_hi = trained
+            warn(f"{outside} of {source.n_events} events have |p| outside the training range {p_lo:.2f}-{p_hi:.2f} GeV; flagged in the file's notes")
     ddp = Distributed.from_env(torch.device(device))
     device = str(ddp.local_device(torch.device(device)))
-    n = len(next(iter(cond.values())))
+    n = source.n_events
     lo, hi = n * ddp.rank // ddp.world, n * (ddp.rank + 1) // ddp.world  # this process's share
+    spec = loaded.config["detector_spec"]
     t0 = time.perf_counter()
-    with autocast(device, dtype):
-        offsets, hits = generate_share(loaded, {k: v[lo:hi] for k, v in cond.items()}, opts, device, lo, progress)
+    target = _part_path(out, ddp.rank, ddp.world) if ddp.world > 1 else out
+    with EventWriter(target, spec, loaded.producer, opts.seed, overwrite=ddp.world > 1 or overwrite, notes=notes) as writer:
+        for first, cond in source.blocks(lo, hi):
+            done = first - lo
+            tick = (lambda k, done=done: progress(done + k)) if progress else None
+            with autocast(device, dtype):
+                offsets, hits = generate_share(loaded, cond, opts, device, first, tick)
+            writer.append(cond, offsets, hits)
+        share = (writer.n_events, writer.n_hits)
+        if ddp.world == 1:
+            writer.notes["timing"] = _timing(n, time.perf_counter() - t0, device, ddp)
     if ddp.world > 1:
-        offsets, hits = _join_shares(loaded, out, {k: v[lo:hi] for k, v in cond.items()}, offsets, hits, opts, ddp)
+        share = _join_shares(out, spec, loaded.producer, opts.seed, notes, ddp, n, t0, device, overwrite) or share
     seconds = time.perf_counter() - t0
-    gpu = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else None
-    timing = timing_note(n, seconds, device=str(device), threads=torch.get_num_threads(), processes=ddp.world)
-    notes["timing"] = timing | {"machine": machine_description(gpu)}
-    share = (hi - lo, int(offsets[-1]))  # this process's events and hits
-    if ddp.main:
-        spec = loaded.config["detector_spec"]
-        events = EventSet(loaded.detector, spec, cond, offsets, hits, loaded.producer, seed=opts.seed, notes=notes)
-        events.write(out, overwrite=overwrite)
-        share = (events.n_events, events.n_hits)
-    if ddp.world > 1:
-        ddp.barrier()
-        if ddp.main:
-            for r in range(ddp.world):
-                _part_path(out, r, ddp.world).unlink()
     return GenerationSummary(out, *share, seconds, outside, ddp.main)
 
 
-def _join_shares(loaded: LoadedModel, out: Path, cond_share: dict, offsets, hits, opts: SamplingOptions, ddp: Distributed):
-    """Under torchrun: every process writes its share; the first joins them (the others keep theirs)."""
-    paths = [_part_path(out, r, ddp.world) for r in range(ddp.world)]
-    spec = loaded.config["detector_spec"]
-    EventSet(loaded.detector, spec, cond_share, offsets, hits, loaded.producer, seed=opts.seed).write(paths[ddp.rank], overwrite=True)
+def _timing(n: int, seconds: float, device: str, ddp: Distributed) -> dict:
+    gpu = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else None
+    timing = timing_note(n, seconds, device=str(device), threads=torch.get_num_threads(), processes=ddp.world)
+    return timing | {"machine": machine_description(gpu)}
+
+
+def _join_shares(out: Path, spec: dict, producer: str, seed: int, notes: dict, ddp: Distributed, n: int, t0: float, device: str, overwrite: bool):
+    """Under torchrun: once every process has written its share, the first streams them, in order,
+    into the one output file and removes them; returns (events, hits) of the whole file there."""
     ddp.barrier()
+    share = None
     if ddp.main:
-        joined = EventSet.concatenate([EventSet.read(p) for p in paths])
-        return joined.offsets, joined.hits
-    return offsets, hits
+        parts = [_part_path(out, r, ddp.world) for r in range(ddp.world)]
+        with EventWriter(out, spec, producer, seed, overwrite=overwrite, notes=notes) as writer:
+            for part in parts:
+                for _, cond, offsets, hits in iter_blocks(part, BLOCK_EVENTS):
+                    writer.append(cond, offsets, hits)
+            writer.notes["timing"] = _timing(n, time.perf_counter() - t0, device, ddp)
+            share = (writer.n_events, writer.n_hits)
+        for part in parts:
+            part.unlink()
+    ddp.barrier()
+    return share

@@ -7,9 +7,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
 from jinja2 import Environment, PackageLoader
 
-from hitgen.core.atomic import atomic_path, write_text_atomic
+from hitgen.core.atomic import atomic_folder, check_new_output
 from hitgen.core.errors import HitgenError
 from hitgen.detectors import get_detector
 from hitgen.models.io import load_model
@@ -33,10 +34,19 @@ def _loss_weights(loaded) -> dict[str, Any]:
     return {k: v for k, v in loaded.config.get("training", {}).get("loss", {}).items() if k in own}
 
 
-def ship(run: Path, dest: Path, evaluation: Path | None = None, notes: str = "") -> Path:
-    """Copy config.json + model.safetensors of a finished run into dest, with the evaluation's
-    metrics.json (if given) and a README.md model card written from what the files record."""
+def ship(run: Path, dest: Path, evaluation: Path | None = None, notes: str = "", overwrite: bool = False) -> Path:
+    """Copy config.json + model.safetensors of a finished run into the new folder dest, with the
+    evaluation's metrics.json (if given) and a README.md model card written from what the files
+    record. An existing dest is replaced only with overwrite; dest appears when it is complete."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise HitgenError(f"{dest.parent}: cannot create the models folder ({e.strerror or e})") from None
+    check_new_output(dest, overwrite, "model folder", folder=True)
     loaded = load_model(run)  # verifies the checksum before anything is copied
+    bad = [k for k, v in loaded.model.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise HitgenError(f"{run}: weight {bad[0]} (and {len(bad) - 1} more) holds non-finite values; a model like this is not shipped")
     metrics = None
     if evaluation is not None:
         path = evaluation / "metrics.json"
@@ -48,18 +58,21 @@ def ship(run: Path, dest: Path, evaluation: Path | None = None, notes: str = "")
             raise HitgenError(f"{path}: not valid JSON") from None
         if not isinstance(metrics, dict) or "detector" not in metrics:
             raise HitgenError(f"{path}: not the metrics.json of hitgen evaluate")
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "model.safetensors"):
-        with atomic_path(dest / name) as tmp:
-            shutil.copy2(run / name, tmp)
-    if metrics is not None:
-        with atomic_path(dest / "metrics.json") as tmp:
-            shutil.copy2(evaluation / "metrics.json", tmp)
+    with atomic_folder(dest, overwrite) as folder:
+        for name in ("config.json", "model.safetensors"):
+            shutil.copy2(Path(run) / name, folder / name)
+        if metrics is not None:
+            shutil.copy2(evaluation / "metrics.json", folder / "metrics.json")
+        (folder / "README.md").write_text(_card(loaded, dest.name, metrics, notes), encoding="utf-8")
+    return dest
+
+
+def _card(loaded, name: str, metrics: dict | None, notes: str) -> str:
     cfg = loaded.config
     detector = get_detector(loaded.detector)
     env = Environment(loader=PackageLoader("hitgen.models", "templates"), autoescape=False, keep_trailing_newline=True)
-    card = env.get_template("model_card.md.j2").render(
-        name=dest.name,
+    return env.get_template("model_card.md.j2").render(
+        name=name,
         cfg=cfg,
         n_parameters=loaded.model.n_parameters(),
         metrics=metrics,
@@ -69,5 +82,3 @@ def ship(run: Path, dest: Path, evaluation: Path | None = None, notes: str = "")
         loss_weights=_loss_weights(loaded),
         kinematics_in_notes=bool(set(o.name for o in detector.options) - set(detector.generation_options)),
     )
-    write_text_atomic(dest / "README.md", card)
-    return dest

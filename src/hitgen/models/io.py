@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -20,10 +21,12 @@ from safetensors.torch import load_file, save_file
 
 from hitgen.core.atomic import atomic_path, write_text_atomic
 from hitgen.core.errors import HitgenError
+from hitgen.detectors import check_spec
 from hitgen.families import REGISTRY as FAMILIES
 
 FORMAT = "hitgen-model"
 FORMAT_VERSION = 1
+REQUIRED_KEYS = ("architecture", "model", "weights_sha256", "detector_spec")
 
 # the shipped models: package data of hitgen (src/hitgen/shipped links to the checkout's models/;
 # a wheel carries the folders themselves)
@@ -93,6 +96,18 @@ def resolve(name_or_path: str | Path) -> Path:
     raise HitgenError(f"no model folder or shipped model named '{name_or_path}' (shipped: {', '.join(known) or 'none'})")
 
 
+def _finite_numbers(d: Any, where: str) -> None:
+    """Every number of a configuration is finite (JSON admits NaN and Infinity; a model does not)."""
+    if isinstance(d, dict):
+        for k, v in d.items():
+            _finite_numbers(v, f"{where}.{k}")
+    elif isinstance(d, list):
+        for i, v in enumerate(d):
+            _finite_numbers(v, f"{where}[{i}]")
+    elif isinstance(d, float) and not math.isfinite(d):
+        raise HitgenError(f"{where} is {d}: not a finite number")
+
+
 def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     folder = resolve(name_or_path)
     cfg_path, weights = folder / "config.json", folder / "model.safetensors"
@@ -109,13 +124,22 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
         raise HitgenError(f"{cfg_path}: not a hitgen model config (format {config.get('format')!r}, version {config.get('format_version')!r})")
     if config.get("architecture") not in FAMILIES:
         raise HitgenError(f"{cfg_path}: unknown architecture {config.get('architecture')!r} (known: {', '.join(FAMILIES.names())})")
+    missing = [k for k in REQUIRED_KEYS if k not in config]
+    if missing:
+        raise HitgenError(f"{cfg_path}: lacks {', '.join(missing)}; not a complete hitgen model config")
+    if not isinstance(config["model"], dict) or not isinstance(config["detector_spec"], dict):
+        raise HitgenError(f"{cfg_path}: its model and detector_spec entries must be JSON objects")
+    _finite_numbers(config["model"], f"{cfg_path}: model")
+    detector = check_spec(config["detector_spec"], str(cfg_path))
+    family = FAMILIES.get(config["architecture"])
+    if family.detector != detector.name:
+        raise HitgenError(f"{cfg_path}: a {family.name} model is of {family.detector}, but its detector spec is {detector.name}")
     if sha256_of(weights) != config.get("weights_sha256"):
         raise HitgenError(f"{weights}: checksum differs from config.json; the weights were altered or are incomplete")
     try:
         state = load_file(str(weights), device=str(device))
     except (SafetensorError, OSError) as e:
         raise HitgenError(f"{weights}: unreadable ({e})") from None
-    family = FAMILIES.get(config["architecture"])
     try:
         model = family.model_from_config(config["model"])
     except (TypeError, KeyError, ValueError, AttributeError) as e:

@@ -117,3 +117,16 @@ class KVCache:
         """Keep only these batch rows (a boolean mask or indices), e.g. when sequences finish."""
         self.k = [None if k is None else k[rows] for k in self.k]
         self.v = [None if v is None else v[rows] for v in self.v]
+
+
+def check_config(cfg: Any, positive: tuple[str, ...] = ()) -> None:
+    """A trunk configuration that can be built: positive sizes, heads that divide d_model, a dropout
+    in [0, 1), and the further `positive` fields above zero. ValueError saying which field is wrong."""
+    for name in ("d_model", "n_blocks", "n_heads", "d_ff", *positive):
+        value = getattr(cfg, name)
+        if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+            raise ValueError(f"{name} must be a positive number (got {value!r})")
+    if cfg.d_model % cfg.n_heads:
+        raise ValueError(f"d_model {cfg.d_model} is not a multiple of n_heads {cfg.n_heads}")
+    if not 0 <= cfg.dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1) (got {cfg.dropout!r})")

@@ -29,6 +29,7 @@ from hitgen.core.distributed import Distributed
 from hitgen.core.errors import HitgenError
 from hitgen.core.events import EventSet
 from hitgen.core.machine import machine_description
+from hitgen.detectors import read_events
 from hitgen.families import get_family
 from hitgen.models.io import load_model, save_model_dir
 from hitgen.nn.precision import autocast
@@ -110,7 +111,7 @@ def _write_log(path: Path, rows: list[dict], fields: tuple[str, ...]) -> None:
 
 def load_training_events(paths: list[Path]) -> tuple[EventSet, list[int]]:
     """The events of all files, in order, and the number of events of each file."""
-    parts = [EventSet.read(p) for p in paths]
+    parts = [read_events(p) for p in paths]
     return EventSet.concatenate(parts), [p.n_events for p in parts]
 
 
@@ -130,6 +131,9 @@ def train(
     initialisation; a resumed run continues from its own checkpoint."""
     cfg = load_config(config_path)
     family = get_family(cfg.architecture)
+    if stop_after is not None and stop_after < 1:
+        raise HitgenError(f"--stop-after must be at least 1 (got {stop_after})")
+    init_model = load_model(init_from) if init_from is not None else None  # a bad --init fails before the run folder exists
     dev, ddp = _processes(device)
     t = cfg.train
     per_rank = t.batch_size // ddp.world
@@ -145,12 +149,10 @@ def train(
     data = family.training_data(events)
     train_data, val_data = split(data, t.val_fraction, t.seed)
     cfg_json = json.loads(cfg.model_dump_json())
-    _claim_run_folder(out, cfg_json, ddp)
-
     torch.manual_seed(t.seed)
     model = family.build(cfg, data).to(dev)
     optimizer = make_optimizer(model, cfg)
-    start, init = _resume_or_init(out, model, optimizer, init_from, ddp)
+    start, init = _resume_or_init(out, cfg_json, model, optimizer, init_model, ddp)
     loss = family.loss(cfg)
     loss_fields = family.loss_fields(cfg)
     wrapped = DistributedDataParallel(LossModule(model, loss)) if ddp.world > 1 else LossModule(model, loss)
@@ -222,18 +224,19 @@ def _claim_run_folder(out: Path, cfg_json: dict, ddp: Distributed) -> None:
         dist.barrier()
 
 
-def _resume_or_init(out: Path, model, optimizer, init_from, ddp: Distributed) -> tuple[int, dict | None]:
-    """The step to start from (the checkpoint's, or 0) and what --init did (recorded in every model
-    folder of the run, resumed ones too)."""
+def _resume_or_init(out: Path, cfg_json: dict, model, optimizer, init_model, ddp: Distributed) -> tuple[int, dict | None]:
+    """Claim the run folder and return the step to start from (the checkpoint's, or 0) and what
+    --init did (recorded in every model folder of the run, resumed ones too). A warm start that
+    fails leaves no run folder behind."""
     ckpt = out / CHECKPOINT
     if ckpt.exists():
+        _claim_run_folder(out, cfg_json, ddp)
         start, _ = load_checkpoint(ckpt, model, optimizer)
         init = json.loads((out / "init.json").read_text()) if (out / "init.json").exists() else None
         return start, init
-    if init_from is None:
-        return 0, None
-    init = warm_start(model, init_from)
-    if ddp.main:
+    init = warm_start(model, init_model) if init_model is not None else None
+    _claim_run_folder(out, cfg_json, ddp)
+    if init is not None and ddp.main:
         write_text_atomic(out / "init.json", json.dumps(init, indent=2))
     return 0, init
 
@@ -258,6 +261,12 @@ def _optimiser_step(wrapped, model, optimizer, train_data, cfg: FamilyConfig, st
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + v / n_micro
     grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip))
+    if not math.isfinite(grad_norm) or not math.isfinite(sums.get("loss", 0.0)):
+        # the same on every process (the gradients are all-reduced): all stop, nothing is written
+        raise HitgenError(
+            f"step {step + 1}: the loss ({sums.get('loss', float('nan')):.4g}) or its gradient is not finite; "
+            "training stops with the weights of the last checkpoint kept (lower lr or check the data)"
+        )
     lr = learning_rate(step, cfg)
     for g in optimizer.param_groups:
         g["lr"] = lr
@@ -266,9 +275,9 @@ def _optimiser_step(wrapped, model, optimizer, train_data, cfg: FamilyConfig, st
     return sums, grad_norm, lr
 
 
-def warm_start(model: torch.nn.Module, init_from: str | Path) -> dict:
-    """Copy the weights of a trained model folder into a new model (see train); returns what was done."""
-    loaded = load_model(init_from)
+def warm_start(model: torch.nn.Module, loaded) -> dict:
+    """Copy the weights of a trained model (a LoadedModel) into a new model (see train); returns what was done."""
+    init_from = loaded.path
     own = model.state_dict()
     taken = {k: v for k, v in loaded.model.state_dict().items() if k in own}
     wrong = [k for k, v in taken.items() if v.shape != own[k].shape]

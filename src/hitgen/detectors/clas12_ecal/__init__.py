@@ -11,7 +11,7 @@ import numpy as np
 from hitgen.core.events import EventSet
 from hitgen.detectors.base import Geant4Setup, Option, Table
 from hitgen.detectors.clas12_ecal.geometry import *  # noqa: F403
-from hitgen.detectors.clas12_ecal.geometry import INFO, N_READOUT_LAYERS, NAME, digitize, sample_conditions
+from hitgen.detectors.clas12_ecal.geometry import INFO, MAX_MOMENTUM_GEV, N_READOUT_LAYERS, NAME, STRIPS_PER_LAYER, digitize, sample_conditions
 
 
 def _digitize(conditions: dict[str, np.ndarray], raw, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
@@ -29,12 +29,21 @@ def _digitize(conditions: dict[str, np.ndarray], raw, rng: np.random.Generator) 
 class Clas12Ecal:
     name = NAME
     info = INFO
-    options = (Option("momentum_range", "positive-range", "|p| range in GeV, LO:HI (default 0.5:10)"),)
+    options = (Option("momentum_range", "positive-range", "|p| range in GeV, LO:HI (default 0.5:10)", limits=(0.0, MAX_MOMENTUM_GEV)),)
     generation_options = ("momentum_range",)
     bench_options: dict[str, Any] = {}  # the default photons
 
     def sample_conditions(self, n: int, rng: np.random.Generator, **options: Any) -> dict[str, np.ndarray]:
         return sample_conditions(n, rng, **options)
+
+    def check_events(self, conditions: dict[str, np.ndarray], hits: dict[str, np.ndarray]) -> list[str]:
+        """Beyond the fields' ranges: every strip exists in its readout layer."""
+        if "strip" in hits and "layer" in hits and len(hits["strip"]):
+            layer = np.clip(hits["layer"].astype(np.int64), 0, N_READOUT_LAYERS - 1)
+            bad = hits["strip"] >= np.asarray(STRIPS_PER_LAYER)[layer]
+            if bad.any():
+                return [f"{int(bad.sum())} hit(s) on a strip its readout layer does not have"]
+        return []
 
     def geant4(self) -> Geant4Setup:
         module = "hitgen.detectors.clas12_ecal.geant4"

@@ -79,6 +79,10 @@ SPEED_OF_LIGHT_CM_PER_NS = 29.9792458
 THETA_RANGE_DEG = (5.0, 35.0)
 PHI_RANGE_DEG = (-30.0, 30.0)
 MOMENTUM_RANGE_GEV = (0.5, 10.0)
+# the largest |p| simulate takes and an event file may hold. An EM shower's Geant4 time grows about
+# linearly with the energy (measured: 17 ms per photon of 0.5-10 GeV on one core), so 100 GeV costs
+# of the order of 0.3 s per event (an estimate); the ADC saturates before that in the shower core
+MAX_MOMENTUM_GEV = 100.0
 FIDUCIAL_MARGIN_CM = 2 * PCAL_STRIP_WIDTH_CM  # the photon's PCAL impact stays this far inside
 PHOTON_PDG = 22
 
@@ -389,14 +393,14 @@ INFO = DetectorInfo(
     name=NAME,
     version=SPEC_VERSION,
     hit_fields=(
-        FieldSpec("layer", "int8", doc="readout layer 0-8: PCAL U/V/W, ECIN U/V/W, ECOUT U/V/W"),
-        FieldSpec("strip", "int16", doc="strip index within the readout layer"),
-        FieldSpec("adc", "int32", unit="counts", doc="integrated charge"),
-        FieldSpec("tdc", "int32", unit="25 ps", doc="time; 0 = below the TDC threshold"),
+        FieldSpec("layer", "int8", doc="readout layer 0-8: PCAL U/V/W, ECIN U/V/W, ECOUT U/V/W", low=0, high=N_READOUT_LAYERS - 1),
+        FieldSpec("strip", "int16", doc="strip index within the readout layer", low=0, high=max(STRIPS_PER_LAYER) - 1),
+        FieldSpec("adc", "int32", unit="counts", doc="integrated charge", low=0, high=ADC_MAX_COUNTS),
+        FieldSpec("tdc", "int32", unit="25 ps", doc="time; 0 = below the TDC threshold", low=0),
     ),
     condition_fields=(
-        FieldSpec("momentum", "float32", (3,), "GeV", "photon (px, py, pz) in the lab frame"),
-        FieldSpec("pdg", "int32", doc="PDG id of the primary"),
+        FieldSpec("momentum", "float32", (3,), "GeV", "photon (px, py, pz) in the lab frame", low=-MAX_MOMENTUM_GEV, high=MAX_MOMENTUM_GEV),
+        FieldSpec("pdg", "int32", doc="PDG id of the primary", low=PHOTON_PDG, high=PHOTON_PDG),
     ),
     extra={
         "readout_layers": [r.name for r in READOUT_LAYERS],

@@ -13,7 +13,17 @@ import numpy as np
 from hitgen.core.events import EventSet
 from hitgen.detectors.base import Geant4Setup, Option, Table
 from hitgen.detectors.odd_tracker.geometry import *  # noqa: F403
-from hitgen.detectors.odd_tracker.geometry import INFO, NAME, PARTICLES, build_modules, hits_from_steps, sample_conditions
+from hitgen.detectors.odd_tracker.geometry import (
+    INFO,
+    MAX_ETA,
+    MAX_PT_GEV,
+    NAME,
+    PARTICLES,
+    build_modules,
+    hits_from_steps,
+    module_index,
+    sample_conditions,
+)
 
 _modules = functools.cache(build_modules)  # built once per process, on first use
 
@@ -32,8 +42,8 @@ class OddTracker:
     info = INFO
     options = (
         Option("particle", "choice", "mu-, mu+, mu+- (either charge), e- or pi+ (default mu-)", (*PARTICLES, "mu+-")),
-        Option("pt_range", "positive-range", "pT range in GeV, LO:HI (default 80:85)"),
-        Option("eta_range", "range", "eta range, LO:HI (default 0.05:0.1)"),
+        Option("pt_range", "positive-range", "pT range in GeV, LO:HI (default 80:85)", limits=(0.0, MAX_PT_GEV)),
+        Option("eta_range", "range", "eta range, LO:HI (default 0.05:0.1); within the barrel's acceptance", limits=(-MAX_ETA, MAX_ETA)),
         Option("phi_range", "range-or-all", "phi range in rad, LO:HI, or 'all' (default 0:0.1)"),
     )
     generation_options: tuple[str, ...] = ()  # a track model generates for the conditions of an event file
@@ -42,6 +52,16 @@ class OddTracker:
 
     def sample_conditions(self, n: int, rng: np.random.Generator, **options: Any) -> dict[str, np.ndarray]:
         return sample_conditions(n, rng, **options)
+
+    def check_events(self, conditions: dict[str, np.ndarray], hits: dict[str, np.ndarray]) -> list[str]:
+        """Beyond the fields' ranges: every hit is on a module of the barrel."""
+        problems = []
+        if "geometry_id" in hits and len(hits["geometry_id"]):
+            try:
+                module_index(_modules(), hits["geometry_id"])
+            except ValueError as e:
+                problems.append(f"hits/geometry_id: {e}")
+        return problems
 
     def geant4(self) -> Geant4Setup:
         module = "hitgen.detectors.odd_tracker.geant4"

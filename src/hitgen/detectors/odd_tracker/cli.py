@@ -18,8 +18,12 @@ def import_acts(
     overwrite: Annotated[bool, typer.Option(help="replace an existing output file")] = False,
 ) -> None:
     """Import ACTS simulated hits as odd-tracker events: one per primary particle, hits mapped onto hitgen's modules."""
+    from hitgen.core.atomic import check_new_output
+    from hitgen.detectors import check_events
     from hitgen.detectors.odd_tracker.acts import read_acts
 
+    check_new_output(out, overwrite, "--out")
     events = read_acts(hits, particles, hits_tree=hits_tree, particles_tree=particles_tree)
+    check_events(events, f"{hits} + {particles}")
     path = events.write(out, overwrite=overwrite)
     Console(soft_wrap=True).print(f"{events.n_events} events, {events.n_hits} hits -> {path}")

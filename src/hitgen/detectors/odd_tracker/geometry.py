@@ -183,6 +183,10 @@ def to_global(modules: Modules, index: np.ndarray, local: np.ndarray) -> np.ndar
 
 # --- conditions -------------------------------------------------------------------------------------
 PARTICLES = {"mu-": (13, -1), "mu+": (-13, 1), "e-": (11, -1), "pi+": (211, 1)}  # PDG code, charge
+MAX_PT_GEV = 1.0e4  # the largest pT simulate takes
+MAX_MOMENTUM_GEV = 2.0e5  # the largest momentum component a file may hold (pT 10 TeV at the acceptance's edge)
+# |eta| beyond which a particle from the beam spot's centre misses even the innermost pixel layer
+MAX_ETA = math.asinh(SUBSYSTEMS[0].half_length_mm / SUBSYSTEMS[0].radii_mm[0])
 
 
 def sample_conditions(
@@ -222,17 +226,19 @@ INFO = DetectorInfo(
     version=SPEC_VERSION,
     hit_fields=(
         FieldSpec("geometry_id", "uint64", doc="module id in the ACTS bit layout (volume, layer, sensitive)"),
-        FieldSpec("local_u", "float32", unit="mm", doc="position on the module along its azimuthal axis"),
-        FieldSpec("local_v", "float32", unit="mm", doc="position on the module along z"),
-        FieldSpec("px", "float32", unit="GeV", doc="momentum of the particle after the hit"),
-        FieldSpec("py", "float32", unit="GeV", doc="momentum of the particle after the hit"),
-        FieldSpec("pz", "float32", unit="GeV", doc="momentum of the particle after the hit"),
+        FieldSpec(
+            "local_u", "float32", unit="mm", doc="position on the module along its azimuthal axis", low=-WORLD_HALF_MM[2], high=WORLD_HALF_MM[2]
+        ),
+        FieldSpec("local_v", "float32", unit="mm", doc="position on the module along z", low=-WORLD_HALF_MM[2], high=WORLD_HALF_MM[2]),
+        FieldSpec("px", "float32", unit="GeV", doc="momentum of the particle after the hit", low=-MAX_MOMENTUM_GEV, high=MAX_MOMENTUM_GEV),
+        FieldSpec("py", "float32", unit="GeV", doc="momentum of the particle after the hit", low=-MAX_MOMENTUM_GEV, high=MAX_MOMENTUM_GEV),
+        FieldSpec("pz", "float32", unit="GeV", doc="momentum of the particle after the hit", low=-MAX_MOMENTUM_GEV, high=MAX_MOMENTUM_GEV),
     ),
     condition_fields=(
         FieldSpec("pdg", "int32", doc="PDG id of the primary"),
-        FieldSpec("charge", "int8", unit="e", doc="charge of the primary"),
-        FieldSpec("vertex", "float32", (3,), "mm", "production vertex (on the beam line)"),
-        FieldSpec("momentum", "float32", (3,), "GeV", "initial (px, py, pz)"),
+        FieldSpec("charge", "int8", unit="e", doc="charge of the primary", low=-1, high=1),
+        FieldSpec("vertex", "float32", (3,), "mm", "production vertex (on the beam line)", low=-WORLD_HALF_MM[2], high=WORLD_HALF_MM[2]),
+        FieldSpec("momentum", "float32", (3,), "GeV", "initial (px, py, pz)", low=-MAX_MOMENTUM_GEV, high=MAX_MOMENTUM_GEV),
     ),
     extra={
         "field_tesla": FIELD_TESLA,

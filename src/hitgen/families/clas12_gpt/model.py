@@ -35,7 +35,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from hitgen.families.clas12_gpt import tokenizer as tok
-from hitgen.nn.blocks import Block, KVCache, init_weights
+from hitgen.nn.blocks import Block, KVCache, check_config, init_weights
 from hitgen.nn.heads import FactorisedHead, FlatHead
 
 
@@ -75,6 +75,13 @@ class GPTConfig:
     n_ranks: int = tok.MAX_HITS + 1
     # strip-token ranges [start, stop) of the sections with their own ADC head: PCAL, ECIN, ECOUT
     sections: list[tuple[int, int]] = field(default_factory=lambda: [(int(tok.STRIP_OFFSETS[i]), int(tok.STRIP_OFFSETS[i + 3])) for i in (0, 3, 6)])
+
+    def __post_init__(self) -> None:
+        check_config(
+            self, ("max_length", "n_prefix", "momentum_scale_gev", "adc_per_gev", "strip_vocab", "adc_vocab", "tdc_vocab", "n_layer_ids", "n_ranks")
+        )
+        if self.value_head not in ("flat", "factorised") or self.value_group < 2:
+            raise ValueError(f"value_head must be flat or factorised with value_group >= 2 (got {self.value_head!r}, {self.value_group!r})")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GPTConfig:

@@ -28,7 +28,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from hitgen.families.siliconai import tokenizer as tok
-from hitgen.nn.blocks import Block, init_weights
+from hitgen.nn.blocks import Block, check_config, init_weights
 
 ARCHITECTURE = "siliconai"
 WINDOW_HITS = 4  # rows per training window: the last three complete hits and the one being written
@@ -43,6 +43,9 @@ class SiliconAIConfig:
     d_ff: int = 1024
     dropout: float = 0.2
     window_hits: int = WINDOW_HITS
+
+    def __post_init__(self) -> None:
+        check_config(self, ("window_hits",))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SiliconAIConfig:

@@ -57,6 +57,17 @@ class TrackGPTFamily:
         cache = opts.decoder != "naive"
         return generate_tracks(model, conditions, opts.seed, opts.batch_size, device, opts.temperature, progress, first_event, cache=cache)
 
+    def check_conditions(self, conditions: dict[str, np.ndarray]) -> list[str]:
+        """The particles it has an embedding for."""
+        from hitgen.families.track_gpt import tokenizer as tok
+
+        known = np.isin(np.abs(conditions["pdg"]), list(tok.PARTICLE_TYPES))
+        return (
+            []
+            if known.all()
+            else [f"particle PDG {int(conditions['pdg'][~known][0])} has no embedding in a track GPT (known: {sorted(tok.PARTICLE_TYPES)})"]
+        )
+
     def sequence_lengths(self, events: EventSet) -> np.ndarray:
         return events.hits_per_event() + 1  # the start and one position per hit
 

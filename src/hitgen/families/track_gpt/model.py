@@ -26,7 +26,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from hitgen.families.track_gpt import tokenizer as tok
-from hitgen.nn.blocks import Block, KVCache, init_weights
+from hitgen.nn.blocks import Block, KVCache, check_config, init_weights
 
 ARCHITECTURE = "track-gpt"
 
@@ -44,6 +44,9 @@ class TrackGPTConfig:
     n_particles: int = len(tok.PARTICLE_TYPES)
     which_vocab: int = tok.WHICH_VOCAB
     value_vocab: int = 600  # every deviation binning has 2 x 300 bins
+
+    def __post_init__(self) -> None:
+        check_config(self, ("max_length", "n_features", "n_conditions", "n_particles", "which_vocab", "value_vocab"))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrackGPTConfig:
