@@ -339,3 +339,72 @@ def test_toy_bench_info_and_ship(toys, trained, tmp_path):
     dest = ship(run, tmp_path / "models" / "toy", tmp_path / "eval")
     card = (dest / "README.md").read_text()
     assert "toy-counts" in card and "hits_per_event_w1" in card
+
+
+def test_generation_streams_in_blocks_with_the_same_events(toys, trained, tmp_path, monkeypatch):
+    """Blocks of 7 events (conditions read, generated, written one block at a time) give the file
+    that one block gives: the same conditions and hits (every event has its own stream)."""
+    from hitgen.generation import job
+
+    detector, _ = toys
+    run, _ = trained
+    fresh = detector.truth(50, seed=5).write(tmp_path / "fresh.h5")
+    whole = EventSet.read(job.generate_file(str(run), tmp_path / "whole.h5", conditions=fresh).path)
+    monkeypatch.setattr(job, "BLOCK_EVENTS", 7)
+    blocks = EventSet.read(job.generate_file(str(run), tmp_path / "blocks.h5", conditions=fresh).path)
+    np.testing.assert_array_equal(blocks.offsets, whole.offsets)
+    for k in whole.hits:
+        np.testing.assert_array_equal(blocks.hits[k], whole.hits[k])
+    np.testing.assert_array_equal(blocks.conditions["energy"], EventSet.read(fresh).conditions["energy"])
+    # sampled conditions: block 0 is one draw of all of them, later blocks their own streams
+    source = job.ConditionSource(20, detector=detector, options={"energy_range": (1.0, 2.0)}, seed=3)
+    got = np.concatenate([c["energy"] for _, c in source.blocks()])
+    np.testing.assert_array_equal(got[:7], detector.sample_conditions(7, np.random.default_rng([3, 0]), energy_range=(1.0, 2.0))["energy"])
+    assert len(got) == 20 and len(np.unique(got)) == 20
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(toys, tmp_path, monkeypatch):
+    from hitgen.core.errors import HitgenError
+    from hitgen.training.trainer import train
+
+    detector, family = toys
+    data = detector.truth(500, seed=6).write(tmp_path / "train.h5")
+    (tmp_path / "toy.toml").write_text(TOY_CONFIG.replace("checkpoint_every = 50", "checkpoint_every = 5"))
+    calls = {"n": 0}
+
+    def poisoned(model, batch):
+        calls["n"] += 1
+        loss, parts = toy_loss(model, batch)
+        if calls["n"] > 16:  # micro-batches of 32 in batches of 64: two per step, so step 9 goes NaN
+            loss = loss * float("nan")
+        return loss, parts | {"loss": float(loss.detach())}
+
+    monkeypatch.setattr(family, "loss", lambda cfg: poisoned)
+    with pytest.raises(HitgenError, match="not finite"):
+        train(tmp_path / "toy.toml", data, tmp_path / "run")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["steps"] == 5  # the checkpoint before the NaN, and its model folder
+    from safetensors.torch import load_file
+
+    assert all(bool(torch.isfinite(v).all()) for v in load_file(str(tmp_path / "run" / "model.safetensors")).values())
+
+
+def test_a_killed_evaluation_leaves_no_folder(toys, tmp_path, monkeypatch):
+    """evaluate writes into a hidden folder that takes --out's place only when complete."""
+    from hitgen.evaluation import evaluate
+
+    detector, _ = toys
+    ref, cand = detector.truth(100, seed=7).write(tmp_path / "r.h5"), detector.truth(100, seed=8).write(tmp_path / "c.h5")
+    evaluate(ref, cand, tmp_path / "ev")
+    first = (tmp_path / "ev" / "metrics.json").read_text()
+
+    def killed(ref, cand, out, plots):
+        (out / "plots").mkdir()
+        (out / "plots" / "half.png").write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(detector, "evaluate", killed)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(ref, cand, tmp_path / "ev", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.h5", "ev", "r.h5"]  # no partial folder
+    assert (tmp_path / "ev" / "metrics.json").read_text() == first and not (tmp_path / "ev" / "plots").exists()

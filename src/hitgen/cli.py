@@ -31,7 +31,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM: unwinds like Ctrl-C (every writer removes its partial output), exit code 143."""
 
 
+_SIGNALLED: list[int] = []  # the signal that ended the command (typer turns the interrupt into exit code 130)
+
+
 def _terminate(signum, frame):
+    _SIGNALLED.append(signum)
     raise Terminated
 
 
@@ -404,7 +408,10 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    if rc == 130:  # typer turns KeyboardInterrupt into exit code 130
+    if rc == 130 and _SIGNALLED:  # typer turns KeyboardInterrupt into exit code 130
+        err_console.print("error: terminated; no output written", highlight=False)
+        sys.exit(143)
+    if rc == 130:
         err_console.print("error: interrupted; no output written", highlight=False)
     if isinstance(rc, int):
         sys.exit(rc)

@@ -142,6 +142,8 @@ def train(
     if t.threads:
         torch.set_num_threads(t.threads)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise HitgenError(f"{out}: exists and is not a folder; choose another --out")
     data_paths = [Path(p) for p in (data_path if isinstance(data_path, list) else [data_path])]
     events, events_per_file = load_training_events(data_paths)
     if events.detector != family.detector:
