@@ -213,3 +213,14 @@ def test_cli_import(tmp_path):
     missing = hitgen("import-acts", str(tmp_path / "nope.root"), "--particles", str(particles), "--out", str(tmp_path / "x.h5"))
     assert missing.returncode != 0 and missing.stderr.strip() == f"error: {tmp_path / 'nope.root'}: no such file"
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_cli_refuses_non_finite_particle_momenta(tmp_path):
+    events = synthetic()
+    events.conditions["momentum"][2, 0] = np.nan
+    hits, particles = write_acts(events, tmp_path)
+    out = tmp_path / "imported.h5"
+    result = hitgen("import-acts", str(hits), "--particles", str(particles), "--out", str(out))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1 and "conditions/momentum holds 1 non-finite value" in lines[0], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hits.root", "particles.root"]
