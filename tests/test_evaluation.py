@@ -100,6 +100,9 @@ def distorted(events: EventSet, what: str) -> EventSet:
     elif what == "strip":
         limit = np.array(events.detector_spec["strips_per_layer"])[hits["layer"].astype(int)] - 1
         hits["strip"] = np.minimum(hits["strip"] + 1, limit).astype(np.int16)
+    elif what == "smear":  # every event's ADC scaled by its own factor 1 + 0.1 N(0, 1): a wider resolution
+        factor = 1 + 0.1 * np.random.default_rng(9).normal(size=events.n_events)
+        hits["adc"] = np.clip(np.rint(hits["adc"] * factor[events.event_index()]), 1, 94920).astype(np.int32)
     elif what == "drop":
         keep = hits["layer"] != 4
         hits = {k: v[keep] for k, v in hits.items()}
@@ -109,7 +112,7 @@ def distorted(events: EventSet, what: str) -> EventSet:
 
 
 @pytest.mark.geant4
-@pytest.mark.parametrize("what", ["adc", "drop", "strip"])
+@pytest.mark.parametrize("what", ["adc", "drop", "strip", "smear"])
 def test_distortions_move_their_metric(g4_pair, what):
     d, a, _ = g4_pair
     ref = EventSet.read(a)
@@ -117,7 +120,11 @@ def test_distortions_move_their_metric(g4_pair, what):
     m = evaluate(a, path, d / f"eval_{what}", plots=False).metrics
     assert m["conditions_matched"]
     t = m["table2"]
-    if what == "adc":
+    if what == "smear":
+        assert abs(t["energy_scale_ratio"] - 1) < 0.01 and t["shower_position_w1_strips"] == 0
+        assert t["energy_resolution_ratio"] > 1.5 and t["energy_resolution_max_dev"] > 0.5
+    elif what == "adc":
+        assert t["energy_resolution_ratio"] == pytest.approx(1.0, abs=0.01)  # a common scale leaves std / mean alone
         assert t["per_hit_log10_adc_w1"] == pytest.approx(math.log10(1.1), abs=0.002)
         assert t["energy_scale_ratio"] == pytest.approx(1.1, abs=0.002)
         assert t["shower_position_w1_strips"] == 0 and t["hits_per_event_w1"] == 0
@@ -132,15 +139,14 @@ def test_distortions_move_their_metric(g4_pair, what):
         assert t["hits_per_event_w1"] == 0 and t["per_hit_log10_adc_w1"] == 0
     assert m["classifier_auc"] > 0.65
     # the breakdown by feature group names what was distorted: a group whose features the distortion
-    # leaves exactly as they were cannot tell the samples apart (here every candidate event is a copy
-    # of a reference event, so such a group scores below 0.5: the classifier learns an event under one
-    # label and meets its copy under the other)
+    # leaves exactly as they were cannot tell the samples apart (every candidate event is a copy of a
+    # reference event, and the paired split keeps each copy in its original's half: 0.5 exactly)
     by_group = m["classifier_auc_by_group"]
-    moved = {"adc": "energy", "drop": "hits", "strip": "position"}[what]
+    moved = {"adc": "energy", "drop": "hits", "strip": "position", "smear": "energy"}[what]
     assert by_group[moved] > 0.65, by_group
-    untouched = {"adc": ("hits", "position", "spread"), "drop": (), "strip": ("hits", "energy")}[what]
+    untouched = {"adc": ("hits", "position", "spread"), "drop": (), "strip": ("hits", "energy"), "smear": ("hits", "position", "spread")}[what]
     for group in untouched:
-        assert by_group[group] < 0.55, (group, by_group)
+        assert by_group[group] == pytest.approx(0.5, abs=1e-9), (group, by_group)
 
 
 def test_feature_groups_cover_every_event_feature_once():
@@ -172,3 +178,23 @@ def test_bad_inputs_give_one_line(tmp_path, toy_file):
         lines = r.stderr.strip().splitlines()
         assert r.returncode != 0 and len(lines) == 1 and fragment in lines[0], r.stderr
     assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_paired_classifier_sits_at_one_half_for_a_copy_and_a_shuffle_among_equal_conditions():
+    """With the conditions among the features, a candidate made for the reference's own conditions
+    must be split in pairs: an exact copy and a copy whose events are swapped between events of
+    equal conditions are indistinguishable, so their AUC is 0.5 within its statistical error."""
+    from hitgen.evaluation.classifier import auc_standard_error, classifier_auc
+
+    rng = np.random.default_rng(4)
+    n = 4000
+    c = np.repeat(rng.uniform(0.5, 10, n // 2), 2)  # every condition twice
+    x = np.column_stack([c, c * (1 + 0.1 * rng.normal(size=n)), rng.normal(size=n)])
+    swapped = x.reshape(n // 2, 2, 3)[:, ::-1].reshape(n, 3)  # twins exchanged: the same conditions, other showers
+    se = auc_standard_error(n // 2)
+    assert classifier_auc(x, x.copy(), c) == pytest.approx(0.5, abs=1e-9)
+    assert abs(classifier_auc(x, swapped, c) - 0.5) < 3 * se
+    # and a real difference is seen through the same split: showers 5% larger
+    larger = x.copy()
+    larger[:, 1] *= 1.05
+    assert classifier_auc(x, larger, c) > 0.5 + 6 * se

@@ -73,6 +73,7 @@ def test_no_import_cycles():
                 "hitgen.detectors",
                 "hitgen.core",
                 "hitgen.evaluation.stats",
+                "hitgen.evaluation.classifier",
                 "hitgen.evaluation.plotting",
                 "hitgen.evaluation.report",
                 "hitgen.evaluation.info",

@@ -40,8 +40,14 @@ def ratio_panel(ax: plt.Axes, x: np.ndarray, r: np.ndarray, err: np.ndarray, xla
     ax.axhspan(1 - BAND, 1 + BAND, color="grey", alpha=0.2, lw=0)
     ax.axhline(1.0, color="black", ls="--", lw=1)
     ax.errorbar(x, r, yerr=err, xerr=xerr, fmt="o", ms=3, color=CAND_STYLE["color"], lw=1)
-    ax.set_ylim(0.5, 1.5)
-    ax.set_yticks([0.6, 1.0, 1.4])
+    # 0.5-1.5 unless a point lies beyond: a ratio panel shows every ratio it is there to show
+    finite = np.isfinite(r)
+    lo, hi = (float(r[finite].min()), float(r[finite].max())) if finite.any() else (1.0, 1.0)
+    if lo >= 0.5 and hi <= 1.5:
+        ax.set_ylim(0.5, 1.5)
+        ax.set_yticks([0.6, 1.0, 1.4])
+    else:
+        ax.set_ylim(min(0.5, 0.9 * lo), max(1.5, 1.1 * hi))
     ax.set_ylabel("cand/ref", fontsize=11)
     ax.set_xlabel(xlabel, fontsize=12)
 

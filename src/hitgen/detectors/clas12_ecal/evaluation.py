@@ -21,6 +21,8 @@ SUMMARY_ROWS = [  # (key in metrics.json, label, format, the CLAS12 paper's valu
     ("table2.per_hit_log10_adc_w1", "per-hit log10(ADC) W1", "{:.4f}", "0.017"),
     ("table2.energy_scale_ratio", "energy scale (mean response ratio)", "{:.4f}", "within 1-2%"),
     ("table2.energy_scale_max_dev", "energy scale, largest |ratio - 1|", "{:.4f}", ""),
+    ("table2.energy_resolution_ratio", "energy resolution (mean ratio of std/mean)", "{:.3f}", ""),
+    ("table2.energy_resolution_max_dev", "energy resolution, largest |ratio - 1|", "{:.3f}", ""),
     ("occupancy_max_abs_diff", "largest layer-occupancy difference", "{:.4f}", ""),
     ("classifier_auc", "classifier ROC AUC", "{:.3f}", ""),
     # the same classifier shown the momentum and one group of features: what gives the candidate away
@@ -60,13 +62,29 @@ def _response(ref: CaloObservables, cand: CaloObservables) -> dict[str, Any]:
         "ratio": ratio.tolist(),
         "spread_reference": r.spread.tolist(),
         "spread_candidate": c.spread.tolist(),
+        "per_layer_ratio": _per_layer_response(ref, cand, edges).tolist(),
     }
+
+
+def _per_layer_response(ref: CaloObservables, cand: CaloObservables, edges: np.ndarray) -> np.ndarray:
+    """(bins, layers): the candidate's mean ADC / |p| of each readout layer over the reference's, per |p| bin."""
+    out = np.full((len(edges) - 1, ref.n_layers), np.nan)
+    which_r, which_c = (np.clip(np.digitize(o.p, edges) - 1, 0, len(edges) - 2) for o in (ref, cand))
+    for b in range(len(edges) - 1):
+        mr, mc = which_r == b, which_c == b
+        if mr.sum() >= mt.MIN_EVENTS_PER_BIN and mc.sum() >= mt.MIN_EVENTS_PER_BIN:
+            r = (ref.total_adc_layer[mr] / ref.p[mr, None]).mean(axis=0)
+            c = (cand.total_adc_layer[mc] / cand.p[mc, None]).mean(axis=0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[b] = c / r
+    return out
 
 
 def _nested(flat: dict[str, float]) -> dict[str, Any]:
     table2_keys = ("shower_position_w1_strips", "hits_per_event_w1", "per_hit_log10_adc_w1", "energy_scale_ratio", "energy_scale_max_dev")
+    resolution_keys = ("energy_resolution_ratio", "energy_resolution_max_dev")
     return {
-        "table2": {k: flat[k] for k in table2_keys},
+        "table2": {k: flat[k] for k in (*table2_keys, *resolution_keys)},
         "occupancy_max_abs_diff": flat["occupancy_max_abs_diff"],
         "classifier_auc": flat["classifier_auc"],
         "classifier_auc_by_group": flat["classifier_auc_by_group"],
@@ -81,7 +99,12 @@ def evaluate(ref: EventSet, cand: EventSet, out: Path, plots: bool) -> tuple[dic
         "paper_table2": mt.PAPER_TABLE2,
         "per_layer": _per_layer(obs_ref, obs_cand),
         "energy_response": _response(obs_ref, obs_cand),
-        "classifier": {"model": "sklearn HistGradientBoostingClassifier", "settings": mt.CLASSIFIER_SETTINGS, "seed": mt.CLASSIFIER_SEED},
+        "classifier": {
+            "model": "sklearn HistGradientBoostingClassifier",
+            "settings": mt.CLASSIFIER_SETTINGS,
+            "seed": mt.CLASSIFIER_SEED,
+            "split": "paired" if mt.paired(obs_ref, obs_cand) else "independent",
+        },
     }
     figures = []
     if plots:
@@ -95,6 +118,10 @@ def summary_tables(m: dict[str, Any]) -> list[Table]:
     floor = m["noise_floor"]
     rows = [[label, fmt_value(fmt, get(m, key)), fmt_value(fmt, get(floor, key)), paper] for key, label, fmt, paper in SUMMARY_ROWS]
     return [("summary", ["metric", "candidate", "noise floor", "CLAS12 paper"], rows)]
+
+
+def _ratio(a, b):
+    return None if a is None or b is None or not b else a / b
 
 
 def render_report(metrics: dict[str, Any], figures: list[tuple[str, Path]], path: Path) -> Path:
@@ -126,9 +153,26 @@ def render_report(metrics: dict[str, Any], figures: list[tuple[str, Path]], path
             "mean_ref": fmt_value("{:.4g}", resp["mean_reference"][i]),
             "mean_cand": fmt_value("{:.4g}", resp["mean_candidate"][i]),
             "ratio": fmt_value("{:.4f}", resp["ratio"][i]),
+            "spread_ref": fmt_value("{:.4f}", resp["spread_reference"][i]),
+            "spread_cand": fmt_value("{:.4f}", resp["spread_candidate"][i]),
+            "spread_ratio": fmt_value("{:.3f}", _ratio(resp["spread_candidate"][i], resp["spread_reference"][i])),
         }
         for i in range(len(edges) - 1)
     ]
+    per_layer = resp.get("per_layer_ratio")  # evaluations before it was measured lack it
+    per_layer_rows = (
+        [{"bin": f"{edges[i]:.1f}-{edges[i + 1]:.1f}", "ratios": [fmt_value("{:.3f}", v) for v in per_layer[i]]} for i in range(len(edges) - 1)]
+        if per_layer
+        else []
+    )
     return render_template(
-        "hitgen.detectors.clas12_ecal", "report.html.j2", path, metrics, figures, rows=rows, layer_rows=layer_rows, response_rows=response_rows
+        "hitgen.detectors.clas12_ecal",
+        "report.html.j2",
+        path,
+        metrics,
+        figures,
+        rows=rows,
+        layer_rows=layer_rows,
+        response_rows=response_rows,
+        per_layer_rows=per_layer_rows,
     )

@@ -8,15 +8,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from hitgen.detectors.clas12_ecal.observables import CaloObservables
+from hitgen.evaluation.classifier import CLASSIFIER_SEED, CLASSIFIER_SETTINGS  # noqa: F401  (recorded in metrics.json)
+from hitgen.evaluation.classifier import classifier_auc as shared_auc
 from hitgen.evaluation.stats import NOISE_FLOOR_SEED, halves, w1
 
 # The CLAS12 GPT paper's own values (Table 2), shown beside ours as a reference column.
 PAPER_TABLE2 = {"shower_position_w1_strips": 0.12, "hits_per_event_w1": 0.27, "per_hit_log10_adc_w1": 0.017, "energy_scale": "within 1-2%"}
 N_MOMENTUM_BINS = 10
 MIN_EVENTS_PER_BIN = 20  # |p| bins with fewer events in either sample are left out of the energy scale
-CLASSIFIER_SEED = 0
 # Fixed settings, so that AUCs compare across models and sample sizes.
-CLASSIFIER_SETTINGS = dict(max_iter=200, learning_rate=0.1, max_leaf_nodes=31, min_samples_leaf=20, early_stopping=False)
 
 
 def momentum_edges(p: np.ndarray, n_bins: int = N_MOMENTUM_BINS) -> np.ndarray:
@@ -62,12 +62,16 @@ def table2(ref: CaloObservables, cand: CaloObservables) -> dict[str, float]:
     r, c = energy_response(ref, edges), energy_response(cand, edges)
     ok = (r.n >= MIN_EVENTS_PER_BIN) & (c.n >= MIN_EVENTS_PER_BIN)
     ratios = c.response[ok] / r.response[ok]
+    resolution = c.spread[ok] / r.spread[ok]
     return {
         "shower_position_w1_strips": float(np.nanmean([w1(ref.strips_of_layer(i), cand.strips_of_layer(i)) for i in layers])),
         "hits_per_event_w1": w1(ref.total_hits, cand.total_hits),
         "per_hit_log10_adc_w1": float(np.nanmean([w1(ref.log10_adc_of_layer(i), cand.log10_adc_of_layer(i)) for i in layers])),
         "energy_scale_ratio": float(ratios.mean()) if len(ratios) else float("nan"),
         "energy_scale_max_dev": float(np.abs(ratios - 1).max()) if len(ratios) else float("nan"),
+        # the relative resolution (std / mean of total ADC / |p|) per |p| bin, candidate over reference
+        "energy_resolution_ratio": float(resolution.mean()) if len(resolution) else float("nan"),
+        "energy_resolution_max_dev": float(np.abs(resolution - 1).max()) if len(resolution) else float("nan"),
     }
 
 
@@ -75,30 +79,17 @@ def occupancy_max_abs_diff(ref: CaloObservables, cand: CaloObservables) -> float
     return float(np.abs(ref.occupancy - cand.occupancy).max())
 
 
+def paired(ref: CaloObservables, cand: CaloObservables) -> bool:
+    """Whether the candidate has the reference's conditions, event by event (then the split pairs them)."""
+    return ref.n_events == cand.n_events and np.array_equal(ref.momentum, cand.momentum)
+
+
 def classifier_auc(ref: CaloObservables, cand: CaloObservables, seed: int = CLASSIFIER_SEED, columns: list[int] | None = None) -> float:
-    """ROC AUC of a gradient-boosted classifier told to separate reference from candidate events,
-    from all event features or only these columns of them.
-
-    Each sample is split in two random halves; the classifier trains on the first halves and is
-    scored on the second. Both samples are cut to the same size first, so 0.5 means
-    indistinguishable.
-    """
-    from sklearn.ensemble import HistGradientBoostingClassifier  # slow to import: only when needed
-    from sklearn.metrics import roc_auc_score
-
-    rng = np.random.default_rng(seed)
-    n = min(ref.n_events, cand.n_events)
+    """ROC AUC of the classifier (hitgen.evaluation.classifier) from all event features or only
+    these columns of them; the split is paired when the conditions are."""
     cols = slice(None) if columns is None else columns
-    xr = ref.event_features()[:, cols][rng.permutation(ref.n_events)[:n]]
-    xc = cand.event_features()[:, cols][rng.permutation(cand.n_events)[:n]]
-    half = n // 2
-    x_train = np.vstack([xr[:half], xc[:half]])
-    y_train = np.r_[np.zeros(half), np.ones(half)]
-    x_test = np.vstack([xr[half:], xc[half:]])
-    y_test = np.r_[np.zeros(n - half), np.ones(n - half)]
-    clf = HistGradientBoostingClassifier(random_state=seed, **CLASSIFIER_SETTINGS)
-    clf.fit(x_train, y_train)
-    return float(roc_auc_score(y_test, clf.predict_proba(x_test)[:, 1]))
+    conditions = ref.momentum if paired(ref, cand) else None
+    return shared_auc(ref.event_features()[:, cols], cand.event_features()[:, cols], conditions, seed)
 
 
 def classifier_auc_by_group(ref: CaloObservables, cand: CaloObservables) -> dict[str, float]:
