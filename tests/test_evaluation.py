@@ -198,3 +198,31 @@ def test_paired_classifier_sits_at_one_half_for_a_copy_and_a_shuffle_among_equal
     larger = x.copy()
     larger[:, 1] *= 1.05
     assert classifier_auc(x, larger, c) > 0.5 + 6 * se
+
+
+@pytest.mark.geant4
+def test_replica_at_the_reference_conditions_is_the_noise_floor(tmp_path, g4_pair):
+    """simulate --conditions REF --seed OTHER makes Geant4 again at the reference's own conditions;
+    evaluate --replica uses it as the noise floor (same conditions, same size) and says so."""
+    d, a, b = g4_pair
+    ref = EventSet.read(a).select(np.arange(300)).write(tmp_path / "ref.h5")
+    r = cli("simulate", "clas12-ecal", "--conditions", str(ref), "--seed", "77", "--out", str(tmp_path / "rep.h5"))
+    assert r.returncode == 0, r.stderr
+    rep, reference = EventSet.read(tmp_path / "rep.h5"), EventSet.read(ref)
+    for k, v in reference.conditions.items():
+        np.testing.assert_array_equal(rep.conditions[k], v)
+    assert rep.seed == 77 and not np.array_equal(rep.offsets, reference.offsets)  # the same photons, other showers
+    cand = distorted(reference, "adc").write(tmp_path / "cand.h5")
+    m = evaluate(ref, cand, tmp_path / "ev", plots=False, replica=tmp_path / "rep.h5").metrics
+    floor = m["noise_floor"]
+    assert floor["kind"] == "replica" and floor["n"] == 300 and m["replica"]["seed"] == 77
+    assert abs(floor["classifier_auc"] - 0.5) < 0.1 and floor["table2"]["hits_per_event_w1"] > 0
+    assert m["table2"]["energy_scale_ratio"] == pytest.approx(1.1, abs=0.003)
+    # a replica of other conditions, or of the reference's own seed, is refused in one line
+    for bad, fragment in ((b, "not the reference's"), (ref, "another seed")):
+        out = cli("evaluate", str(ref), str(cand), "--out", str(tmp_path / "ev2"), "--replica", str(bad))
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode != 0 and len(lines) == 1 and fragment in lines[0], out.stderr
+        assert not (tmp_path / "ev2").exists()
+    clash = cli("simulate", "clas12-ecal", "--conditions", str(ref), "--momentum-range", "1:2", "--out", str(tmp_path / "x.h5"))
+    assert clash.returncode != 0 and "does not apply" in clash.stderr and not (tmp_path / "x.h5").exists()

@@ -94,8 +94,9 @@ EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 def simulate(
     ctx: typer.Context,
     detector: Annotated[str, typer.Argument(help="detector name (hitgen.detectors), e.g. clas12-ecal or odd-tracker")],
-    events: Annotated[int, typer.Option("--events", "-n", help="number of events")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output event file (.h5)")],
+    events: Annotated[int | None, typer.Option("--events", "-n", help="number of events")] = None,
+    conditions: Annotated[Path | None, typer.Option(help="simulate the conditions of this event file (a replica: use another --seed)")] = None,
     seed: Annotated[int, typer.Option(help="random seed (written into the file)")] = 1,
     workers: Annotated[int, typer.Option(help="Geant4 worker processes (default: one per core)")] = 0,
     physics: Annotated[str, typer.Option(help="EM physics: emstandard_opt1 or emstandard_opt2")] = "emstandard_opt1",
@@ -121,6 +122,7 @@ def simulate(
             overwrite=overwrite,
             physics=physics,
             progress=lambda done: bar.update(task, completed=done),
+            conditions_file=conditions,
             **kinematics,
         )
     console.print(
@@ -181,6 +183,9 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder: metrics.json, plots/, report.html")],
     max_events: Annotated[int | None, typer.Option(help="use only the first N events of each file")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing --out folder")] = False,
+    replica: Annotated[
+        Path | None, typer.Option(help="Geant4 again at the reference's conditions (simulate --conditions REF --seed OTHER): the noise floor")
+    ] = None,
 ) -> None:
     """Compare a candidate with a reference: metrics with their noise floor, plots and an HTML report."""
     from hitgen.detectors import get_detector
@@ -188,7 +193,7 @@ def evaluate(
     from hitgen.evaluation.report import made_in
 
     _interruptible()
-    result = run(reference, candidate, out, max_events=max_events, overwrite=overwrite)
+    result = run(reference, candidate, out, max_events=max_events, overwrite=overwrite, replica=replica)
     m = result.metrics
     if not m["conditions_matched"]:
         err_console.print(f"warning: {m['conditions_note']}", highlight=False)

@@ -99,8 +99,13 @@ class Detector(Protocol):
 
     def info_plots(self, events: EventSet, folder: Path) -> list[Path]: ...
 
-    def evaluate(self, ref: EventSet, cand: EventSet, out: Path, plots: bool) -> tuple[dict[str, Any], list[tuple[str, Path]]]:
-        """The detector's part of metrics.json (with its ``noise_floor``) and the figures (caption, path)."""
+    def evaluate(
+        self, ref: EventSet, cand: EventSet, out: Path, plots: bool, replica: EventSet | None = None
+    ) -> tuple[dict[str, Any], list[tuple[str, Path]]]:
+        """The detector's part of metrics.json and the figures (caption, path). Its ``noise_floor``
+        holds the same metrics for the reference against its replica (Geant4 at the same conditions,
+        another seed) where one is given (``kind`` "replica"), else between two halves of the
+        reference (``kind`` "halves")."""
         ...
 
     def summary_tables(self, metrics: dict[str, Any]) -> list[Table]:

@@ -60,7 +60,13 @@ def _json_safe(x: Any) -> Any:
 
 
 def evaluate(
-    reference: str | Path, candidate: str | Path, out: str | Path, max_events: int | None = None, plots: bool = True, overwrite: bool = False
+    reference: str | Path,
+    candidate: str | Path,
+    out: str | Path,
+    max_events: int | None = None,
+    plots: bool = True,
+    overwrite: bool = False,
+    replica: str | Path | None = None,
 ) -> Evaluation:
     """Compare the candidate with the reference by the detector's own metrics (with their noise
     floor); write metrics.json and, with plots, plots/ and report.html into the new folder `out`
@@ -75,16 +81,36 @@ def evaluate(
         raise HitgenError(f"files are of different detectors: {reference} is {ref.detector}, {candidate} is {cand.detector}")
     detector = check_events(ref, str(reference))
     check_events(cand, str(candidate))
+    rep = _replica(replica, ref, max_events) if replica is not None else None
     if ref.n_events < MIN_EVENTS or cand.n_events < MIN_EVENTS:
         raise HitgenError(f"too few events to evaluate: {ref.n_events} reference, {cand.n_events} candidate (need at least {MIN_EVENTS} each)")
     with atomic_folder(out, overwrite) as tmp:
-        metrics = _evaluate_into(tmp, detector, ref, cand, reference, candidate, plots, t0)
+        metrics = _evaluate_into(tmp, detector, ref, cand, reference, candidate, plots, t0, rep, replica)
     return Evaluation(metrics, out)
 
 
-def _evaluate_into(folder: Path, detector, ref: EventSet, cand: EventSet, reference: Path, candidate: Path, plots: bool, t0: float) -> dict:
+def _replica(path: str | Path, ref: EventSet, max_events: int | None) -> EventSet:
+    """The reference's replica: Geant4 again on the reference's own conditions (hitgen simulate
+    --conditions REF --seed OTHER), checked to hold exactly those conditions."""
+    rep = _load(Path(path), max_events)
+    if rep.detector != ref.detector:
+        raise HitgenError(f"--replica {path}: events of {rep.detector}, the reference is {ref.detector}")
+    check_events(rep, str(path))
+    same = rep.n_events == ref.n_events and all(np.array_equal(v, rep.conditions.get(k)) for k, v in ref.conditions.items())
+    if not same:
+        raise HitgenError(
+            f"--replica {path}: its conditions are not the reference's (make it with hitgen simulate --conditions REFERENCE --seed OTHER)"
+        )
+    if rep.seed is not None and rep.seed == ref.seed:
+        raise HitgenError(f"--replica {path}: made with the reference's own seed {ref.seed}; a replica needs another seed")
+    return rep
+
+
+def _evaluate_into(
+    folder: Path, detector, ref: EventSet, cand: EventSet, reference: Path, candidate: Path, plots: bool, t0: float, rep, replica
+) -> dict:
     matched, note = conditions_match(ref, cand)
-    part, figures = detector.evaluate(ref, cand, folder, plots)
+    part, figures = detector.evaluate(ref, cand, folder, plots, rep) if rep is not None else detector.evaluate(ref, cand, folder, plots)
     metrics: dict[str, Any] = {
         "detector": ref.detector,
         "n_reference": ref.n_events,
@@ -97,6 +123,7 @@ def _evaluate_into(folder: Path, detector, ref: EventSet, cand: EventSet, refere
             "timing": cand.notes.get("timing"),
             "sampling": cand.notes.get("sampling"),
         },
+        "replica": None if rep is None else {"path": str(replica), "producer": rep.producer, "seed": rep.seed},
         "conditions_matched": matched,
         "conditions_note": note,
         **part,

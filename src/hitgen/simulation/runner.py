@@ -103,11 +103,23 @@ def simulate(
     physics: str = DEFAULT_PHYSICS,
     range_cut_mm: float = DEFAULT_RANGE_CUT_MM,
     progress: Callable[[int], None] | None = None,
+    conditions_file: str | Path | None = None,
     **kinematics,
 ) -> SimulationSummary:
-    """Simulate n_events with Geant4 and write a hitgen-events file; see the module docstring."""
+    """Simulate n_events with Geant4 and write a hitgen-events file; see the module docstring.
+    With conditions_file, the events are those of that file's conditions (n_events None or equal
+    to its count; no kinematic options): a replica of a sample, Geant4 again with another seed."""
     det = get_detector(detector)
     digitize = det.geant4().digitize
+    given = None
+    if conditions_file is not None:
+        given = _conditions_of(conditions_file, det, kinematics)
+        n_file = len(next(iter(given.values())))
+        if n_events is not None and n_events != n_file:
+            raise HitgenError(f"--events {n_events}: --conditions {conditions_file} holds {n_file} events (leave --events out)")
+        n_events = n_file
+    if n_events is None:
+        raise HitgenError("give --events N (or --conditions FILE to simulate the conditions of a file)")
     if n_events <= 0:
         raise HitgenError(f"--events must be positive (got {n_events})")
     if seed < 0:
@@ -117,7 +129,7 @@ def simulate(
         raise HitgenError(f"--workers must be positive (got {workers})")
     physics_class = check_physics(physics)
     data_dir()  # fail before any work if Geant4 data are missing
-    conditions = det.sample_conditions(n_events, np.random.default_rng([seed, _STREAM_CONDITIONS]), **kinematics)
+    conditions = given if given is not None else det.sample_conditions(n_events, np.random.default_rng([seed, _STREAM_CONDITIONS]), **kinematics)
     g4_seeds = np.random.default_rng([seed, _STREAM_G4]).integers(1, 2**31 - 1, size=(n_events, 2))
 
     t_start = time.perf_counter()
@@ -213,6 +225,27 @@ def _collect_and_write(results, procs, writer: EventWriter, conditions, digitize
             writer.append(cond, offsets, hits, truth)
             written = stop
     return _Collected(version, t_ready, busy)
+
+
+def _conditions_of(path: str | Path, detector, kinematics: dict) -> dict[str, np.ndarray]:
+    """The conditions of an event file of this detector, checked, read block by block."""
+    from hitgen.core.events import iter_blocks, read_header
+    from hitgen.detectors import check_spec
+
+    if kinematics:
+        raise HitgenError(f"--conditions takes the conditions of a file: --{next(iter(kinematics)).replace('_', '-')} does not apply with it")
+    _, spec, n = read_header(path)
+    if spec.get("name") != detector.name:
+        raise HitgenError(f"{path}: conditions of detector {spec.get('name')}, not {detector.name}")
+    check_spec(spec, str(path))
+    if n == 0:
+        raise HitgenError(f"{path}: holds no events")
+    parts = [cond for _, cond, _, _ in iter_blocks(path, 65536, hits=False)]
+    conditions = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    problems = detector.info.problems(conditions, {}) + getattr(detector, "check_events", lambda c, h: [])(conditions, {})
+    if problems:
+        raise HitgenError(f"{path}: " + "; ".join(problems))
+    return conditions
 
 
 def _producer(version_string: str, physics_class: str, range_cut_mm: float) -> str:

@@ -59,10 +59,10 @@ class Clas12Ecal:
 
         return info_plots(events, folder)
 
-    def evaluate(self, ref: EventSet, cand: EventSet, out: Path, plots: bool):
+    def evaluate(self, ref: EventSet, cand: EventSet, out: Path, plots: bool, replica: EventSet | None = None):
         from hitgen.detectors.clas12_ecal.evaluation import evaluate
 
-        return evaluate(ref, cand, out, plots)
+        return evaluate(ref, cand, out, plots, replica)
 
     def summary_tables(self, metrics: dict[str, Any]) -> list[Table]:
         from hitgen.detectors.clas12_ecal.evaluation import summary_tables

@@ -77,10 +77,10 @@ class OddTracker:
 
         return info_plots(events, folder)
 
-    def evaluate(self, ref: EventSet, cand: EventSet, out: Path, plots: bool):
+    def evaluate(self, ref: EventSet, cand: EventSet, out: Path, plots: bool, replica: EventSet | None = None):
         from hitgen.detectors.odd_tracker.evaluation import evaluate_tracker
 
-        return evaluate_tracker(ref, cand, out, plots)
+        return evaluate_tracker(ref, cand, out, plots, replica)
 
     def summary_tables(self, metrics: dict[str, Any]) -> list[Table]:
         from hitgen.detectors.odd_tracker.evaluation import summary_tables

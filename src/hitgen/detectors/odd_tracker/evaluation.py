@@ -76,20 +76,27 @@ def hit_distances(ref: TrackerObservables, cand: TrackerObservables) -> dict[str
     return out
 
 
-def evaluate_tracker(ref: EventSet, cand: EventSet, out: Path, plots: bool) -> tuple[dict[str, Any], list[tuple[str, Path]]]:
-    """metrics.json entries and figures for odd-tracker (see the module docstring)."""
+def evaluate_tracker(
+    ref: EventSet, cand: EventSet, out: Path, plots: bool, replica: EventSet | None = None
+) -> tuple[dict[str, Any], list[tuple[str, Path]]]:
+    """metrics.json entries and figures for odd-tracker (see the module docstring). The noise floor
+    is the reference (rounded) against its replica (Geant4 again at the same conditions) where one
+    is given, else against itself in two halves."""
     modules = odd.build_modules()
     ref_rounded = rounded(ref)
     obs_ref, obs_cand = TrackerObservables.of(ref_rounded, modules), TrackerObservables.of(cand, modules)
-    first, second = halves(ref.n_events)
-    half = len(first)
-    obs_a = TrackerObservables.of(ref_rounded.select(first), modules)
-    obs_b = TrackerObservables.of(ref_rounded.select(second), modules)
+    if replica is not None:
+        floor = {**hit_distances(obs_ref, TrackerObservables.of(rounded(replica), modules)), "kind": "replica", "n": replica.n_events}
+    else:
+        first, second = halves(ref.n_events)
+        obs_a = TrackerObservables.of(ref_rounded.select(first), modules)
+        obs_b = TrackerObservables.of(ref_rounded.select(second), modules)
+        floor = {**hit_distances(obs_a, obs_b), "kind": "halves", "n_per_half": len(first)}
     tracks = {name: reconstruct(events) for name, events in (("reference", ref), ("reference_rounded", ref_rounded), ("candidate", cand))}
     tracking = {name: t.summary() for name, t in tracks.items()}
     metrics: dict[str, Any] = {
         **hit_distances(obs_ref, obs_cand),
-        "noise_floor": {**hit_distances(obs_a, obs_b), "n_per_half": half},
+        "noise_floor": floor,
         "hits_per_track_mean": {"reference": float(obs_ref.hits_per_track.mean()), "candidate": float(obs_cand.hits_per_track.mean())},
         "validity": {  # what a physical track never does; Geant4's own rate beside the candidate's
             "hits_off_their_module": {"reference": float(obs_ref.off_module.mean()), "candidate": float(obs_cand.off_module.mean())},
@@ -132,7 +139,7 @@ def summary_tables(m: dict[str, Any]) -> list[Table]:
     who = ("reference", "reference_rounded", "candidate")
     tracks = [[label, *(fmt_value(fmt, m["tracking"][key][w]) for w in who)] for key, label, fmt in TRACKER_TRACKING_ROWS]
     tables: list[Table] = [
-        ("hits vs Geant4 rounded", ["metric", "candidate", "noise floor"], hits),
+        ("hits vs Geant4 rounded", ["metric", "candidate", f"noise floor ({floor.get('kind', 'halves')})"], hits),
         ("track reconstruction", ["", "Geant4", "Geant4 rounded", "candidate"], tracks),
     ]
     if "validity" in m:  # evaluations before it was measured lack it
