@@ -13,7 +13,7 @@ from hitgen.detectors.base import Table
 from hitgen.detectors.clas12_ecal import metrics as mt
 from hitgen.detectors.clas12_ecal.observables import CaloObservables, calo_observables
 from hitgen.evaluation.report import fmt_value, get, render_template
-from hitgen.evaluation.stats import w1
+from hitgen.evaluation.stats import halves, w1
 
 SUMMARY_ROWS = [  # (key in metrics.json, label, format, the CLAS12 paper's value)
     ("table2.shower_position_w1_strips", "shower position W1 (strips)", "{:.3f}", "0.12"),
@@ -25,6 +25,7 @@ SUMMARY_ROWS = [  # (key in metrics.json, label, format, the CLAS12 paper's valu
     ("table2.energy_resolution_max_dev", "energy resolution, largest |ratio - 1|", "{:.3f}", ""),
     ("occupancy_max_abs_diff", "largest layer-occupancy difference", "{:.4f}", ""),
     ("classifier_auc", "classifier ROC AUC", "{:.3f}", ""),
+    ("classifier_auc_low_level", "low-level classifier ROC AUC (every strip's ADC and TDC)", "{:.3f}", ""),
     # the same classifier shown the momentum and one group of features: what gives the candidate away
     ("classifier_auc_by_group.hits", "... from hit counts only (total, per layer)", "{:.3f}", ""),
     ("classifier_auc_by_group.energy", "... from energies only (total, ADC/|p|, per layer)", "{:.3f}", ""),
@@ -97,10 +98,14 @@ def evaluate(ref: EventSet, cand: EventSet, out: Path, plots: bool, replica: Eve
     obs_ref, obs_cand = calo_observables(ref), calo_observables(cand)
     if replica is not None:
         floor = {**_nested(mt.compare(obs_ref, calo_observables(replica))), "kind": "replica", "n": replica.n_events}
+        floor["classifier_auc_low_level"] = mt.low_level_auc(ref, replica)
     else:
         floor = {**_nested(mt.noise_floor(obs_ref)), "kind": "halves", "n_per_half": ref.n_events // 2}
+        first, second = halves(ref.n_events)
+        floor["classifier_auc_low_level"] = mt.low_level_auc(ref.select(first), ref.select(second))
     metrics = {
         **_nested(mt.compare(obs_ref, obs_cand)),
+        "classifier_auc_low_level": mt.low_level_auc(ref, cand),
         "noise_floor": floor,
         "paper_table2": mt.PAPER_TABLE2,
         "per_layer": _per_layer(obs_ref, obs_cand),

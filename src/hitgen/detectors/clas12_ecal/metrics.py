@@ -92,6 +92,28 @@ def classifier_auc(ref: CaloObservables, cand: CaloObservables, seed: int = CLAS
     return shared_auc(ref.event_features()[:, cols], cand.event_features()[:, cols], conditions, seed)
 
 
+def low_level_features(events) -> np.ndarray:
+    """The event itself for the low-level classifier (as CaloChallenge's beside its high-level one):
+    per readout layer and strip, log10(1 + ADC) and the TDC in ns (0 where the strip did not fire),
+    and the momentum. (N, 3 + 2 x 408)."""
+    strips = np.asarray(events.detector_spec["strips_per_layer"])
+    first = np.concatenate([[0], np.cumsum(strips)[:-1]])
+    n, width = events.n_events, int(strips.sum())
+    cell = first[events.hits["layer"].astype(np.int64)] + events.hits["strip"].astype(np.int64)
+    event = events.event_index()
+    adc, tdc = np.zeros((n, width), np.float32), np.zeros((n, width), np.float32)
+    adc[event, cell] = np.log10(1 + events.hits["adc"].astype(np.float32))
+    tdc[event, cell] = events.hits["tdc"].astype(np.float32) * 0.025  # 25 ps per count
+    return np.hstack([events.conditions["momentum"].astype(np.float32), adc, tdc])
+
+
+def low_level_auc(ref_events, cand_events, seed: int = CLASSIFIER_SEED) -> float:
+    """The classifier's AUC from the event itself (low_level_features), paired where the conditions are."""
+    pair = ref_events.n_events == cand_events.n_events and np.array_equal(ref_events.conditions["momentum"], cand_events.conditions["momentum"])
+    conditions = ref_events.conditions["momentum"] if pair else None
+    return shared_auc(low_level_features(ref_events), low_level_features(cand_events), conditions, seed)
+
+
 def classifier_auc_by_group(ref: CaloObservables, cand: CaloObservables) -> dict[str, float]:
     """The classifier's AUC from the conditions and one group of event features at a time (hits,
     energy, position, spread; CaloObservables.event_feature_groups), all at the same momenta: which
