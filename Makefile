@@ -24,14 +24,16 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
-# The main job: a fresh Geant4 sample (seed 1: never used in training), the shipped model generating
-# the same conditions, and the evaluation report; both producers' wall times are printed side by side.
+# The main job: a fresh Geant4 sample (seed 1: never used in training), its replica (Geant4 again at
+# the same conditions, seed 2: the noise floor), the shipped model generating the same conditions, and
+# the evaluation report; both producers' wall times are printed side by side.
 demo: setup
 	mkdir -p demo
 	$(BIN)/hitgen simulate clas12-ecal --events $(DEMO_EVENTS) --out demo/geant4.h5 --seed 1 --overwrite
-	$(BIN)/hitgen info demo/geant4.h5 --plots demo/plots
+	$(BIN)/hitgen info demo/geant4.h5 --plots demo/plots --overwrite
+	$(BIN)/hitgen simulate clas12-ecal --conditions demo/geant4.h5 --out demo/replica.h5 --seed 2 --overwrite
 	$(BIN)/hitgen generate clas12-ecal-gpt --conditions demo/geant4.h5 --out demo/model.h5 --seed 1 --overwrite
-	$(BIN)/hitgen evaluate demo/geant4.h5 demo/model.h5 --out demo/evaluation
+	$(BIN)/hitgen evaluate demo/geant4.h5 demo/model.h5 --replica demo/replica.h5 --out demo/evaluation --overwrite
 	@echo "report: demo/evaluation/report.html"
 
 test: setup
