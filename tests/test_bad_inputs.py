@@ -72,23 +72,13 @@ def forged_size(d: Path) -> str:
     return str(path)
 
 
-def relabelled(d: Path) -> str:
-    """A clas12-ecal file whose attributes claim odd-tracker."""
-    path = Path(write(clas12_events(), d, "relabelled.h5"))
+def relabelled(d: Path, name: str = "odd-tracker") -> str:
+    """A clas12-ecal file whose attributes claim another detector (`name`)."""
+    path = Path(write(clas12_events(), d, f"{name}.h5"))
     with h5py.File(path, "a") as f:
         spec = json.loads(f.attrs["detector_spec"])
-        spec["name"] = "odd-tracker"
-        f.attrs["detector"] = "odd-tracker"
-        f.attrs["detector_spec"] = json.dumps(spec)
-    return str(path)
-
-
-def renamed_spec(d: Path) -> str:
-    path = Path(write(clas12_events(), d, "foo.h5"))
-    with h5py.File(path, "a") as f:
-        spec = json.loads(f.attrs["detector_spec"])
-        spec["name"] = "foo"
-        f.attrs["detector"] = "foo"
+        spec["name"] = name
+        f.attrs["detector"] = name
         f.attrs["detector_spec"] = json.dumps(spec)
     return str(path)
 
@@ -220,7 +210,7 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str, tuple[str, ...]]] = [
     ("info: strip beyond its layer", lambda d: ["info", *with_hits(layer=3, strip=50)(d)], "does not have", ()),
     ("info: NaN momentum", lambda d: ["info", write(with_momentum(np.nan), d)], "non-finite", ()),
     ("info: conditions declared (2e9, 3)", lambda d: ["info", forged_size(d)], "GiB", ()),
-    ("info: spec renamed foo", lambda d: ["info", renamed_spec(d)], "unknown detector 'foo'", ()),
+    ("info: spec renamed foo", lambda d: ["info", relabelled(d, "foo")], "unknown detector 'foo'", ()),
     (
         "info: --plots an existing file",
         lambda d: ["info", write(clas12_events(), d), "--plots", write(clas12_events(), d, "p.h5")],
