@@ -359,6 +359,24 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str, tuple[str, ...]]] = [
         ("o.h5",),
     ),
     (
+        "simulate: --conditions of another detector",
+        lambda d: ["simulate", "clas12-ecal", "--conditions", write(odd_conditions(), d), "--out", f"{d}/o.h5"],
+        "conditions of detector odd-tracker",
+        ("o.h5",),
+    ),
+    (
+        "simulate: --conditions and a different --events",
+        lambda d: ["simulate", "clas12-ecal", "--conditions", write(clas12_events(), d), "-n", "7", "--out", f"{d}/o.h5"],
+        "holds 30 events",
+        ("o.h5",),
+    ),
+    (
+        "simulate: --conditions with missing columns",
+        lambda d: ["simulate", "clas12-ecal", "--conditions", _no_pdg(d), "--out", f"{d}/o.h5"],
+        "conditions",
+        ("o.h5",),
+    ),
+    (
         "simulate: --particle proton",
         lambda d: ["simulate", "odd-tracker", "-n", "5", "--particle", "proton", "--out", f"{d}/o.h5"],
         "unknown particle",
@@ -371,6 +389,14 @@ def _pdg(code: int) -> EventSet:
     e = clas12_events()
     e.conditions["pdg"] = np.full(e.n_events, code, np.int32)
     return e
+
+
+def _no_pdg(d: Path) -> str:
+    """A clas12-ecal file without its pdg column."""
+    path = Path(write(clas12_events(), d, "nopdg.h5"))
+    with h5py.File(path, "a") as f:
+        del f["conditions/pdg"]
+    return str(path)
 
 
 def _mkdir(p: Path) -> str:
