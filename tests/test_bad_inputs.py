@@ -373,7 +373,7 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str, tuple[str, ...]]] = [
     (
         "simulate: --conditions with missing columns",
         lambda d: ["simulate", "clas12-ecal", "--conditions", _no_pdg(d), "--out", f"{d}/o.h5"],
-        "conditions",
+        "differ from the detector",
         ("o.h5",),
     ),
     (
