@@ -5,8 +5,9 @@ batch it was decoded in, the decoder, or the process. The logits do, in their la
 product kernels sum in an order that depends on the batch shape and on the CPU's instruction set
 (AVX2 or AVX-512). A draw whose uniform number falls within such a rounding of a category boundary
 can then take the neighbouring category, and that event (that one only) goes another way from
-there. Measured: 1 value in 960 of a SiliconAI sample between batch sizes 24 and 5 on an AVX2-only
-AMD EPYC; 1 of 96 events of the shipped CLAS12 GPT with the AVX2 kernels forced on an AVX-512 one.
+there. Seen: 1 value in 960 of a SiliconAI sample between batch sizes 24 and 5 on an AVX2-only AMD
+EPYC (reported when a clean-clone test failed there); measured here: 1 of 96 events of the shipped
+CLAS12 GPT with the AVX2 kernels forced on an AVX-512 AMD EPYC (tests/test_golden.py).
 
 So: the same events, except at most one in twenty (and at least one allowed), each of the others
 identical field by field. A bug that changes a whole batch, the remainder of a batch, a stream

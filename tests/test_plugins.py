@@ -84,10 +84,13 @@ class ToyRow:
     def _distances(a: EventSet, b: EventSet) -> dict[str, float]:
         return {"hits_per_event_w1": w1(a.hits_per_event(), b.hits_per_event()), "amplitude_w1": w1(a.hits["amplitude"], b.hits["amplitude"])}
 
-    def evaluate(self, ref: EventSet, cand: EventSet, out: Path, plots: bool):
-        first, second = halves(ref.n_events)
-        floor = self._distances(ref.select(first), ref.select(second))
-        return {**self._distances(ref, cand), "noise_floor": {**floor, "n_per_half": len(first)}}, []
+    def evaluate(self, ref: EventSet, cand: EventSet, out: Path, plots: bool, replica: EventSet | None = None):
+        if replica is not None:
+            floor = {**self._distances(ref, replica), "kind": "replica", "n": replica.n_events}
+        else:
+            first, second = halves(ref.n_events)
+            floor = {**self._distances(ref.select(first), ref.select(second)), "kind": "halves", "n_per_half": len(first)}
+        return {**self._distances(ref, cand), "noise_floor": floor}, []
 
     def summary_tables(self, m: dict[str, Any]) -> list[Table]:
         keys = ("hits_per_event_w1", "amplitude_w1")
@@ -397,7 +400,7 @@ def test_a_killed_evaluation_leaves_no_folder(toys, tmp_path, monkeypatch):
     evaluate(ref, cand, tmp_path / "ev")
     first = (tmp_path / "ev" / "metrics.json").read_text()
 
-    def killed(ref, cand, out, plots):
+    def killed(ref, cand, out, plots, replica=None):
         (out / "plots").mkdir()
         (out / "plots" / "half.png").write_bytes(b"")
         raise KeyboardInterrupt

@@ -36,12 +36,6 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
-
-
 def check_new_output(path: str | Path, overwrite: bool, what: str = "output", folder: bool = False) -> Path:
     """Before any work: the output's parent folder exists and is writable, and the output itself
     does not exist (or may be replaced: overwrite) and is of the right kind (file or folder)."""

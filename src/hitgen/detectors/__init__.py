@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from hitgen.core.errors import EventFileError, HitgenError
-from hitgen.core.events import EventSet
+from hitgen.core.events import EventSet, read_header
 from hitgen.core.registry import Registry
 from hitgen.detectors.base import Detector, Geant4Setup, Option, Table
 
@@ -51,14 +51,31 @@ def check_spec(spec: dict, where: str) -> Detector:
     return detector
 
 
+def value_problems(detector: Detector, conditions: dict[str, np.ndarray], hits: dict[str, np.ndarray]) -> list[str]:
+    """Every value outside its field's range, and what the detector's own check_events finds."""
+    problems = detector.info.problems(conditions, hits)
+    return problems + getattr(detector, "check_events", lambda c, h: [])(conditions, hits)
+
+
 def check_events(events: EventSet, where: str) -> Detector:
     """The events' detector, after checking their spec and that every value lies in its field's range."""
     detector = check_spec(events.detector_spec, where)
-    problems = detector.info.problems(events.conditions, events.hits)
-    problems += getattr(detector, "check_events", lambda c, h: [])(events.conditions, events.hits)
+    problems = value_problems(detector, events.conditions, events.hits)
     if problems:
         raise EventFileError(f"{where}: " + "; ".join(problems))
     return detector
+
+
+def check_conditions_file(path: str | Path, detector_name: str) -> int:
+    """The number of events of an event file whose conditions are to be used for detector_name
+    (by simulate --conditions or generate --conditions), after checking its header and spec."""
+    _, spec, n = read_header(path)
+    if spec.get("name") != detector_name:
+        raise HitgenError(f"{path}: conditions of detector {spec.get('name')}, but {detector_name} is asked for")
+    check_spec(spec, str(path))
+    if n == 0:
+        raise HitgenError(f"{path}: holds no events")
+    return n
 
 
 def read_events(path: str | Path) -> EventSet:
@@ -68,4 +85,18 @@ def read_events(path: str | Path) -> EventSet:
     return events
 
 
-__all__ = ["REGISTRY", "Detector", "Geant4Setup", "Option", "Table", "check_events", "check_spec", "get_detector", "read_events", "register_detector"]
+__all__ = [
+    "REGISTRY",
+    "Detector",
+    "Geant4Setup",
+    "Option",
+    "Table",
+    "check_conditions_file",
+    "check_events",
+    "check_spec",
+    "get_detector",
+    "read_events",
+    "register_detector",
+    "value_problems",
+    "",
+]

@@ -110,7 +110,7 @@ def _evaluate_into(
     folder: Path, detector, ref: EventSet, cand: EventSet, reference: Path, candidate: Path, plots: bool, t0: float, rep, replica
 ) -> dict:
     matched, note = conditions_match(ref, cand)
-    part, figures = detector.evaluate(ref, cand, folder, plots, rep) if rep is not None else detector.evaluate(ref, cand, folder, plots)
+    part, figures = detector.evaluate(ref, cand, folder, plots, rep)
     metrics: dict[str, Any] = {
         "detector": ref.detector,
         "n_reference": ref.n_events,

@@ -20,9 +20,9 @@ import torch
 from hitgen.core.atomic import check_new_output
 from hitgen.core.distributed import Distributed
 from hitgen.core.errors import HitgenError
-from hitgen.core.events import EventWriter, iter_blocks, read_header
+from hitgen.core.events import EventWriter, iter_blocks
 from hitgen.core.machine import machine_description, timing_note
-from hitgen.detectors import check_spec, get_detector
+from hitgen.detectors import check_conditions_file, get_detector, value_problems
 from hitgen.families import Family, SamplingOptions
 from hitgen.models.io import LoadedModel, load_model
 from hitgen.nn.precision import autocast, check_device, check_dtype
@@ -111,11 +111,7 @@ def condition_source(detector_name: str, conditions: Path | None, options: dict,
             raise HitgenError(f"--conditions takes the conditions of a file: --{next(iter(options)).replace('_', '-')} does not apply with it")
         if n_events is not None:
             raise HitgenError("--conditions takes every event of the file: --events does not apply with it")
-        _, spec, n = read_header(conditions)
-        if spec.get("name") != detector_name:
-            raise HitgenError(f"{conditions}: conditions of detector {spec.get('name')}, but the model simulates {detector_name}")
-        check_spec(spec, str(conditions))
-        return ConditionSource(n, path=Path(conditions))
+        return ConditionSource(check_conditions_file(conditions, detector_name), path=Path(conditions))
     if not detector.generation_options:
         raise HitgenError(f"a {detector_name} model generates for the conditions of an event file: give --conditions FILE")
     unknown = [k for k in options if k not in detector.generation_options]
@@ -138,7 +134,7 @@ def check_conditions(loaded: LoadedModel, source: ConditionSource, where: str) -
     family_check = getattr(loaded.family, "check_conditions", lambda c: [])
     outside, trained = 0, None
     for first, cond in source.blocks():
-        problems = detector.info.problems(cond, {}) + getattr(detector, "check_events", lambda c, h: [])(cond, {}) + family_check(cond)
+        problems = value_problems(detector, cond, {}) + family_check(cond)
         if problems:
             raise HitgenError(f"{where}: conditions of events {first}-{first + len(next(iter(cond.values()))) - 1}: " + "; ".join(problems))
         n_out, trained = _outside_training_range(loaded, cond)

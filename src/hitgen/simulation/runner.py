@@ -229,20 +229,15 @@ def _collect_and_write(results, procs, writer: EventWriter, conditions, digitize
 
 def _conditions_of(path: str | Path, detector, kinematics: dict) -> dict[str, np.ndarray]:
     """The conditions of an event file of this detector, checked, read block by block."""
-    from hitgen.core.events import iter_blocks, read_header
-    from hitgen.detectors import check_spec
+    from hitgen.core.events import CHUNK_EVENTS, iter_blocks
+    from hitgen.detectors import check_conditions_file, value_problems
 
     if kinematics:
         raise HitgenError(f"--conditions takes the conditions of a file: --{next(iter(kinematics)).replace('_', '-')} does not apply with it")
-    _, spec, n = read_header(path)
-    if spec.get("name") != detector.name:
-        raise HitgenError(f"{path}: conditions of detector {spec.get('name')}, not {detector.name}")
-    check_spec(spec, str(path))
-    if n == 0:
-        raise HitgenError(f"{path}: holds no events")
-    parts = [cond for _, cond, _, _ in iter_blocks(path, 65536, hits=False)]
+    check_conditions_file(path, detector.name)
+    parts = [cond for _, cond, _, _ in iter_blocks(path, CHUNK_EVENTS, hits=False)]
     conditions = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    problems = detector.info.problems(conditions, {}) + getattr(detector, "check_events", lambda c, h: [])(conditions, {})
+    problems = value_problems(detector, conditions, {})
     if problems:
         raise HitgenError(f"{path}: " + "; ".join(problems))
     return conditions

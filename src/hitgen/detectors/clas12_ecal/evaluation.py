@@ -97,15 +97,16 @@ def evaluate(ref: EventSet, cand: EventSet, out: Path, plots: bool, replica: Eve
     same conditions and size) where one is given, else between two halves of the reference."""
     obs_ref, obs_cand = calo_observables(ref), calo_observables(cand)
     if replica is not None:
-        floor = {**_nested(mt.compare(obs_ref, calo_observables(replica))), "kind": "replica", "n": replica.n_events}
-        floor["classifier_auc_low_level"] = mt.low_level_auc(ref, replica)
+        obs_rep = calo_observables(replica)
+        floor = {**_nested(mt.compare(obs_ref, obs_rep)), "kind": "replica", "n": replica.n_events}
+        floor["classifier_auc_low_level"] = mt.low_level_auc(ref, replica, obs_ref, obs_rep)
     else:
         floor = {**_nested(mt.noise_floor(obs_ref)), "kind": "halves", "n_per_half": ref.n_events // 2}
         first, second = halves(ref.n_events)
-        floor["classifier_auc_low_level"] = mt.low_level_auc(ref.select(first), ref.select(second))
+        floor["classifier_auc_low_level"] = mt.low_level_auc(ref.select(first), ref.select(second), obs_ref.select(first), obs_ref.select(second))
     metrics = {
         **_nested(mt.compare(obs_ref, obs_cand)),
-        "classifier_auc_low_level": mt.low_level_auc(ref, cand),
+        "classifier_auc_low_level": mt.low_level_auc(ref, cand, obs_ref, obs_cand),
         "noise_floor": floor,
         "paper_table2": mt.PAPER_TABLE2,
         "per_layer": _per_layer(obs_ref, obs_cand),

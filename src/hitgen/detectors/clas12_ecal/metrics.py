@@ -107,10 +107,10 @@ def low_level_features(events) -> np.ndarray:
     return np.hstack([events.conditions["momentum"].astype(np.float32), adc, tdc])
 
 
-def low_level_auc(ref_events, cand_events, seed: int = CLASSIFIER_SEED) -> float:
-    """The classifier's AUC from the event itself (low_level_features), paired where the conditions are."""
-    pair = ref_events.n_events == cand_events.n_events and np.array_equal(ref_events.conditions["momentum"], cand_events.conditions["momentum"])
-    conditions = ref_events.conditions["momentum"] if pair else None
+def low_level_auc(ref_events, cand_events, ref: CaloObservables, cand: CaloObservables, seed: int = CLASSIFIER_SEED) -> float:
+    """The classifier's AUC from the event itself (low_level_features), paired where the conditions
+    are (decided by `paired` on the same events' observables)."""
+    conditions = ref.momentum if paired(ref, cand) else None
     return shared_auc(low_level_features(ref_events), low_level_features(cand_events), conditions, seed)
 
 

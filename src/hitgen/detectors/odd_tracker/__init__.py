@@ -3,7 +3,6 @@ reconstruction, evaluation, ACTS import). The geometry module's names are re-exp
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,11 @@ from hitgen.detectors.odd_tracker.geometry import (
     MAX_PT_GEV,
     NAME,
     PARTICLES,
-    build_modules,
+    cached_modules,
     hits_from_steps,
     module_index,
     sample_conditions,
 )
-
-_modules = functools.cache(build_modules)  # built once per process, on first use
 
 
 def _digitize(conditions: dict[str, np.ndarray], raw, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
@@ -34,7 +31,7 @@ def _digitize(conditions: dict[str, np.ndarray], raw, rng: np.random.Generator) 
     c = raw.columns
     position = np.stack([c["x"], c["y"], c["z"]], axis=1)
     momentum = np.stack([c["px"], c["py"], c["pz"]], axis=1)
-    return raw.offsets, hits_from_steps(_modules(), c["module"], position, momentum), {}
+    return raw.offsets, hits_from_steps(cached_modules(), c["module"], position, momentum), {}
 
 
 class OddTracker:
@@ -58,7 +55,7 @@ class OddTracker:
         problems = []
         if "geometry_id" in hits and len(hits["geometry_id"]):
             try:
-                module_index(_modules(), hits["geometry_id"])
+                module_index(cached_modules(), hits["geometry_id"])
             except ValueError as e:
                 problems.append(f"hits/geometry_id: {e}")
         return problems

@@ -36,6 +36,7 @@ Radii as the track GPT's specification gives them: pixel layers at 34, 70, 116, 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -164,6 +165,9 @@ def build_modules() -> Modules:
                 cols[key].append(np.full(len(k_phi), value))
             layer_index += 1
     return Modules(**{k: np.concatenate(v) for k, v in cols.items()})
+
+
+cached_modules = functools.cache(build_modules)  # the module table, built once per process on first use
 
 
 def to_local(modules: Modules, index: np.ndarray, points: np.ndarray) -> np.ndarray:

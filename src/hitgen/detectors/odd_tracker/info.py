@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +11,9 @@ from hitgen.detectors.base import Table
 from hitgen.detectors.odd_tracker import geometry as odd
 from hitgen.evaluation.info import per_layer_counts, per_layer_table, save_info_plots
 
-modules = functools.cache(odd.build_modules)  # built once per process, on first use
-
 
 def _layers(events: EventSet) -> tuple[list[str], np.ndarray]:
-    m = modules()
+    m = odd.cached_modules()
     names = [f"{sub.name} {r:g} mm" for sub in odd.SUBSYSTEMS for r in sub.radii_mm]
     layer = m.layer[odd.module_index(m, events.hits["geometry_id"])]
     return names, per_layer_counts(events, len(names), layer)
