@@ -49,7 +49,8 @@ class Clas12GPT:
         return lambda model, batch: compute_loss(model, batch, weights)
 
     def loss_fields(self, cfg) -> tuple[str, ...]:
-        return ("loss", "ce_strip", "ce_adc", "ce_tdc", "occupancy", "length", "distribution")
+        energy = ("ce_energy",) if cfg.model.energy_first else ()
+        return ("loss", "ce_strip", "ce_adc", "ce_tdc", *energy, "occupancy", "length", "distribution")
 
     def generate(self, model, conditions, opts: SamplingOptions, device: str, progress: Callable[[int], None] | None, first_event: int):
         from hitgen.families.clas12_gpt.generate import generate

@@ -18,6 +18,9 @@ class ModelSection(TrunkSection):
     deposit_feature: bool = False  # see hitgen.families.clas12_gpt.model
     value_head: Literal["flat", "factorised"] = "flat"  # see hitgen.nn.heads
     value_group: int = Field(50, gt=1)
+    energy_first: bool = False  # see hitgen.families.clas12_gpt.model
+    layer_energy_feature: bool = True
+    rescale_to_layer_energy: bool = False
 
     def gpt_config(self) -> GPTConfig:
         return GPTConfig(**self.model_dump(exclude={"architecture"}))
@@ -31,6 +34,7 @@ class LossSection(Strict):
     length_huber_delta: float = Field(3.0, gt=0)
     length_tail: bool = True
     distribution: float = Field(0.1, ge=0)
+    energy: float = Field(1.0, ge=0)
 
     def weights(self) -> LossWeights:
         return LossWeights(**self.model_dump())

@@ -12,6 +12,7 @@ from hitgen.core.events import EventSet
 from hitgen.families.clas12_gpt import tokenizer as tok
 
 STREAMS = ("strip", "adc", "tdc", "layer", "rank")
+# besides the streams: "energy", the nine per-layer energy tokens of energy-first models (tokenizer)
 
 
 @dataclass
@@ -28,7 +29,9 @@ class TokenData:
         if events.detector != "clas12-ecal":
             raise HitgenError(f"training needs a clas12-ecal event file, not {events.detector}")
         b = tok.encode(events.offsets, events.hits)
-        return cls({k: getattr(b, k) for k in STREAMS}, b.length, events.conditions["momentum"].astype(np.float32))
+        momentum = events.conditions["momentum"].astype(np.float32)
+        energy = tok.encode_energies(tok.layer_sums(events.offsets, events.hits["layer"], events.hits["adc"]), momentum)
+        return cls({k: getattr(b, k) for k in STREAMS} | {"energy": energy}, b.length, momentum)
 
     def subset(self, idx: np.ndarray) -> TokenData:
         return TokenData({k: v[idx] for k, v in self.tokens.items()}, self.length[idx], self.momentum[idx])
@@ -36,6 +39,6 @@ class TokenData:
     def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
         """Tensors for events idx, trimmed to the longest sequence among them."""
         t = int(self.length[idx].max())
-        out = {k: torch.from_numpy(v[idx, :t].astype(np.int64)) for k, v in self.tokens.items()}
+        out = {k: torch.from_numpy(v[idx, : t if k in STREAMS else None].astype(np.int64)) for k, v in self.tokens.items()}
         out["momentum"] = torch.from_numpy(self.momentum[idx])
         return out

@@ -33,7 +33,7 @@ from hitgen.core.csr import offsets_from_counts
 from hitgen.families.base import SamplingOptions
 from hitgen.families.clas12_gpt import tokenizer as tok
 from hitgen.families.clas12_gpt.model import HitGPT
-from hitgen.families.clas12_gpt.sampler import STREAMS, Deposit, HitSampler, LayerState, empty_tokens, start_tokens
+from hitgen.families.clas12_gpt.sampler import STREAMS, Budget, HitSampler, LayerState, empty_tokens, start_tokens
 from hitgen.nn.blocks import KVCache, attend_one
 
 
@@ -58,6 +58,15 @@ class StaticKVCache:
             self.v.append(None)
         self.k[index] = KVCache.grown(self.k[index], k, self.slots, needed, self.length)
         self.v[index] = KVCache.grown(self.v[index], k, self.slots, needed, self.length)
+
+    def load(self, rows: torch.Tensor, cache: KVCache) -> None:
+        """Positions 0.. of these slots from a plain cache of their events (decoded there first: the
+        energy-first lead, one position at a time)."""
+        for index, (k, v) in enumerate(zip(cache.k, cache.v, strict=True)):
+            t = cache.length[index]
+            self._buffers(index, k, t)
+            self.k[index][rows, :, :t] = k[:, :, :t]
+            self.v[index][rows, :, :t] = v[:, :, :t]
 
     def prefill(self, rows: torch.Tensor) -> None:
         """The next trunk call writes positions 0.. of these slots (their events' first inputs)."""
@@ -115,7 +124,7 @@ class Harvest:
         if not self.n_pending:
             return
         tokens = {k: np.concatenate([p[k] for p in self.pending]) for k in self.pending[0]}
-        offsets, hits = tok.decode(tokens["strip"], tokens["adc"], tokens["tdc"])
+        offsets, hits = tok.decode_tokens(tokens)
         self.ids.append(np.concatenate(self.pending_ids))
         self.counts.append(np.diff(offsets))
         self.hits.append(hits)
@@ -158,20 +167,22 @@ class _Slots:
 
     def __init__(self, model: HitGPT, momentum: torch.Tensor, keys: torch.Tensor, opts: SamplingOptions) -> None:
         device = self.device = momentum.device
-        self.model, self.momentum, self.keys = model, momentum, keys
+        self.model, self.momentum, self.keys, self.opts = model, momentum, keys, opts
         self.n_events = len(momentum)
         slots = min(opts.batch_size, self.n_events)
-        self.n_prefix = model.cfg.n_prefix
-        self.cache = StaticKVCache(slots, self.n_prefix + tok.MAX_LENGTH)
+        self.n_lead = model.n_lead
+        self.cache = StaticKVCache(slots, self.n_lead + tok.MAX_LENGTH)
         self.sampler = HitSampler(model, opts, device)
         self.harvest = Harvest(self.n_events)
         self.event = torch.full((slots,), -1, dtype=torch.long, device=device)  # the event in each slot; -1: free
         self.position = torch.ones(slots, dtype=torch.long, device=device)  # token position of the next draw
         self.state = LayerState.start(slots, device)
         self.out = empty_tokens(slots, device)
+        if model.cfg.energy_first and model.cfg.rescale_to_layer_energy:
+            self.out["layer_adc"] = torch.zeros(slots, tok.N_LAYERS, dtype=torch.float64, device=device)
         self.h = torch.zeros(slots, model.cfg.d_model, device=device)
         self.cond = torch.zeros(slots, model.cfg.d_model, device=device) if model.cond_tokens is not None else None
-        self.deposit = Deposit(model, momentum[:slots].clone())
+        self.budget = Budget(model, momentum[:slots].clone())
         self.admitted = self.finished = 0
 
     def admit(self, free: torch.Tensor) -> None:
@@ -182,13 +193,21 @@ class _Slots:
         self.event[free] = new
         self.position[free] = 1
         self.state.reset(free)
-        self.deposit.reset(free, self.momentum[new])
+        self.budget.reset(free, self.momentum[new])
         for k, s in STREAMS:
             self.out[k][free] = s.pad
             self.out[k][free, 0] = s.sos
-        seq, c = start_tokens(self.model, self.momentum[new])
-        self.cache.prefill(free)
-        h_new = self.model.trunk(seq, self.cache)[:, -1]
+        budget = Budget(self.model, self.momentum[new])
+        if self.model.cfg.energy_first:  # the lead is decoded step by step in a cache of its own, then loaded into the slots
+            cache = KVCache(len(self.model.blocks))
+            h_new, c, _, layer_adc = start_tokens(self.model, self.momentum[new], self.keys[new], self.opts, cache, budget)
+            self.cache.load(free, cache)
+            self.budget.target[free] = budget.target
+            if layer_adc is not None:
+                self.out["layer_adc"][free] = layer_adc
+        else:
+            self.cache.prefill(free)
+            h_new, c, _, _ = start_tokens(self.model, self.momentum[new], self.keys[new], self.opts, self.cache, budget)
         self.h = self.h.to(h_new.dtype)
         self.h[free] = h_new
         if self.cond is not None:
@@ -198,8 +217,8 @@ class _Slots:
     def step(self, progress: Callable[[int], None] | None) -> bool:
         """One token for every slot; finished events are harvested. True once all are finished."""
         live = self.event >= 0
-        hit, self.state = self.sampler.draw(self.h, self.state, self.keys[self.event.clamp(min=0)], self.position)
-        fraction = self.deposit.add(hit.adc)
+        hit, self.state = self.sampler.draw(self.h, self.state, self.keys[self.event.clamp(min=0)], self.position, self.budget)
+        features = self.budget.add(hit, self.state)
         rows = torch.arange(len(self.event), device=self.device)
         for k, _ in STREAMS:
             self.out[k][rows, self.position] = getattr(hit, k)
@@ -215,8 +234,8 @@ class _Slots:
                 return True
         # a finished or free slot takes a harmless step at position 1 until it is refilled
         self.position = torch.where(self.event >= 0, self.position + 1, torch.ones_like(self.position))
-        self.cache.decode(self.n_prefix + self.position - 1)  # the cache position of the token just drawn
-        self.h = self.model.trunk(hit.embed(self.model, self.cond, fraction), self.cache)[:, -1]
+        self.cache.decode(self.n_lead + self.position - 1)  # the cache position of the token just drawn
+        self.h = self.model.trunk(hit.embed(self.model, self.cond, features), self.cache)[:, -1]
         return False
 
     def refill_or_compact(self) -> None:
@@ -230,4 +249,4 @@ class _Slots:
             self.event, self.position, self.state, self.h = self.event[keep], self.position[keep], self.state.select(keep), self.h[keep]
             self.out = {k: v[keep] for k, v in self.out.items()}
             self.cond = None if self.cond is None else self.cond[keep]
-            self.deposit.select(keep)
+            self.budget.select(keep)

@@ -18,6 +18,15 @@ Optionally (value_heads_see_strip; not in the paper) the ADC and TDC heads see t
 hit. In the paper's fused hit, strip, ADC and TDC are drawn independently given the hidden state:
 the ADC of a hit is drawn from a mixture over all strips it might be (shower core or halo), without
 knowing which strip was drawn.
+Optionally (energy_first; not in the paper) the event starts with its nine per-layer energies
+(tokenizer: fractions of |p| x ADC_PER_GEV in fine log bins), drawn one after another between the
+prefix and SOS by their own head, so the longitudinal profile, its correlations and the total
+energy's spread are learnt as nine small distributions instead of emerging from some 40 hit draws
+that know no total; with layer_energy_feature every position also sees the energy its current
+layer must hold and what is left of it after the hits so far. The sampler enforces that a layer
+drawn empty gets no hit and a non-empty one at least one; with rescale_to_layer_energy the hits of
+each layer are scaled at the end to hold the drawn energy exactly (CaloFlow's normalisation of
+showers to their layer energies; hitgen.families.clas12_gpt.tokenizer.rescale_to_layer_sums).
 Pre-norm causal blocks; output heads: strip, TDC, and one ADC head per calorimeter
 section (PCAL, ECIN, ECOUT) blended by soft section routing, with weights equal to the predicted
 strip probability summed over each section's strips.
@@ -63,7 +72,12 @@ class GPTConfig:
     # scale of the input), through a small MLP: a function of the earlier tokens, so the model can
     # budget what is left for the deeper layers (not in the paper; docs/experiments/clas12-gpt-training-rounds.md)
     deposit_feature: bool = False
-    adc_per_gev: float = 19400.0
+    adc_per_gev: float = tok.ADC_PER_GEV
+    # energy-first sequences (see the module docstring)
+    energy_first: bool = False
+    layer_energy_feature: bool = True
+    rescale_to_layer_energy: bool = False
+    energy_vocab: int = tok.ENERGY_VOCAB
     # ADC and TDC heads: "flat" (the paper's: one softmax over the vocabulary) or "factorised"
     # (coarse group x fine bin, groups of value_group tokens; hitgen.nn.heads)
     value_head: str = "flat"
@@ -78,7 +92,7 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         check_config(
-            self, ("max_length", "n_prefix", "momentum_scale_gev", "adc_per_gev", "strip_vocab", "adc_vocab", "tdc_vocab", "n_layer_ids", "n_ranks")
+            self, ("max_length", "n_prefix", "momentum_scale_gev", "adc_per_gev", "energy_vocab", "strip_vocab", "adc_vocab", "tdc_vocab", "n_layer_ids", "n_ranks")
         )
         if self.value_head not in ("flat", "factorised") or self.value_group < 2:
             raise ValueError(f"value_head must be flat or factorised with value_group >= 2 (got {self.value_head!r}, {self.value_group!r})")
@@ -121,13 +135,20 @@ class HitGPT(nn.Module):
         self.head_strip = nn.Linear(d, cfg.strip_vocab)
         self.head_tdc = self._value_head(tok.TDC_ZERO + 1, cfg.tdc_vocab)
         self.head_adc = nn.ModuleList([self._value_head(tok.N_ADC, cfg.adc_vocab) for _ in cfg.sections])
-        if cfg.deposit_feature:
-            adc_value = torch.zeros(cfg.adc_vocab)
-            adc_value[: tok.N_ADC] = torch.from_numpy(tok.ADC_BINNING.decode(np.arange(tok.N_ADC))).float()
-            self.register_buffer("adc_value", adc_value, persistent=False)  # decoded ADC per token; 0 for specials
-            self.deposit_mlp = nn.Sequential(nn.Linear(1, d), nn.GELU(), nn.Linear(d, d))
-        else:
-            self.deposit_mlp = None
+        adc_value = torch.zeros(cfg.adc_vocab)
+        adc_value[: tok.N_ADC] = torch.from_numpy(tok.ADC_BINNING.decode(np.arange(tok.N_ADC))).float()
+        self.register_buffer("adc_value", adc_value, persistent=False)  # decoded ADC per token; 0 for specials
+        self.deposit_mlp = nn.Sequential(nn.Linear(1, d), nn.GELU(), nn.Linear(d, d)) if cfg.deposit_feature else None
+        self.emb_energy = self.energy_ln = self.head_energy = self.layer_energy_mlp = None
+        if cfg.energy_first:
+            self.emb_energy = nn.Embedding(cfg.energy_vocab, d)
+            self.energy_ln = nn.LayerNorm(d)
+            self.head_energy = nn.Linear(d, cfg.energy_vocab)
+            energy_value = torch.zeros(cfg.energy_vocab)
+            energy_value[: tok.N_ENERGY] = torch.from_numpy(tok.energy_fractions(np.arange(tok.N_ENERGY))).float()
+            self.register_buffer("energy_value", energy_value, persistent=False)  # fraction per energy token; 0 when empty
+            if cfg.layer_energy_feature:
+                self.layer_energy_mlp = nn.Sequential(nn.Linear(2, d), nn.GELU(), nn.Linear(d, d))
         if cfg.value_heads_see_strip:
             self.value_strip = nn.Embedding(cfg.strip_vocab, d)
             self.value_mlp = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
@@ -146,9 +167,10 @@ class HitGPT(nn.Module):
             nn.init.zeros_(self.cond_tokens.bias)
         if self.value_mlp is not None:  # likewise the strip's contribution to the value heads
             nn.init.zeros_(self.value_mlp[-1].weight)
-        if self.deposit_mlp is not None:  # and the deposit's
-            self.deposit_mlp[0].reset_parameters()
-            nn.init.zeros_(self.deposit_mlp[-1].weight)
+        for mlp in (self.deposit_mlp, self.layer_energy_mlp):  # and the deposit's and layer energy's
+            if mlp is not None:
+                mlp[0].reset_parameters()
+                nn.init.zeros_(mlp[-1].weight)
         for name, p in self.named_parameters():  # GPT-2 style: scale the residual projections
             if name.endswith("proj.weight") and "emb" not in name or name.endswith("ff.2.weight"):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_blocks))
@@ -159,6 +181,37 @@ class HitGPT(nn.Module):
         if self.cfg.value_head == "factorised":
             return FactorisedHead(self.cfg.d_model, n_values, vocab - n_values, self.cfg.value_group)
         raise ValueError(f"value_head must be flat or factorised (got {self.cfg.value_head})")
+
+    @property
+    def n_lead(self) -> int:
+        """Positions before SOS: the prefix, then (energy_first) the nine layer energies."""
+        return self.cfg.n_prefix + (tok.N_LAYERS if self.cfg.energy_first else 0)
+
+    def energy_embeddings(self, energy: torch.Tensor, first_layer: int = 0) -> torch.Tensor:
+        """Embeddings (B, k, d) of energy tokens (B, k) of layers first_layer, first_layer + 1, ..."""
+        layers = torch.arange(first_layer, first_layer + energy.shape[1], device=energy.device)
+        return self.emb_drop(self.energy_ln(self.emb_energy(energy) + self.emb_layer(layers)[None]))
+
+    def energy_logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.head_energy(h).float()
+
+    LAYER_ENERGY_SCALE = 4.0  # the layer-energy feature's inputs are fractions of |p| (at most about 0.5)
+
+    def layer_energy(self, target: torch.Tensor, remaining: torch.Tensor) -> torch.Tensor:
+        """The layer-energy feature's input (..., 2) from the current layer's energy and what is left of it."""
+        return torch.stack([target, remaining], dim=-1) * self.LAYER_ENERGY_SCALE
+
+    def layer_energy_inputs(self, momentum: torch.Tensor, strip: torch.Tensor, adc: torch.Tensor, layer: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced layer-energy feature (B, T, 2) of token inputs (B, T) and energy tokens (B, 9):
+        at each position, the layer the next hit belongs to (SOS: 0; a LAYER_SEP: the next layer),
+        its energy and that energy minus the ADC of its hits up to this position."""
+        current = torch.cumsum((strip == tok.STRIP.sep).long(), dim=1).clamp(max=tok.N_LAYERS - 1)
+        target = torch.gather(self.energy_value[energy], 1, current)
+        member = layer[..., None] == torch.arange(tok.N_LAYERS, device=layer.device)
+        by_layer = torch.cumsum(self.adc_value[adc][..., None] * member, dim=1)  # (B, T, 9)
+        deposited = torch.gather(by_layer, 2, current[..., None])[..., 0]
+        scale = momentum.norm(dim=-1).clamp(min=1e-6)[:, None] * tok.ADC_PER_GEV
+        return self.layer_energy(target, target - deposited / scale)
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -188,15 +241,19 @@ class HitGPT(nn.Module):
         rank: torch.Tensor,
         cond: torch.Tensor | None = None,
         deposit: torch.Tensor | None = None,
+        layer_energy: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Token embeddings (B, T, d); cond (B, d) is the per-event offset of condition_every_position,
-        deposit (B, T) the deposit fraction of deposit_feature (deposit_fraction)."""
+        deposit (B, T) the deposit fraction of deposit_feature (deposit_fraction), layer_energy
+        (B, T, 2) the input of layer_energy_feature (layer_energy)."""
         x = torch.cat([self.emb_strip(strip), self.emb_adc(adc), self.emb_tdc(tdc)], dim=-1)
         x = self.emb_proj(x) + self.emb_rank(rank) + self.emb_layer(layer)
         if cond is not None:
             x = x + cond[:, None, :]
         if self.deposit_mlp is not None:
             x = x + self.deposit_mlp(deposit[..., None].to(x.dtype))
+        if self.layer_energy_mlp is not None:
+            x = x + self.layer_energy_mlp(layer_energy.to(x.dtype))
         return self.emb_drop(self.emb_ln(x))
 
     def deposit_fraction(self, momentum: torch.Tensor, adc_sum: torch.Tensor) -> torch.Tensor:
@@ -255,10 +312,24 @@ class HitGPT(nn.Module):
         per_head = torch.stack([head.log_prob(h, target) for head in self.head_adc], dim=-1)
         return torch.logsumexp(self.section_log_weights(strip_logp) + per_head, dim=-1)
 
-    def forward(self, momentum: torch.Tensor, strip, adc, tdc, layer, rank) -> torch.Tensor:
-        """Teacher-forced hidden states for token inputs (B, T): returns (B, T, d), one per input token
-        (the prefix positions are dropped); position t predicts token t + 1."""
+    def hidden(self, momentum: torch.Tensor, strip, adc, tdc, layer, rank, energy=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher-forced hidden states for token inputs (B, T) and, with energy_first, the energy
+        tokens (B, 9): (B, T, d), one per input token (position t predicts token t + 1), and the
+        (B, 9, d) states that predict the nine energies (the last prefix position and the first
+        eight energies; else None)."""
         prefix, cond = self.conditioning(momentum)
         deposit = self.deposit_fraction(momentum, torch.cumsum(self.adc_value[adc], dim=1)) if self.deposit_mlp is not None else None
-        x = torch.cat([prefix, self.embed(strip, adc, tdc, layer, rank, cond, deposit)], dim=1)
-        return self.trunk(x)[:, self.cfg.n_prefix :]
+        lead = [prefix]
+        layer_energy = None
+        if self.cfg.energy_first:
+            lead.append(self.energy_embeddings(energy))
+            if self.layer_energy_mlp is not None:
+                layer_energy = self.layer_energy_inputs(momentum, strip, adc, layer, energy)
+        x = torch.cat([*lead, self.embed(strip, adc, tdc, layer, rank, cond, deposit, layer_energy)], dim=1)
+        h = self.trunk(x)
+        p = self.cfg.n_prefix
+        return h[:, self.n_lead :], (h[:, p - 1 : p + tok.N_LAYERS - 1] if self.cfg.energy_first else None)
+
+    def forward(self, momentum: torch.Tensor, strip, adc, tdc, layer, rank, energy=None) -> torch.Tensor:
+        """Teacher-forced hidden states (B, T, d) of the token inputs (hidden)."""
+        return self.hidden(momentum, strip, adc, tdc, layer, rank, energy)[0]

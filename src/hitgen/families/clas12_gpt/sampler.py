@@ -26,7 +26,7 @@ from hitgen.families.clas12_gpt import tokenizer as tok
 from hitgen.families.clas12_gpt.model import HitGPT
 from hitgen.nn import streams
 from hitgen.nn.blocks import KVCache
-from hitgen.nn.draw import sample_from
+from hitgen.nn.draw import sample_from, sample_values
 
 
 def _section_of_layer() -> torch.Tensor:
@@ -66,33 +66,68 @@ class Hit:
     def select(self, rows: torch.Tensor) -> Hit:
         return Hit(self.strip[rows], self.adc[rows], self.tdc[rows], self.layer_id[rows], self.rank[rows])
 
-    def embed(self, model: HitGPT, cond: torch.Tensor | None, deposit: torch.Tensor | None = None) -> torch.Tensor:
-        """Embeddings (B, 1, d); deposit (B,): the deposit fraction including this hit (deposit_feature)."""
+    def embed(self, model: HitGPT, cond: torch.Tensor | None, features: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)) -> torch.Tensor:
+        """Embeddings (B, 1, d); features: the deposit fraction (B,) including this hit (deposit_feature)
+        and the layer-energy input (B, 2) after it (layer_energy_feature), from Budget.add."""
+        deposit, layer_energy = features
         dep = None if deposit is None else deposit[:, None]
-        return model.embed(self.strip[:, None], self.adc[:, None], self.tdc[:, None], self.layer_id[:, None], self.rank[:, None], cond, dep)
+        le = None if layer_energy is None else layer_energy[:, None]
+        return model.embed(self.strip[:, None], self.adc[:, None], self.tdc[:, None], self.layer_id[:, None], self.rank[:, None], cond, dep, le)
 
 
-class Deposit:
-    """The running ADC sum of each row's event, for models with deposit_feature (else inert)."""
+class Budget:
+    """What each row's event has deposited: the running ADC sum (deposit_feature) and, for
+    energy-first models, the drawn layer energies and the ADC of the current layer's hits so far
+    (layer_energy_feature). Inert for models with neither."""
 
     def __init__(self, model: HitGPT, momentum: torch.Tensor) -> None:
         self.model = model
-        self.on = model.deposit_mlp is not None
+        self.deposit_on = model.deposit_mlp is not None
+        self.energy_on = model.cfg.energy_first
         self.momentum = momentum
         self.adc_sum = torch.zeros(len(momentum), device=momentum.device)
+        self.layer_sum = torch.zeros(len(momentum), device=momentum.device)
+        self.target = torch.zeros(len(momentum), tok.N_LAYERS, device=momentum.device)  # fractions of |p| x ADC_PER_GEV
 
-    def add(self, adc: torch.Tensor) -> torch.Tensor | None:
-        """Add the drawn ADC tokens; the fraction to embed with them (None without the feature)."""
-        if not self.on:
+    def set_energy(self, energy: torch.Tensor, rows: torch.Tensor | None = None) -> None:
+        """The drawn energy tokens (B, 9) of these rows (all rows when None)."""
+        if self.energy_on:
+            value = self.model.energy_value[energy]
+            if rows is None:
+                self.target = value
+            else:
+                self.target[rows] = value
+
+    def empty(self, layer: torch.Tensor) -> torch.Tensor:
+        """Whether each row's current layer was drawn empty (B,): no hit may be drawn there."""
+        return self.target.gather(1, layer.clamp(max=tok.N_LAYERS - 1)[:, None])[:, 0] == 0
+
+    def start(self) -> torch.Tensor | None:
+        """The layer-energy input at SOS (B, 2): layer 0, nothing deposited yet."""
+        if self.model.layer_energy_mlp is None:
             return None
-        self.adc_sum = self.adc_sum + self.model.adc_value[adc]
-        return self.model.deposit_fraction(self.momentum, self.adc_sum)
+        return self.model.layer_energy(self.target[:, 0], self.target[:, 0])
+
+    def add(self, hit: Hit, after: LayerState) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Add the drawn hit; the deposit fraction and the layer-energy input to embed with it."""
+        value = self.model.adc_value[hit.adc]  # 0 at LAYER_SEP and EOS
+        deposit = layer_energy = None
+        if self.deposit_on:
+            self.adc_sum = self.adc_sum + value
+            deposit = self.model.deposit_fraction(self.momentum, self.adc_sum)
+        if self.energy_on:
+            self.layer_sum = torch.where(hit.strip == tok.STRIP.sep, torch.zeros_like(self.layer_sum), self.layer_sum + value)
+            if self.model.layer_energy_mlp is not None:
+                target = self.target.gather(1, after.layer.clamp(max=tok.N_LAYERS - 1)[:, None])[:, 0]
+                scale = self.momentum.norm(dim=-1).clamp(min=1e-6) * tok.ADC_PER_GEV
+                layer_energy = self.model.layer_energy(target, target - self.layer_sum / scale)
+        return deposit, layer_energy
 
     def select(self, rows: torch.Tensor) -> None:
-        self.momentum, self.adc_sum = self.momentum[rows], self.adc_sum[rows]
+        self.momentum, self.adc_sum, self.layer_sum, self.target = self.momentum[rows], self.adc_sum[rows], self.layer_sum[rows], self.target[rows]
 
     def reset(self, rows: torch.Tensor, momentum: torch.Tensor) -> None:
-        self.momentum[rows], self.adc_sum[rows] = momentum, 0.0
+        self.momentum[rows], self.adc_sum[rows], self.layer_sum[rows] = momentum, 0.0, 0.0
 
 
 class HitSampler:
@@ -109,16 +144,22 @@ class HitSampler:
         self.strip_ids = torch.arange(tok.STRIP.vocab_size, device=device)
         self.section_of_layer = _section_of_layer().to(device)
 
-    def draw(self, h: torch.Tensor, state: LayerState, keys: torch.Tensor, position: torch.Tensor) -> tuple[Hit, LayerState]:
-        """Tokens at token `position` (B,) for hidden states h (B, d); keys (B, 2) of the events."""
+    def draw(self, h: torch.Tensor, state: LayerState, keys: torch.Tensor, position: torch.Tensor, budget: Budget) -> tuple[Hit, LayerState]:
+        """Tokens at token `position` (B,) for hidden states h (B, d); keys (B, 2) of the events.
+        For energy-first models a layer drawn empty ends at once and any other gets at least one hit."""
         model, opts = self.model, self.opts
         layer, count = state.layer, state.count
         last = torch.where(state.last < 0, self.layer_first[layer] - 1, state.last)
         strip_logp = model.strip_log_probs(h)
         ids = self.strip_ids[None]
-        allowed = (ids > last[:, None]) & (ids < self.layer_first[layer + 1][:, None]) & (count < tok.MAX_HITS)[:, None]
-        allowed[:, tok.STRIP.sep] = layer < tok.N_LAYERS - 1
-        allowed[:, tok.STRIP.eos] = layer == tok.N_LAYERS - 1
+        room = count < tok.MAX_HITS
+        may_end = torch.ones_like(room)
+        if budget.energy_on:
+            empty = budget.empty(layer)
+            room, may_end = room & ~empty, empty | (count > 0)
+        allowed = (ids > last[:, None]) & (ids < self.layer_first[layer + 1][:, None]) & room[:, None]
+        allowed[:, tok.STRIP.sep] = (layer < tok.N_LAYERS - 1) & may_end
+        allowed[:, tok.STRIP.eos] = (layer == tok.N_LAYERS - 1) & may_end
         strip = sample_from(strip_logp, allowed, opts.temperature, opts.top_k, streams.draw_uniforms(keys, position, streams.STRIP))
         is_hit = strip < tok.N_STRIPS
         is_sep = strip == tok.STRIP.sep
@@ -143,15 +184,56 @@ class HitSampler:
         return hit, after
 
 
-def start_tokens(model: HitGPT, momentum: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Inputs up to SOS (B, n_prefix + 1, d) and the per-event token offset (or None)."""
+# the energy tokens of energy-first models draw their uniforms at token positions past the last
+# (MAX_LENGTH + layer), on the strip stream (the bin) and the ADC stream (the place within the bin)
+ENERGY_POSITION = tok.MAX_LENGTH
+
+
+def start_tokens(
+    model: HitGPT, momentum: torch.Tensor, keys: torch.Tensor, opts: SamplingOptions, cache: KVCache | None, budget: Budget
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Everything up to SOS through the trunk: the prefix, for energy-first models the nine layer
+    energies drawn one by one (set into the budget), and SOS. Returns the hidden state at SOS (B, d),
+    the per-event token offset (or None), without a cache the inputs so far (B, n_lead + 1, d) (else
+    None), and with rescale_to_layer_energy the drawn layer energies in ADC (B, 9) (else None)."""
     b, device = len(momentum), momentum.device
     prefix, cond = model.conditioning(momentum)
+    seq = None
+
+    def feed(x: torch.Tensor) -> torch.Tensor:
+        nonlocal seq
+        if cache is None:
+            seq = x if seq is None else torch.cat([seq, x], dim=1)
+            return model.trunk(seq)[:, -1]
+        return model.trunk(x, cache)[:, -1]
+
+    layer_adc = None
+    x = prefix
+    if model.cfg.energy_first:
+        tokens, place = [], []
+        for k in range(tok.N_LAYERS):
+            h = feed(x)
+            position = torch.full((b,), ENERGY_POSITION + k, device=device)
+            u = streams.draw_uniforms(keys, position, streams.STRIP)
+            tokens.append(sample_values(model.energy_logits(h), opts.temperature, opts.value_top_k, u))
+            place.append(streams.draw_uniforms(keys, position, streams.ADC))
+            x = model.energy_embeddings(tokens[-1][:, None], first_layer=k)
+        energy = torch.stack(tokens, dim=1)
+        budget.set_energy(energy)
+        if model.cfg.rescale_to_layer_energy:
+            b_ = tok.ENERGY_BINNING
+            frac = b_.lo * (b_.hi / b_.lo) ** ((energy.double() + torch.stack(place, dim=1).double()) / b_.n_bins)
+            frac = torch.where(energy == tok.ENERGY_ZERO, torch.zeros_like(frac), frac)
+            layer_adc = frac * momentum.double().norm(dim=-1, keepdim=True) * tok.ADC_PER_GEV
+        feed(x)  # the last energy: one position at a time, as the cache takes them after a prefill
+        x = None
     sos = [torch.full((b, 1), s.sos, dtype=torch.long, device=device) for s in (tok.STRIP, tok.ADC, tok.TDC)]
     special = torch.full((b, 1), tok.SPECIAL_LAYER, dtype=torch.long, device=device)
     deposit = torch.zeros(b, 1, device=device) if model.deposit_mlp is not None else None
-    first = model.embed(*sos, special, torch.full_like(special, tok.SPECIAL_RANK), cond, deposit)
-    return torch.cat([prefix, first], dim=1), cond
+    le = budget.start()
+    first = model.embed(*sos, special, torch.full_like(special, tok.SPECIAL_RANK), cond, deposit, None if le is None else le[:, None])
+    h = feed(first if x is None else torch.cat([x, first], dim=1))
+    return h, cond, seq, layer_adc
 
 
 def empty_tokens(b: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -180,13 +262,14 @@ def generate_tokens(model: HitGPT, momentum: torch.Tensor, keys: torch.Tensor, o
     state = LayerState.start(b, device)
     active = torch.arange(b, device=device)  # rows of the batch still decoding; finished ones are dropped
     cache = KVCache(len(model.blocks)) if opts.decoder != "naive" else None
-    seq, cond = start_tokens(model, momentum)  # without a cache: every input so far
-    deposit = Deposit(model, momentum)
-    h = model.trunk(seq, cache)[:, -1]
+    budget = Budget(model, momentum)
+    h, cond, seq, layer_adc = start_tokens(model, momentum, keys, opts, cache, budget)  # without a cache, seq: every input so far
+    if layer_adc is not None:
+        out["layer_adc"] = layer_adc
     live = torch.ones(b, dtype=torch.bool, device=device)  # rows whose event has not ended
     for pos in range(1, tok.MAX_LENGTH):
-        hit, state = sampler.draw(h, state, keys, torch.full((len(active),), pos, device=device))
-        fraction = deposit.add(hit.adc)
+        hit, state = sampler.draw(h, state, keys, torch.full((len(active),), pos, device=device), budget)
+        features = budget.add(hit, state)
         for k, s in STREAMS:  # finished rows still in the batch write PAD
             out[k][active, pos] = torch.where(live, getattr(hit, k), s.pad)
         live = live & (hit.strip != tok.STRIP.eos)
@@ -200,14 +283,14 @@ def generate_tokens(model: HitGPT, momentum: torch.Tensor, keys: torch.Tensor, o
             active, state, keys = active[going], state.select(going), keys[going]
             hit = hit.select(going)
             cond = None if cond is None else cond[going]
-            fraction = None if fraction is None else fraction[going]
-            deposit.select(going)
+            features = tuple(None if f is None else f[going] for f in features)
+            budget.select(going)
             live = live[going]
             if cache is not None:
                 cache.keep(going)
             else:
                 seq = seq[going]
-        x = hit.embed(model, cond, fraction)
+        x = hit.embed(model, cond, features)
         if cache is not None:
             h = model.trunk(x, cache)[:, -1]
         else:
