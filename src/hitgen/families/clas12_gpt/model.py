@@ -92,7 +92,19 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         check_config(
-            self, ("max_length", "n_prefix", "momentum_scale_gev", "adc_per_gev", "energy_vocab", "strip_vocab", "adc_vocab", "tdc_vocab", "n_layer_ids", "n_ranks")
+            self,
+            (
+                "max_length",
+                "n_prefix",
+                "momentum_scale_gev",
+                "adc_per_gev",
+                "energy_vocab",
+                "strip_vocab",
+                "adc_vocab",
+                "tdc_vocab",
+                "n_layer_ids",
+                "n_ranks",
+            ),
         )
         if self.value_head not in ("flat", "factorised") or self.value_group < 2:
             raise ValueError(f"value_head must be flat or factorised with value_group >= 2 (got {self.value_head!r}, {self.value_group!r})")
@@ -201,7 +213,9 @@ class HitGPT(nn.Module):
         """The layer-energy feature's input (..., 2) from the current layer's energy and what is left of it."""
         return torch.stack([target, remaining], dim=-1) * self.LAYER_ENERGY_SCALE
 
-    def layer_energy_inputs(self, momentum: torch.Tensor, strip: torch.Tensor, adc: torch.Tensor, layer: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
+    def layer_energy_inputs(
+        self, momentum: torch.Tensor, strip: torch.Tensor, adc: torch.Tensor, layer: torch.Tensor, energy: torch.Tensor
+    ) -> torch.Tensor:
         """Teacher-forced layer-energy feature (B, T, 2) of token inputs (B, T) and energy tokens (B, 9):
         at each position, the layer the next hit belongs to (SOS: 0; a LAYER_SEP: the next layer),
         its energy and that energy minus the ADC of its hits up to this position."""

@@ -66,7 +66,9 @@ class Hit:
     def select(self, rows: torch.Tensor) -> Hit:
         return Hit(self.strip[rows], self.adc[rows], self.tdc[rows], self.layer_id[rows], self.rank[rows])
 
-    def embed(self, model: HitGPT, cond: torch.Tensor | None, features: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)) -> torch.Tensor:
+    def embed(
+        self, model: HitGPT, cond: torch.Tensor | None, features: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
+    ) -> torch.Tensor:
         """Embeddings (B, 1, d); features: the deposit fraction (B,) including this hit (deposit_feature)
         and the layer-energy input (B, 2) after it (layer_energy_feature), from Budget.add."""
         deposit, layer_energy = features
