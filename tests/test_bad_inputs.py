@@ -490,9 +490,12 @@ def test_generate_stops_cleanly_on_a_signal_even_started_in_the_background(tmp_p
     out = tmp_path / "o.h5"
     cmd = [sys.executable, "-m", "hitgen", "generate", "clas12-ecal-gpt", "--momentum-range", "1:5", "-n", "100000", "--out", str(out)]
     p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    deadline = time.time() + 60
-    while time.time() < deadline and not any(".partial" in f.name for f in tmp_path.iterdir()):
-        time.sleep(0.2)  # wait until it is writing
+    # wait until it is writing (its handlers are installed by then): a SIGINT sent earlier would be
+    # ignored like the background job's, and on a loaded machine the start can take long
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None and not any(".partial" in f.name for f in tmp_path.iterdir()):
+        time.sleep(0.2)
+    assert p.poll() is None and any(".partial" in f.name for f in tmp_path.iterdir()), "generate never started writing"
     p.send_signal(sig)
     _, err = p.communicate(timeout=120)
     assert p.returncode == code, err

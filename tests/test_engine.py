@@ -26,18 +26,29 @@ def same_events(a, b) -> bool:
     return np.array_equal(a[0], b[0]) and all(np.array_equal(a[1][k], b[1][k]) for k in a[1])
 
 
-@pytest.mark.parametrize("option", ["paper", "condition_every_position", "value_heads_see_strip", "deposit_feature", "factorised"])
+EXTRA = {
+    "paper": {},
+    "factorised": {"value_head": "factorised"},
+    "energy_first": {"energy_first": True},
+    "energy_first_rescaled": {"energy_first": True, "rescale_to_layer_energy": True},
+}
+
+
+@pytest.mark.parametrize(
+    "option", ["paper", "condition_every_position", "value_heads_see_strip", "deposit_feature", "factorised", "energy_first", "energy_first_rescaled"]
+)
 def test_every_decoder_and_batch_size_draws_the_same_events(option):
     torch.manual_seed(1)
-    extra = {"paper": {}, "factorised": {"value_head": "factorised"}}.get(option, {option: True})
+    extra = EXTRA.get(option, {option: True})
     model = HitGPT(dataclasses.replace(SMALL, **extra)).eval()
     with torch.no_grad():  # away from their zero initialisation, so the options matter
         if model.cond_tokens is not None:
             torch.nn.init.normal_(model.cond_tokens.weight, std=0.1)
         if model.value_mlp is not None:
             torch.nn.init.normal_(model.value_mlp[-1].weight, std=0.5)
-        if model.deposit_mlp is not None:
-            torch.nn.init.normal_(model.deposit_mlp[-1].weight, std=0.5)
+        for mlp in (model.deposit_mlp, model.layer_energy_mlp):
+            if mlp is not None:
+                torch.nn.init.normal_(mlp[-1].weight, std=0.5)
     momentum = clas12_ecal.sample_conditions(30, np.random.default_rng(3))["momentum"]
     ref = generate(model, momentum, SamplingOptions(batch_size=8, seed=2, decoder="plain"))
     assert ref[0][-1] > 30 * 9  # long sequences: the equality is not trivial
@@ -134,33 +145,42 @@ def test_torchrun_generation_with_two_processes_equals_one_process(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "one.h5", "two.h5"]  # the shares are gone
 
 
-@pytest.mark.parametrize("option", ["paper", "condition_every_position", "deposit_feature"])
+@pytest.mark.parametrize("option", ["paper", "condition_every_position", "deposit_feature", "energy_first"])
 def test_incremental_decoding_sees_what_teacher_forcing_sees(option):
     """The hidden states of a token sequence fed one token at a time through the KV cache, with the
-    generator's running inputs (the per-event offset, the deposit fraction), equal those of the
-    teacher-forced forward pass used in training."""
+    generator's running inputs (the per-event offset, the deposit fraction, the drawn layer energies
+    and the layer-energy feature), equal those of the teacher-forced forward pass used in training."""
+    from hitgen.families.clas12_gpt import tokenizer as tok
     from hitgen.families.clas12_gpt.model import KVCache
-    from hitgen.families.clas12_gpt.sampler import Deposit, Hit, start_tokens
+    from hitgen.families.clas12_gpt.sampler import Budget, Hit, LayerState, start_tokens
     from test_gpt import one_event_batch
 
     torch.manual_seed(2)
     model = HitGPT(dataclasses.replace(SMALL, **({} if option == "paper" else {option: True}))).eval()
     with torch.no_grad():
-        for mlp in (model.cond_tokens, model.deposit_mlp and model.deposit_mlp[-1]):
+        for mlp in (model.cond_tokens, model.deposit_mlp and model.deposit_mlp[-1], model.layer_energy_mlp and model.layer_energy_mlp[-1]):
             if mlp is not None:
                 torch.nn.init.normal_(mlp.weight, std=0.5)
     b = one_event_batch()
     momentum = b["momentum"]
     with torch.no_grad():
-        forced = model(momentum, b["strip"], b["adc"], b["tdc"], b["layer"], b["rank"])[0]
         cache = KVCache(len(model.blocks))
-        seq, cond = start_tokens(model, momentum)
-        deposit = Deposit(model, momentum)
-        steps = [model.trunk(seq, cache)[:, -1]]
+        budget = Budget(model, momentum)
+        keys = torch.as_tensor(streams.event_keys(5, np.arange(1)))
+        h0, cond, _, _ = start_tokens(model, momentum, keys, SamplingOptions(), cache, budget)
+        energy = None
+        if option == "energy_first":  # the drawn energies are the sequence's: their tokens from the budget's fractions
+            energy = torch.as_tensor(np.where(budget.target.numpy() == 0, tok.ENERGY_ZERO, tok.ENERGY_BINNING.encode(budget.target.numpy())))
+            assert torch.equal(model.energy_value[energy], budget.target)
+        h_forced, h_energy = model.hidden(momentum, b["strip"], b["adc"], b["tdc"], b["layer"], b["rank"], energy)
+        steps = [h0]
+        separators = torch.cumsum((b["strip"] == tok.STRIP.sep).long(), dim=1)
         for t in range(1, b["strip"].shape[1]):
             hit = Hit(*(b[k][:, t] for k in ("strip", "adc", "tdc", "layer", "rank")))
-            steps.append(model.trunk(hit.embed(model, cond, deposit.add(hit.adc)), cache)[:, -1])
-    torch.testing.assert_close(torch.cat(steps), forced, rtol=1e-4, atol=1e-5)
+            after = LayerState(separators[:, t], torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long))
+            steps.append(model.trunk(hit.embed(model, cond, budget.add(hit, after)), cache)[:, -1])
+    torch.testing.assert_close(torch.cat(steps), h_forced[0], rtol=1e-4, atol=1e-5)
+    assert (h_energy is None) == (option != "energy_first")
 
 
 def test_kv_cache_attends_like_attention_over_everything_written():

@@ -112,3 +112,32 @@ def test_decode_stops_at_eos_and_rejects_special_values():
     adc[0, 1 + 4] = tok.ADC.sep
     with pytest.raises(ValueError, match="special"):
         tok.decode(b.strip, adc, b.tdc)
+
+
+@settings(max_examples=60, deadline=None)
+@given(events(), st.floats(0.5, 10.0))
+def test_energy_tokens_round_trip(ev, p):
+    """The nine layer energies of any event: a layer without hits is ENERGY_ZERO, every other lands
+    in the log bin whose centre is within half a bin (0.52%) of its fraction of |p| x ADC_PER_GEV,
+    and rescaling the hits to the decoded energies makes each layer hold them (to the integer rounding,
+    unless a hit reaches the ADC's end)."""
+    offsets, hits = ev
+    n = len(offsets) - 1
+    momentum = np.tile([[0.0, 0.0, p]], (n, 1))
+    sums = tok.layer_sums(offsets, hits["layer"], hits["adc"])
+    energy = tok.encode_energies(sums, momentum)
+    assert energy.shape == (n, 9)
+    np.testing.assert_array_equal(energy == tok.ENERGY_ZERO, sums == 0)
+    frac = sums / (p * tok.ADC_PER_GEV)
+    inside = (sums > 0) & (frac >= tok.ENERGY_BINNING.lo) & (frac <= tok.ENERGY_BINNING.hi)
+    half_bin = (tok.ENERGY_BINNING.hi / tok.ENERGY_BINNING.lo) ** (0.5 / tok.ENERGY_BINNING.n_bins) - 1
+    decoded = tok.energy_fractions(energy)
+    assert np.all(np.abs(decoded[inside] / frac[inside] - 1) <= half_bin + 1e-9)
+    target = decoded * p * tok.ADC_PER_GEV
+    scaled = tok.rescale_to_layer_sums(offsets, hits, target)
+    have = tok.layer_sums(offsets, scaled["layer"], scaled["adc"])
+    counts = tok.layer_sums(offsets, hits["layer"], np.ones(len(hits["adc"])))
+    clipped = tok.layer_sums(offsets, hits["layer"], scaled["adc"] >= tok.ADC_BINNING.log.hi)  # at the ADC's saturation
+    ok = (sums > 0) & (target / np.maximum(counts, 1) > 1) & (clipped == 0)  # hits that stay inside the ADC range
+    assert np.all(np.abs(have[ok] - target[ok]) <= 0.5 * counts[ok] + 1e-6)
+    np.testing.assert_array_equal(have == 0, sums == 0)

@@ -94,3 +94,34 @@ class FactorisedHead(nn.Module):
         group = inverse_cdf_sample(coarse, u)
         fine = F.softmax(self.fine_logits(h, group), dim=-1)
         return group * self.group + inverse_cdf_sample(fine, u_fine)
+
+
+class MixtureHead(nn.Module):
+    """A distribution over `n_values` ordered bins of a continuous variable and `n_special` other
+    tokens (not in the CLAS12 paper): a mixture of `k` logistic densities in bin units, integrated
+    over each bin (the discretised logistic mixture of PixelCNN++, Salimans et al. 2017; the first
+    and last bins take the tails), beside one logit per special token. Neighbouring bins share
+    their probability through a few location and scale parameters, so a smooth density over fine
+    bins is learnt from far fewer examples than by a softmax with one free logit per bin.
+    `log_probs` gives the log-probabilities of every token (..., n_values + n_special)."""
+
+    def __init__(self, d: int, n_values: int, n_special: int, k: int = 8) -> None:
+        super().__init__()
+        self.n_values, self.n_special, self.k = n_values, n_special, k
+        self.out = nn.Linear(d, n_special + 3 * k)  # special logits, mixture logits, locations, log scales
+        edges = torch.arange(1, n_values, dtype=torch.float32)  # inner bin edges, in bin units
+        self.register_buffer("edges", edges, persistent=False)
+
+    def log_probs(self, h: torch.Tensor) -> torch.Tensor:
+        o = self.out(h).float()
+        s, k = self.n_special, self.k
+        special, mix = o[..., :s], o[..., s : s + k]
+        loc = self.n_values * (0.5 + 0.25 * o[..., s + k : s + 2 * k])  # starts spread over the middle half
+        scale = self.n_values * 0.02 * torch.exp(o[..., s + 2 * k :].clamp(-7.0, 7.0))
+        top = torch.logsumexp(torch.cat([special, mix], dim=-1), dim=-1, keepdim=True)
+        log_mix = mix - top  # log P(value) + log pi_k
+        cdf = torch.sigmoid((self.edges - loc[..., None]) / scale[..., None])  # (..., k, n_values - 1)
+        zero, one = torch.zeros_like(cdf[..., :1]), torch.ones_like(cdf[..., :1])
+        mass = torch.diff(torch.cat([zero, cdf, one], dim=-1), dim=-1).clamp(min=1e-12)  # (..., k, n_values)
+        values = torch.logsumexp(log_mix[..., None] + torch.log(mass), dim=-2)
+        return torch.cat([values, special - top], dim=-1)

@@ -21,6 +21,8 @@ class ModelSection(TrunkSection):
     energy_first: bool = False  # see hitgen.families.clas12_gpt.model
     layer_energy_feature: bool = True
     rescale_to_layer_energy: bool = False
+    energy_head: Literal["flat", "mixture"] = "mixture"
+    energy_components: int = Field(8, ge=1)
 
     def gpt_config(self) -> GPTConfig:
         return GPTConfig(**self.model_dump(exclude={"architecture"}))

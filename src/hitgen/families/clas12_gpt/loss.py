@@ -102,7 +102,7 @@ def compute_loss(model: HitGPT, batch: dict[str, torch.Tensor], weights: LossWei
     total = ce_strip + ce_adc + ce_tdc
     parts = {"ce_strip": ce_strip, "ce_adc": ce_adc, "ce_tdc": ce_tdc}
     if h_energy is not None:  # the nine layer energies of energy-first models: mean over them, times its weight
-        ce_energy = F.cross_entropy(model.energy_logits(h_energy).flatten(0, 1), batch["energy"].flatten())
+        ce_energy = F.nll_loss(model.energy_logits(h_energy).flatten(0, 1), batch["energy"].flatten())
         total = total + weights.energy * ce_energy
         parts["ce_energy"] = ce_energy
 

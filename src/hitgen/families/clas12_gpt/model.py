@@ -45,7 +45,7 @@ from torch import nn
 
 from hitgen.families.clas12_gpt import tokenizer as tok
 from hitgen.nn.blocks import Block, KVCache, check_config, init_weights
-from hitgen.nn.heads import FactorisedHead, FlatHead
+from hitgen.nn.heads import FactorisedHead, FlatHead, MixtureHead
 
 
 @dataclass
@@ -78,6 +78,10 @@ class GPTConfig:
     layer_energy_feature: bool = True
     rescale_to_layer_energy: bool = False
     energy_vocab: int = tok.ENERGY_VOCAB
+    # the energy tokens' head: "mixture" (logistic densities integrated over the bins, nn.heads.MixtureHead)
+    # or "flat" (one softmax logit per bin)
+    energy_head: str = "mixture"
+    energy_components: int = 8
     # ADC and TDC heads: "flat" (the paper's: one softmax over the vocabulary) or "factorised"
     # (coarse group x fine bin, groups of value_group tokens; hitgen.nn.heads)
     value_head: str = "flat"
@@ -106,6 +110,10 @@ class GPTConfig:
                 "n_ranks",
             ),
         )
+        if self.energy_head not in ("flat", "mixture") or self.energy_components < 1:
+            raise ValueError(
+                f"energy_head must be flat or mixture with energy_components >= 1 (got {self.energy_head!r}, {self.energy_components!r})"
+            )
         if self.value_head not in ("flat", "factorised") or self.value_group < 2:
             raise ValueError(f"value_head must be flat or factorised with value_group >= 2 (got {self.value_head!r}, {self.value_group!r})")
 
@@ -153,9 +161,14 @@ class HitGPT(nn.Module):
         self.deposit_mlp = nn.Sequential(nn.Linear(1, d), nn.GELU(), nn.Linear(d, d)) if cfg.deposit_feature else None
         self.emb_energy = self.energy_ln = self.head_energy = self.layer_energy_mlp = None
         if cfg.energy_first:
-            self.emb_energy = nn.Embedding(cfg.energy_vocab, d)
+            # an energy token enters as its bin's place on the log scale (0..1), its fraction and
+            # whether the layer is empty: neighbouring bins start alike, unlike a table of 1001 rows
+            self.emb_energy = nn.Sequential(nn.Linear(3, d), nn.GELU(), nn.Linear(d, d))
             self.energy_ln = nn.LayerNorm(d)
-            self.head_energy = nn.Linear(d, cfg.energy_vocab)
+            if cfg.energy_head == "mixture":
+                self.head_energy = MixtureHead(d, tok.N_ENERGY, cfg.energy_vocab - tok.N_ENERGY, cfg.energy_components)
+            else:
+                self.head_energy = FlatHead(d, tok.N_ENERGY, cfg.energy_vocab - tok.N_ENERGY)
             energy_value = torch.zeros(cfg.energy_vocab)
             energy_value[: tok.N_ENERGY] = torch.from_numpy(tok.energy_fractions(np.arange(tok.N_ENERGY))).float()
             self.register_buffer("energy_value", energy_value, persistent=False)  # fraction per energy token; 0 when empty
@@ -202,10 +215,14 @@ class HitGPT(nn.Module):
     def energy_embeddings(self, energy: torch.Tensor, first_layer: int = 0) -> torch.Tensor:
         """Embeddings (B, k, d) of energy tokens (B, k) of layers first_layer, first_layer + 1, ..."""
         layers = torch.arange(first_layer, first_layer + energy.shape[1], device=energy.device)
-        return self.emb_drop(self.energy_ln(self.emb_energy(energy) + self.emb_layer(layers)[None]))
+        empty = energy == tok.ENERGY_ZERO
+        place = torch.where(empty, torch.zeros_like(energy), energy + 1).float() / tok.N_ENERGY
+        x = torch.stack([place, self.energy_value[energy] * self.LAYER_ENERGY_SCALE, empty.float()], dim=-1)
+        return self.emb_drop(self.energy_ln(self.emb_energy(x) + self.emb_layer(layers)[None]))
 
     def energy_logits(self, h: torch.Tensor) -> torch.Tensor:
-        return self.head_energy(h).float()
+        """Log-probabilities (..., energy_vocab) of the next layer energy."""
+        return self.head_energy.log_probs(h)
 
     LAYER_ENERGY_SCALE = 4.0  # the layer-energy feature's inputs are fractions of |p| (at most about 0.5)
 
