@@ -161,9 +161,11 @@ class HitGPT(nn.Module):
         self.deposit_mlp = nn.Sequential(nn.Linear(1, d), nn.GELU(), nn.Linear(d, d)) if cfg.deposit_feature else None
         self.emb_energy = self.energy_ln = self.head_energy = self.layer_energy_mlp = None
         if cfg.energy_first:
-            # an energy token enters as its bin's place on the log scale (0..1), its fraction and
-            # whether the layer is empty: neighbouring bins start alike, unlike a table of 1001 rows
-            self.emb_energy = nn.Sequential(nn.Linear(3, d), nn.GELU(), nn.Linear(d, d))
+            # an energy token enters as its bin's place on the log scale (0..1), its fraction,
+            # whether the layer is empty, and the sum of the fractions up to it (the running total
+            # the next layers' energies are drawn against: the event's total energy has a spread of
+            # 3-8%, much narrower than each layer's): neighbouring bins start alike, unlike a table
+            self.emb_energy = nn.Sequential(nn.Linear(4, d), nn.GELU(), nn.Linear(d, d))
             self.energy_ln = nn.LayerNorm(d)
             if cfg.energy_head == "mixture":
                 self.head_energy = MixtureHead(d, tok.N_ENERGY, cfg.energy_vocab - tok.N_ENERGY, cfg.energy_components)
@@ -212,12 +214,15 @@ class HitGPT(nn.Module):
         """Positions before SOS: the prefix, then (energy_first) the nine layer energies."""
         return self.cfg.n_prefix + (tok.N_LAYERS if self.cfg.energy_first else 0)
 
-    def energy_embeddings(self, energy: torch.Tensor, first_layer: int = 0) -> torch.Tensor:
-        """Embeddings (B, k, d) of energy tokens (B, k) of layers first_layer, first_layer + 1, ..."""
+    def energy_embeddings(self, energy: torch.Tensor, first_layer: int = 0, before: torch.Tensor | None = None) -> torch.Tensor:
+        """Embeddings (B, k, d) of energy tokens (B, k) of layers first_layer, first_layer + 1, ...;
+        before (B,) is the sum of the fractions of the layers before first_layer (0 when None)."""
         layers = torch.arange(first_layer, first_layer + energy.shape[1], device=energy.device)
         empty = energy == tok.ENERGY_ZERO
         place = torch.where(empty, torch.zeros_like(energy), energy + 1).float() / tok.N_ENERGY
-        x = torch.stack([place, self.energy_value[energy] * self.LAYER_ENERGY_SCALE, empty.float()], dim=-1)
+        frac = self.energy_value[energy]
+        total = torch.cumsum(frac, dim=1) + (0.0 if before is None else before[:, None])
+        x = torch.stack([place, frac * self.LAYER_ENERGY_SCALE, empty.float(), total * self.LAYER_ENERGY_SCALE], dim=-1)
         return self.emb_drop(self.energy_ln(self.emb_energy(x) + self.emb_layer(layers)[None]))
 
     def energy_logits(self, h: torch.Tensor) -> torch.Tensor:

@@ -213,13 +213,15 @@ def start_tokens(
     x = prefix
     if model.cfg.energy_first:
         tokens, place = [], []
+        total = torch.zeros(b, device=device)
         for k in range(tok.N_LAYERS):
             h = feed(x)
             position = torch.full((b,), ENERGY_POSITION + k, device=device)
             u = streams.draw_uniforms(keys, position, streams.STRIP)
             tokens.append(sample_values(model.energy_logits(h), opts.temperature, opts.value_top_k, u))
             place.append(streams.draw_uniforms(keys, position, streams.ADC))
-            x = model.energy_embeddings(tokens[-1][:, None], first_layer=k)
+            x = model.energy_embeddings(tokens[-1][:, None], first_layer=k, before=total)
+            total = total + model.energy_value[tokens[-1]]
         energy = torch.stack(tokens, dim=1)
         budget.set_energy(energy)
         if model.cfg.rescale_to_layer_energy:
