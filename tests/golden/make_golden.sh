@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Reference events of the shipped models, made with the code before the package was reorganised
-# (commit 48ec6fc, whose API this script uses: run it in a checkout of that commit); tests/test_golden.py
-# checks that the code of today draws the same events.
+# Reference events of the shipped models; tests/test_golden.py checks that the code of today draws the
+# same events. The odd-tracker files were made with the code before the package was reorganised
+# (commit 48ec6fc, whose API the Python part uses); the CLAS12 files with the energy-first model of
+# issue #17, made by the two clas12 commands below on the tree that shipped it.
 # Run from the repository root with the venv's hitgen on PATH.
 set -euo pipefail
 cd "$(dirname "$0")"
