@@ -103,6 +103,25 @@ def test_writer_interrupted_leaves_nothing_and_keeps_old_file(tmp_path):
     assert_same(old, EventSet.read(path))
 
 
+@pytest.mark.parametrize("calls_before", [0, 1, 3])
+def test_writer_interrupted_while_opening_leaves_nothing(tmp_path, monkeypatch, calls_before):
+    """A signal while the writer creates its file (before the caller's `with` can clean up) leaves no
+    partial file: the race a SIGINT sent as soon as the partial file appears can hit."""
+    calls = {"n": 0}
+    real = h5py.Group.create_dataset
+
+    def create_dataset(self, *args, **kwargs):
+        if calls["n"] == calls_before:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(h5py.Group, "create_dataset", create_dataset)
+    with pytest.raises(KeyboardInterrupt):
+        EventWriter(tmp_path / "out.h5", SPEC, "new", 1)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unfinished_writer_file_does_not_look_complete(tmp_path):
     w = EventWriter(tmp_path / "out.h5", SPEC, "p", 1)
     e = make_events([3])
