@@ -313,24 +313,22 @@ class EventWriter:
         self.tmp = parent / f".{self.path.name}.partial-{os.getpid()}"
         self.n_events = 0
         self.n_hits = 0
-        try:
-            self.file = h5py.File(self.tmp, "w")
-        except OSError as e:
-            self.tmp.unlink(missing_ok=True)
-            raise HitgenError(f"{self.path}: cannot write here ({e.strerror or e})") from None
-        except BaseException:  # a signal while the file is being created: nothing may stay behind
-            self.tmp.unlink(missing_ok=True)
-            raise
-        try:
-            f = self.file
-            chunk = (CHUNK_EVENTS,)
-            f.create_dataset("hits/offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=chunk, **COMPRESSION)
-            for name, (dtype, shape) in _field_dtypes(detector_spec, "hit_fields").items():
-                f.create_dataset(f"hits/{name}", (0, *shape), dtype, maxshape=(None, *shape), chunks=(CHUNK_EVENTS, *shape), **COMPRESSION)
-            for name, (dtype, shape) in _field_dtypes(detector_spec, "conditions").items():
-                f.create_dataset(f"conditions/{name}", (0, *shape), dtype, maxshape=(None, *shape), chunks=(CHUNK_EVENTS, *shape), **COMPRESSION)
-        except BaseException:  # the writer never reached its caller, whose cleanup cannot run
-            self.file.close()
+        try:  # nothing may stay behind if this fails or a signal arrives before the caller's `with`
+            try:
+                self.file = h5py.File(self.tmp, "w")
+            except OSError as e:
+                raise HitgenError(f"{self.path}: cannot write here ({e.strerror or e})") from None
+            try:
+                self.file.create_dataset("hits/offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(CHUNK_EVENTS,), **COMPRESSION)
+                for group, kind in (("hits", "hit_fields"), ("conditions", "conditions")):
+                    for name, (dtype, shape) in _field_dtypes(detector_spec, kind).items():
+                        self.file.create_dataset(
+                            f"{group}/{name}", (0, *shape), dtype, maxshape=(None, *shape), chunks=(CHUNK_EVENTS, *shape), **COMPRESSION
+                        )
+            except BaseException:
+                self.file.close()
+                raise
+        except BaseException:
             self.tmp.unlink(missing_ok=True)
             raise
 
