@@ -113,6 +113,12 @@ class KVCache:
         keys, values = self.update(index, k, v)  # one new position attends to everything written
         return attend_one(q, keys, values, torch.arange(keys.shape[2], device=keys.device) >= self.length[index])
 
+    def cast(self, dtype: torch.dtype) -> None:
+        """Hold the keys and values written so far in this dtype (after a lead computed in fp32 under
+        bf16 autocast, so the positions that follow share one dtype)."""
+        self.k = [None if k is None else k.to(dtype) for k in self.k]
+        self.v = [None if v is None else v.to(dtype) for v in self.v]
+
     def keep(self, rows: torch.Tensor) -> None:
         """Keep only these batch rows (a boolean mask or indices), e.g. when sequences finish."""
         self.k = [None if k is None else k[rows] for k in self.k]
