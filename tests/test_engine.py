@@ -31,11 +31,12 @@ EXTRA = {
     "factorised": {"value_head": "factorised"},
     "energy_first": {"energy_first": True},
     "energy_first_rescaled": {"energy_first": True, "rescale_to_layer_energy": True},
+    "total_first": {"energy_first": True, "energy_total_first": True, "rescale_to_layer_energy": True},
 }
 
 
 @pytest.mark.parametrize(
-    "option", ["paper", "condition_every_position", "value_heads_see_strip", "deposit_feature", "factorised", "energy_first", "energy_first_rescaled"]
+    "option", ["paper", "condition_every_position", "value_heads_see_strip", "deposit_feature", "factorised", "energy_first", "energy_first_rescaled", "total_first"]
 )
 def test_every_decoder_and_batch_size_draws_the_same_events(option):
     torch.manual_seed(1)
@@ -145,7 +146,7 @@ def test_torchrun_generation_with_two_processes_equals_one_process(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "one.h5", "two.h5"]  # the shares are gone
 
 
-@pytest.mark.parametrize("option", ["paper", "condition_every_position", "deposit_feature", "energy_first"])
+@pytest.mark.parametrize("option", ["paper", "condition_every_position", "deposit_feature", "energy_first", "total_first"])
 def test_incremental_decoding_sees_what_teacher_forcing_sees(option):
     """The hidden states of a token sequence fed one token at a time through the KV cache, with the
     generator's running inputs (the per-event offset, the deposit fraction, the drawn layer energies
@@ -156,7 +157,7 @@ def test_incremental_decoding_sees_what_teacher_forcing_sees(option):
     from test_gpt import one_event_batch
 
     torch.manual_seed(2)
-    model = HitGPT(dataclasses.replace(SMALL, **({} if option == "paper" else {option: True}))).eval()
+    model = HitGPT(dataclasses.replace(SMALL, **({} if option == "paper" else EXTRA.get(option, {option: True})))).eval()
     with torch.no_grad():
         for mlp in (model.cond_tokens, model.deposit_mlp and model.deposit_mlp[-1], model.layer_energy_mlp and model.layer_energy_mlp[-1]):
             if mlp is not None:
@@ -168,11 +169,13 @@ def test_incremental_decoding_sees_what_teacher_forcing_sees(option):
         budget = Budget(model, momentum)
         keys = torch.as_tensor(streams.event_keys(5, np.arange(1)))
         h0, cond, _, _ = start_tokens(model, momentum, keys, SamplingOptions(), cache, budget)
-        energy = None
-        if option == "energy_first":  # the drawn energies are the sequence's: their tokens from the budget's fractions
+        energy = total = None
+        if model.cfg.energy_first:  # the drawn energies are the sequence's: their tokens from the budget's fractions
             energy = torch.as_tensor(np.where(budget.target.numpy() == 0, tok.ENERGY_ZERO, tok.ENERGY_BINNING.encode(budget.target.numpy())))
             assert torch.equal(model.energy_value[energy], budget.target)
-        h_forced, h_energy = model.hidden(momentum, b["strip"], b["adc"], b["tdc"], b["layer"], b["rank"], energy)
+            total = None if budget.total is None else budget.total[:, None]
+            assert (total is None) == (option != "total_first")
+        h_forced, h_energy = model.hidden(momentum, b["strip"], b["adc"], b["tdc"], b["layer"], b["rank"], energy, total)
         steps = [h0]
         separators = torch.cumsum((b["strip"] == tok.STRIP.sep).long(), dim=1)
         for t in range(1, b["strip"].shape[1]):
@@ -180,7 +183,7 @@ def test_incremental_decoding_sees_what_teacher_forcing_sees(option):
             after = LayerState(separators[:, t], torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long))
             steps.append(model.trunk(hit.embed(model, cond, budget.add(hit, after)), cache)[:, -1])
     torch.testing.assert_close(torch.cat(steps), h_forced[0], rtol=1e-4, atol=1e-5)
-    assert (h_energy is None) == (option != "energy_first")
+    assert (h_energy is None) == (option not in ("energy_first", "total_first"))
 
 
 def test_kv_cache_attends_like_attention_over_everything_written():

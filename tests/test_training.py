@@ -283,11 +283,12 @@ def test_init_from_a_trained_model_copies_its_weights_and_adds_new_modules(strai
         train(wide, g4_train_file, tmp_path / "wide", stop_after=1, init_from=str(run))
 
 
-@pytest.mark.parametrize("rescale", [False, True])
-def test_energy_first_sampling_keeps_the_structure_and_its_layer_energies(rescale):
+@pytest.mark.parametrize("rescale,total_first", [(False, False), (True, False), (True, True)])
+def test_energy_first_sampling_keeps_the_structure_and_its_layer_energies(rescale, total_first):
     """An untrained energy-first model: events are structurally valid, a layer drawn empty has no
     hit and every other at least one; with rescale_to_layer_energy each layer holds the drawn energy
-    (the tokens' fraction of |p| within its bin), without it the hits' sums are the model's own."""
+    (the tokens' fraction of |p| within its bin), without it the hits' sums are the model's own.
+    Total-first: the layers hold the drawn layer energies scaled to add up to the drawn total."""
     from hitgen.detectors.clas12_ecal import geometry as clas12_ecal
     from hitgen.families.clas12_gpt import tokenizer as tok
     from hitgen.families.clas12_gpt.model import GPTConfig, HitGPT
@@ -295,7 +296,8 @@ def test_energy_first_sampling_keeps_the_structure_and_its_layer_energies(rescal
     from hitgen.nn import streams
 
     torch.manual_seed(0)
-    model = HitGPT(GPTConfig(d_model=24, n_blocks=1, n_heads=2, d_ff=48, dropout=0.0, energy_first=True, rescale_to_layer_energy=rescale)).eval()
+    cfg = GPTConfig(d_model=24, n_blocks=1, n_heads=2, d_ff=48, dropout=0.0, energy_first=True, rescale_to_layer_energy=rescale, energy_total_first=total_first)
+    model = HitGPT(cfg).eval()
     with torch.no_grad():  # favour empty layers, so both cases occur
         model.head_energy.out.bias[0] = 1.0  # the empty layer's logit
     n = 60
@@ -316,7 +318,14 @@ def test_energy_first_sampling_keeps_the_structure_and_its_layer_energies(rescal
     np.testing.assert_array_equal(counts == 0, target == 0)
     sums = tok.layer_sums(offsets, hits["layer"], hits["adc"])
     scale = np.linalg.norm(momentum, axis=1)[:, None] * tok.ADC_PER_GEV
-    close = np.abs(sums / scale - target) <= 0.011 * target + 0.5 * counts / scale
+    if total_first:  # each event's total within the total token's bin (0.21%), the layers in the drawn proportions
+        total = tok.total_fractions(budget.total.numpy())[:, None]
+        assert 0 < (total == 0).mean() < 1
+        np.testing.assert_array_equal(target.sum(axis=1) == 0, total[:, 0] == 0)  # an empty total, an empty event
+        target = target.astype(np.float64)
+        target = target / np.maximum(target.sum(axis=1, keepdims=True), 1e-300) * total
+    width = 0.013 if total_first else 0.011  # the layer bin (1.04%), and the total bin and the layers' sum after scaling
+    close = np.abs(sums / scale - target) <= width * target + 0.5 * counts / scale
     # an untrained model draws energies of a few ADC for a layer of many hits, which hold at least 1 each
     at_end = (hits["adc"] <= 1) | (hits["adc"] >= tok.ADC_BINNING.log.hi)
     reachable = tok.layer_sums(offsets, hits["layer"], at_end) == 0

@@ -21,6 +21,7 @@ class ModelSection(TrunkSection):
     energy_first: bool = False  # see hitgen.families.clas12_gpt.model
     layer_energy_feature: bool = True
     rescale_to_layer_energy: bool = False
+    energy_total_first: bool = False
     energy_head: Literal["flat", "mixture"] = "mixture"
     energy_components: int = Field(8, ge=1)
 

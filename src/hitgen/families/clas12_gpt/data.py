@@ -12,7 +12,8 @@ from hitgen.core.events import EventSet
 from hitgen.families.clas12_gpt import tokenizer as tok
 
 STREAMS = ("strip", "adc", "tdc", "layer", "rank")
-# besides the streams: "energy", the nine per-layer energy tokens of energy-first models (tokenizer)
+# besides the streams: "energy", the nine per-layer energy tokens of energy-first models, and
+# "energy_total" (N, 1), the event's total energy token of total-first ones (tokenizer)
 
 
 @dataclass
@@ -30,8 +31,9 @@ class TokenData:
             raise HitgenError(f"training needs a clas12-ecal event file, not {events.detector}")
         b = tok.encode(events.offsets, events.hits)
         momentum = events.conditions["momentum"].astype(np.float32)
-        energy = tok.encode_energies(tok.layer_sums(events.offsets, events.hits["layer"], events.hits["adc"]), momentum)
-        return cls({k: getattr(b, k) for k in STREAMS} | {"energy": energy}, b.length, momentum)
+        sums = tok.layer_sums(events.offsets, events.hits["layer"], events.hits["adc"])
+        energy = {"energy": tok.encode_energies(sums, momentum), "energy_total": tok.encode_total(sums, momentum)[:, None]}
+        return cls({k: getattr(b, k) for k in STREAMS} | energy, b.length, momentum)
 
     def subset(self, idx: np.ndarray) -> TokenData:
         return TokenData({k: v[idx] for k, v in self.tokens.items()}, self.length[idx], self.momentum[idx])

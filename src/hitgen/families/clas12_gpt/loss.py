@@ -6,7 +6,7 @@
 - occupancy: where a real hit stands, -log(1 - p(LAYER_SEP or EOS)): the model must not stop early;
 - per-layer length: Huber(delta 3) between the expected number of hits the model would emit in a
   layer and the true number, from its teacher-forced stop probabilities (below);
-- energy-first models: the cross-entropy of the nine layer-energy tokens (weight `energy`);
+- energy-first models: the cross-entropy of the energy tokens (weight `energy`);
 - distribution matching: total-variation distances between the batch's predicted and true strip
   and ADC histograms over hit positions, plus the squared relative error of the expected length.
 
@@ -83,7 +83,8 @@ def expected_layer_lengths(
 def compute_loss(model: HitGPT, batch: dict[str, torch.Tensor], weights: LossWeights) -> tuple[torch.Tensor, dict[str, float]]:
     """Teacher-forced loss of a batch: tensors strip/adc/tdc/layer/rank (B, T), momentum (B, 3)."""
     inputs = {k: batch[k][:, :-1] for k in ("strip", "adc", "tdc", "layer", "rank")}
-    h, h_energy = model.hidden(batch["momentum"], **inputs, energy=batch.get("energy"))  # (B, T-1, d), (B, 9, d) or None
+    energy, energy_total = batch.get("energy"), batch.get("energy_total")
+    h, h_energy = model.hidden(batch["momentum"], **inputs, energy=energy, energy_total=energy_total)  # (B, T-1, d), (B, 9 or 10, d) or None
     t_strip, t_adc, t_tdc = batch["strip"][:, 1:], batch["adc"][:, 1:], batch["tdc"][:, 1:]
     valid = t_strip != tok.STRIP.pad
     hv = h[valid]  # (M, d) in sequence order
@@ -101,8 +102,8 @@ def compute_loss(model: HitGPT, batch: dict[str, torch.Tensor], weights: LossWei
     ce_tdc = -model.tdc_log_prob_of(h_val, tt[is_hit].long()).mean()
     total = ce_strip + ce_adc + ce_tdc
     parts = {"ce_strip": ce_strip, "ce_adc": ce_adc, "ce_tdc": ce_tdc}
-    if h_energy is not None:  # the nine layer energies of energy-first models: mean over them, times its weight
-        ce_energy = F.nll_loss(model.energy_logits(h_energy).flatten(0, 1), batch["energy"].flatten())
+    if h_energy is not None:  # the energy tokens of energy-first models (total-first: the total, then the nine layers): their mean, times its weight
+        ce_energy = F.nll_loss(model.energy_logits(h_energy).flatten(0, 1), model.energy_sequence(energy, energy_total).flatten())
         total = total + weights.energy * ce_energy
         parts["ce_energy"] = ce_energy
 

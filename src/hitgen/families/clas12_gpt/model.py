@@ -27,6 +27,13 @@ layer must hold and what is left of it after the hits so far. The sampler enforc
 drawn empty gets no hit and a non-empty one at least one; with rescale_to_layer_energy the hits of
 each layer are scaled at the end to hold the drawn energy exactly (CaloFlow's normalisation of
 showers to their layer energies; hitgen.families.clas12_gpt.tokenizer.rescale_to_layer_sums).
+Optionally (energy_total_first; not in the paper) the event's total energy is a tenth energy token,
+drawn first (tokenizer.TOTAL_BINNING), and each layer energy then sees the total and what is left of
+it; with rescale_to_layer_energy the drawn layer energies are scaled to add up to the drawn total
+before the hits are scaled to them. The total is the calorimeter's response: its mean and spread per
+|p| (the energy scale and resolution) are then one learnt one-dimensional distribution, where nine
+layers drawn one after another, each knowing only the running sum, gave a total 10-35% too wide
+(docs/experiments/clas12-gpt-energy-first.md).
 Pre-norm causal blocks; output heads: strip, TDC, and one ADC head per calorimeter
 section (PCAL, ECIN, ECOUT) blended by soft section routing, with weights equal to the predicted
 strip probability summed over each section's strips.
@@ -77,6 +84,7 @@ class GPTConfig:
     energy_first: bool = False
     layer_energy_feature: bool = True
     rescale_to_layer_energy: bool = False
+    energy_total_first: bool = False
     energy_vocab: int = tok.ENERGY_VOCAB
     # the energy tokens' head: "mixture" (logistic densities integrated over the bins, nn.heads.MixtureHead)
     # or "flat" (one softmax logit per bin)
@@ -161,10 +169,9 @@ class HitGPT(nn.Module):
         self.deposit_mlp = nn.Sequential(nn.Linear(1, d), nn.GELU(), nn.Linear(d, d)) if cfg.deposit_feature else None
         self.emb_energy = self.energy_ln = self.head_energy = self.layer_energy_mlp = None
         if cfg.energy_first:
-            # an energy token enters as its bin's place on the log scale (0..1), its fraction,
-            # whether the layer is empty, and the sum of the fractions up to it (the running total
-            # the next layers' energies are drawn against: the event's total energy has a spread of
-            # 3-8%, much narrower than each layer's): neighbouring bins start alike, unlike a table
+            # an energy token enters as four numbers (energy_embeddings), not as a row of a table, so
+            # that neighbouring bins start alike; the event's total energy has a spread of 3-8%, much
+            # narrower than each layer's, hence the running sum among them
             self.emb_energy = nn.Sequential(nn.Linear(4, d), nn.GELU(), nn.Linear(d, d))
             self.energy_ln = nn.LayerNorm(d)
             if cfg.energy_head == "mixture":
@@ -174,6 +181,9 @@ class HitGPT(nn.Module):
             energy_value = torch.zeros(cfg.energy_vocab)
             energy_value[: tok.N_ENERGY] = torch.from_numpy(tok.energy_fractions(np.arange(tok.N_ENERGY))).float()
             self.register_buffer("energy_value", energy_value, persistent=False)  # fraction per energy token; 0 when empty
+            total_value = torch.zeros(cfg.energy_vocab)
+            total_value[: tok.N_ENERGY] = torch.from_numpy(tok.total_fractions(np.arange(tok.N_ENERGY))).float()
+            self.register_buffer("total_value", total_value, persistent=False)  # fraction per total token
             if cfg.layer_energy_feature:
                 self.layer_energy_mlp = nn.Sequential(nn.Linear(2, d), nn.GELU(), nn.Linear(d, d))
         if cfg.value_heads_see_strip:
@@ -210,19 +220,39 @@ class HitGPT(nn.Module):
         raise ValueError(f"value_head must be flat or factorised (got {self.cfg.value_head})")
 
     @property
-    def n_lead(self) -> int:
-        """Positions before SOS: the prefix, then (energy_first) the nine layer energies."""
-        return self.cfg.n_prefix + (tok.N_LAYERS if self.cfg.energy_first else 0)
+    def n_energy(self) -> int:
+        """Energy tokens before SOS: none, the nine layers, or (energy_total_first) the total and the nine layers."""
+        return (tok.N_LAYERS + int(self.cfg.energy_total_first)) if self.cfg.energy_first else 0
 
-    def energy_embeddings(self, energy: torch.Tensor, first_layer: int = 0, before: torch.Tensor | None = None) -> torch.Tensor:
-        """Embeddings (B, k, d) of energy tokens (B, k) of layers first_layer, first_layer + 1, ...;
-        before (B,) is the sum of the fractions of the layers before first_layer (0 when None)."""
-        layers = torch.arange(first_layer, first_layer + energy.shape[1], device=energy.device)
+    @property
+    def n_lead(self) -> int:
+        """Positions before SOS: the prefix, then the energy tokens."""
+        return self.cfg.n_prefix + self.n_energy
+
+    def energy_sequence(self, energy: torch.Tensor, energy_total: torch.Tensor | None) -> torch.Tensor:
+        """The energy tokens in sequence order (B, n_energy) from the layers' (B, 9) and the total's (B, 1)."""
+        return torch.cat([energy_total, energy], dim=1) if self.cfg.energy_total_first else energy
+
+    def energy_embeddings(self, energy: torch.Tensor, first: int = 0, before: torch.Tensor | None = None, total: torch.Tensor | None = None) -> torch.Tensor:
+        """Embeddings (B, k, d) of the energy tokens (B, k) at energy positions first, first + 1, ...
+        (energy_sequence's order); before (B,): the sum of the layer fractions before `first` (0 when
+        None); total (B,): the drawn total fraction of total-first models (when first > 0).
+        A token enters as its bin's place on the log scale (0..1), its fraction, whether it is empty,
+        and the running sum of the layer fractions up to it, or in total-first models the total minus
+        that sum (what the layers after it must hold); the total's own position is the special layer."""
+        k = energy.shape[1]
+        shift = int(self.cfg.energy_total_first)
+        slot = torch.arange(first, first + k, device=energy.device)
+        layers = torch.where(slot < shift, torch.full_like(slot, tok.SPECIAL_LAYER), slot - shift)
+        is_total = (slot < shift)[None]
         empty = energy == tok.ENERGY_ZERO
         place = torch.where(empty, torch.zeros_like(energy), energy + 1).float() / tok.N_ENERGY
-        frac = self.energy_value[energy]
-        total = torch.cumsum(frac, dim=1) + (0.0 if before is None else before[:, None])
-        x = torch.stack([place, frac * self.LAYER_ENERGY_SCALE, empty.float(), total * self.LAYER_ENERGY_SCALE], dim=-1)
+        frac = torch.where(is_total, self.total_value[energy], self.energy_value[energy])
+        running = torch.cumsum(torch.where(is_total, torch.zeros_like(frac), frac), dim=1) + (0.0 if before is None else before[:, None])
+        if shift:
+            total = frac[:, :1] if first == 0 else total[:, None]
+            running = total - running
+        x = torch.stack([place, frac * self.LAYER_ENERGY_SCALE, empty.float(), running * self.LAYER_ENERGY_SCALE], dim=-1)
         return self.emb_drop(self.energy_ln(self.emb_energy(x) + self.emb_layer(layers)[None]))
 
     def energy_logits(self, h: torch.Tensor) -> torch.Tensor:
@@ -348,24 +378,26 @@ class HitGPT(nn.Module):
         per_head = torch.stack([head.log_prob(h, target) for head in self.head_adc], dim=-1)
         return torch.logsumexp(self.section_log_weights(strip_logp) + per_head, dim=-1)
 
-    def hidden(self, momentum: torch.Tensor, strip, adc, tdc, layer, rank, energy=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def hidden(
+        self, momentum: torch.Tensor, strip, adc, tdc, layer, rank, energy=None, energy_total=None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Teacher-forced hidden states for token inputs (B, T) and, with energy_first, the energy
-        tokens (B, 9): (B, T, d), one per input token (position t predicts token t + 1), and the
-        (B, 9, d) states that predict the nine energies (the last prefix position and the first
-        eight energies; else None)."""
+        tokens of the layers (B, 9) and of the total (B, 1; energy_total_first): (B, T, d), one per
+        input token (position t predicts token t + 1), and the (B, n_energy, d) states that predict
+        the energy tokens (the last prefix position and all energies but the last; else None)."""
         prefix, cond = self.conditioning(momentum)
         deposit = self.deposit_fraction(momentum, torch.cumsum(self.adc_value[adc], dim=1)) if self.deposit_mlp is not None else None
         lead = [prefix]
         layer_energy = None
         if self.cfg.energy_first:
-            lead.append(self.energy_embeddings(energy))
+            lead.append(self.energy_embeddings(self.energy_sequence(energy, energy_total)))
             if self.layer_energy_mlp is not None:
                 layer_energy = self.layer_energy_inputs(momentum, strip, adc, layer, energy)
         x = torch.cat([*lead, self.embed(strip, adc, tdc, layer, rank, cond, deposit, layer_energy)], dim=1)
         h = self.trunk(x)
         p = self.cfg.n_prefix
-        return h[:, self.n_lead :], (h[:, p - 1 : p + tok.N_LAYERS - 1] if self.cfg.energy_first else None)
+        return h[:, self.n_lead :], (h[:, p - 1 : p + self.n_energy - 1] if self.cfg.energy_first else None)
 
-    def forward(self, momentum: torch.Tensor, strip, adc, tdc, layer, rank, energy=None) -> torch.Tensor:
+    def forward(self, momentum: torch.Tensor, strip, adc, tdc, layer, rank, energy=None, energy_total=None) -> torch.Tensor:
         """Teacher-forced hidden states (B, T, d) of the token inputs (hidden)."""
-        return self.hidden(momentum, strip, adc, tdc, layer, rank, energy)[0]
+        return self.hidden(momentum, strip, adc, tdc, layer, rank, energy, energy_total)[0]

@@ -90,9 +90,12 @@ class Budget:
         self.adc_sum = torch.zeros(len(momentum), device=momentum.device)
         self.layer_sum = torch.zeros(len(momentum), device=momentum.device)
         self.target = torch.zeros(len(momentum), tok.N_LAYERS, device=momentum.device)  # fractions of |p| x ADC_PER_GEV
+        self.total: torch.Tensor | None = None  # the drawn total energy token (B,) of total-first models
 
-    def set_energy(self, energy: torch.Tensor, rows: torch.Tensor | None = None) -> None:
-        """The drawn energy tokens (B, 9) of these rows (all rows when None)."""
+    def set_energy(self, energy: torch.Tensor, rows: torch.Tensor | None = None, total: torch.Tensor | None = None) -> None:
+        """The drawn energy tokens of the layers (B, 9) of these rows (all rows when None) and, in
+        total-first models, of the total (B,), kept as `total` (the hits see the layers' only)."""
+        self.total = total
         if self.energy_on:
             value = self.model.energy_value[energy]
             if rows is None:
@@ -191,11 +194,17 @@ class HitSampler:
 ENERGY_POSITION = tok.MAX_LENGTH
 
 
+def _continuous(binning, token: torch.Tensor, place: torch.Tensor) -> torch.Tensor:
+    """Energy tokens (B, k) placed within their log bins by uniform numbers (B, k): fractions (float64), 0 when empty."""
+    frac = binning.lo * (binning.hi / binning.lo) ** ((token.double() + place.double()) / binning.n_bins)
+    return torch.where(token == tok.ENERGY_ZERO, torch.zeros_like(frac), frac)
+
+
 def start_tokens(
     model: HitGPT, momentum: torch.Tensor, keys: torch.Tensor, opts: SamplingOptions, cache: KVCache | None, budget: Budget
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """Everything up to SOS through the trunk: the prefix, for energy-first models the nine layer
-    energies drawn one by one (set into the budget), and SOS. Returns the hidden state at SOS (B, d),
+    """Everything up to SOS through the trunk: the prefix, for energy-first models the energy tokens
+    drawn one by one (the layers' set into the budget; total-first: the total first), and SOS. Returns the hidden state at SOS (B, d),
     the per-event token offset (or None), without a cache the inputs so far (B, n_lead + 1, d) (else
     None), and with rescale_to_layer_energy the drawn layer energies in ADC (B, 9) (else None)."""
     b, device = len(momentum), momentum.device
@@ -213,7 +222,7 @@ def start_tokens(
         prefix, cond = model.conditioning(momentum)
         x = prefix
     else:
-        # the prefix and the nine energies in fp32 even under bf16 autocast: they fix the event's
+        # the prefix and the energies in fp32 even under bf16 autocast: they fix the event's
         # total energy, its most precise observable (a spread of 3-8%), and bf16 logits moved 84% of
         # events' draws by a 1% bin, the total by -0.03% on average (tests/test_shipped_model.py)
         fast = torch.is_autocast_enabled(device.type)
@@ -221,24 +230,33 @@ def start_tokens(
             prefix, cond = model.conditioning(momentum)
             x = prefix
             tokens, place = [], []
-            total = torch.zeros(b, device=device)
-            for k in range(tok.N_LAYERS):
+            running = torch.zeros(b, device=device)  # the layer fractions drawn so far
+            total = None  # the drawn total fraction (total-first models)
+            shift = int(model.cfg.energy_total_first)
+            for k in range(model.n_energy):
                 h = feed(x)
                 position = torch.full((b,), ENERGY_POSITION + k, device=device)
                 u = streams.draw_uniforms(keys, position, streams.STRIP)
-                tokens.append(sample_values(model.energy_logits(h), opts.temperature, opts.value_top_k, u))
+                token = sample_values(model.energy_logits(h), opts.temperature, opts.value_top_k, u)
+                if k >= shift and total is not None:  # a total drawn empty leaves every layer empty
+                    token = torch.where(total == 0, tok.ENERGY_ZERO, token)
+                tokens.append(token)
                 place.append(streams.draw_uniforms(keys, position, streams.ADC))
-                x = model.energy_embeddings(tokens[-1][:, None], first_layer=k, before=total)
-                total = total + model.energy_value[tokens[-1]]
+                x = model.energy_embeddings(tokens[-1][:, None], first=k, before=running, total=total)
+                if k < shift:
+                    total = model.total_value[tokens[-1]]
+                else:
+                    running = running + model.energy_value[tokens[-1]]
         if fast and cache is not None:  # the positions that follow are written in the autocast dtype
             cache.cast(torch.get_autocast_dtype(device.type))
-        energy = torch.stack(tokens, dim=1)
-        budget.set_energy(energy)
+        energy = torch.stack(tokens[shift:], dim=1)
+        budget.set_energy(energy, total=tokens[0] if shift else None)
         if model.cfg.rescale_to_layer_energy:
-            b_ = tok.ENERGY_BINNING
-            frac = b_.lo * (b_.hi / b_.lo) ** ((energy.double() + torch.stack(place, dim=1).double()) / b_.n_bins)
-            frac = torch.where(energy == tok.ENERGY_ZERO, torch.zeros_like(frac), frac)
-            layer_adc = frac * momentum.double().norm(dim=-1, keepdim=True) * tok.ADC_PER_GEV
+            layer_frac = _continuous(tok.ENERGY_BINNING, energy, torch.stack(place[shift:], dim=1))
+            if shift:  # the layers scaled to add up to the drawn total
+                total_frac = _continuous(tok.TOTAL_BINNING, tokens[0][:, None], place[0][:, None])
+                layer_frac = layer_frac * total_frac / layer_frac.sum(dim=1, keepdim=True).clamp(min=1e-300)
+            layer_adc = layer_frac * momentum.double().norm(dim=-1, keepdim=True) * tok.ADC_PER_GEV
         feed(x)  # the last energy: one position at a time, as the cache takes them after a prefill
         x = None
     sos = [torch.full((b, 1), s.sos, dtype=torch.long, device=device) for s in (tok.STRIP, tok.ADC, tok.TDC)]
