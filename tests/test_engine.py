@@ -36,7 +36,17 @@ EXTRA = {
 
 
 @pytest.mark.parametrize(
-    "option", ["paper", "condition_every_position", "value_heads_see_strip", "deposit_feature", "factorised", "energy_first", "energy_first_rescaled", "total_first"]
+    "option",
+    [
+        "paper",
+        "condition_every_position",
+        "value_heads_see_strip",
+        "deposit_feature",
+        "factorised",
+        "energy_first",
+        "energy_first_rescaled",
+        "total_first",
+    ],
 )
 def test_every_decoder_and_batch_size_draws_the_same_events(option):
     torch.manual_seed(1)

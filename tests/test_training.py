@@ -296,7 +296,9 @@ def test_energy_first_sampling_keeps_the_structure_and_its_layer_energies(rescal
     from hitgen.nn import streams
 
     torch.manual_seed(0)
-    cfg = GPTConfig(d_model=24, n_blocks=1, n_heads=2, d_ff=48, dropout=0.0, energy_first=True, rescale_to_layer_energy=rescale, energy_total_first=total_first)
+    cfg = GPTConfig(
+        d_model=24, n_blocks=1, n_heads=2, d_ff=48, dropout=0.0, energy_first=True, rescale_to_layer_energy=rescale, energy_total_first=total_first
+    )
     model = HitGPT(cfg).eval()
     with torch.no_grad():  # favour empty layers, so both cases occur
         model.head_energy.out.bias[0] = 1.0  # the empty layer's logit

@@ -233,7 +233,9 @@ class HitGPT(nn.Module):
         """The energy tokens in sequence order (B, n_energy) from the layers' (B, 9) and the total's (B, 1)."""
         return torch.cat([energy_total, energy], dim=1) if self.cfg.energy_total_first else energy
 
-    def energy_embeddings(self, energy: torch.Tensor, first: int = 0, before: torch.Tensor | None = None, total: torch.Tensor | None = None) -> torch.Tensor:
+    def energy_embeddings(
+        self, energy: torch.Tensor, first: int = 0, before: torch.Tensor | None = None, total: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Embeddings (B, k, d) of the energy tokens (B, k) at energy positions first, first + 1, ...
         (energy_sequence's order); before (B,): the sum of the layer fractions before `first` (0 when
         None); total (B,): the drawn total fraction of total-first models (when first > 0).
