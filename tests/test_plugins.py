@@ -298,7 +298,7 @@ def test_toy_detector_and_family_go_through_train_generate_evaluate(toys, traine
     gen = generate_file(str(run), tmp_path / "gen.h5", conditions=fresh, opts=SamplingOptions(batch_size=100, seed=3))
     events = EventSet.read(gen.path)
     assert events.detector == "toy-row" and events.n_events == 1000 and gen.wrote_output
-    assert events.notes["sampling"] == {"batch_size": 100, "seed": 3, "dtype": "fp32"}
+    assert events.notes["sampling"] == {"batch_size": 100, "seed": 3, "dtype": "fp32", "backend": "torch"}
     # the per-event streams: another batch size gives the same events
     again = EventSet.read(generate_file(str(run), tmp_path / "again.h5", conditions=fresh, opts=SamplingOptions(batch_size=37, seed=3)).path)
     assert_same_events((again.offsets, again.hits), (events.offsets, events.hits), "batch 37 vs 100")

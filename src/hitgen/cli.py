@@ -262,6 +262,8 @@ def generate(
     decoder: Annotated[str, typer.Option(help="plain, static (preallocated cache, continuous batching) or naive; same events")] = "plain",
     overwrite: Annotated[bool, typer.Option(help="replace an existing output file")] = False,
     dtype: Annotated[str, typer.Option(help="fp32, or bf16 autocast (faster on CPUs with AVX512-BF16 and on GPUs)")] = "fp32",
+    backend: Annotated[str, typer.Option(help="torch, or onnxruntime (the trunk as an ONNX graph; same events)")] = "torch",
+    onnx: Annotated[Path | None, typer.Option(help="the export folder of --backend onnxruntime (default: exported afresh)")] = None,
 ) -> None:
     """Generate events with a trained model for given or sampled conditions."""
     from hitgen.families import SamplingOptions
@@ -291,6 +293,8 @@ def generate(
             progress=lambda done: bar.update(task, completed=done),
             warn=lambda msg: err_console.print(f"warning: {msg}", highlight=False),
             dtype=dtype,
+            backend=backend,
+            onnx_dir=onnx,
         )
     if summary.wrote_output:
         console.print(
@@ -311,6 +315,8 @@ def bench(
     decoder: Annotated[str, typer.Option(help="plain or static (preallocated cache, continuous batching)")] = "plain",
     processes: Annotated[int, typer.Option(help="CPU generation processes, each with cores/K threads (naive decoding: one)")] = 1,
     overwrite: Annotated[bool, typer.Option(help="replace an existing --json file")] = False,
+    backend: Annotated[str, typer.Option(help="torch, or onnxruntime (the trunk as an ONNX graph)")] = "torch",
+    onnx: Annotated[Path | None, typer.Option(help="the export folder of --backend onnxruntime (default: exported afresh)")] = None,
 ) -> None:
     """Geant4 vs the model on this machine: events/s, speed-up, naive decoding, FLOPs and roofline."""
     import json
@@ -327,9 +333,22 @@ def bench(
     except ValueError:
         raise HitgenError(f"malformed --batch-sizes '{batch_sizes}': expected e.g. 1,64,256") from None
     say = lambda m: err_console.print(m, highlight=False)  # noqa: E731
-    r = run(model, events, sizes, device, dtype, repeats, geant4_events, progress=say, decoder=decoder, processes=processes)
+    r = run(
+        model,
+        events,
+        sizes,
+        device,
+        dtype,
+        repeats,
+        geant4_events,
+        progress=say,
+        decoder=decoder,
+        processes=processes,
+        backend=backend,
+        onnx_dir=onnx,
+    )
     where = f"{r['machine']['cpu']} ({r['machine']['cores']} cores)" + (f", {r['machine']['gpu']}" if "gpu" in r["machine"] else "")
-    t = Table(title=f"{r['detector']} on {where}, {device} {dtype}, {decoder} decoder, {processes} process(es)")
+    t = Table(title=f"{r['detector']} on {where}, {device} {dtype}, {backend} backend, {decoder} decoder, {processes} process(es)")
     for col in ("batch", "events/s", "hit tokens/s", "ms/event", "peak memory MB"):
         t.add_column(col, justify="right")
     for b in r["per_batch"]:
@@ -353,6 +372,25 @@ def bench(
     if json_out is not None:
         write_text_atomic(json_out, json.dumps(r, indent=2))
         console.print(f"wrote {json_out}")
+
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="a run/model folder or the name of a shipped model")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the export folder to write")],
+    format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",  # noqa: A002
+    overwrite: Annotated[bool, typer.Option(help="replace an existing export folder")] = False,
+) -> None:
+    """The model's trunk as an ONNX graph (prefill and decode, the key-value cache as explicit inputs
+    and outputs) with a JSON manifest; generate and bench run it with --backend onnxruntime."""
+    from hitgen.models.export import export_onnx
+
+    if format != "onnx":
+        raise HitgenError(f"--format must be onnx (got {format!r})")
+    _interruptible()
+    manifest = export_onnx(model, out, overwrite)
+    g = manifest["graphs"]["trunk"]
+    console.print(f"{manifest['model']} ({manifest['architecture']}): {out / g['file']} (sha256 {g['sha256'][:12]}), {out / 'manifest.json'}")
 
 
 @app.command()

@@ -24,6 +24,7 @@ from hitgen.core.events import EventWriter, iter_blocks
 from hitgen.core.machine import machine_description, timing_note
 from hitgen.detectors import check_conditions_file, get_detector, value_problems
 from hitgen.families import Family, SamplingOptions
+from hitgen.models.export import attach_backend
 from hitgen.models.io import LoadedModel, load_model
 from hitgen.nn.precision import autocast, check_device, check_dtype
 
@@ -169,6 +170,8 @@ def generate_file(
     progress: Callable[[int], None] | None = None,
     warn: Callable[[str], None] | None = None,
     dtype: str = "fp32",
+    backend: str = "torch",
+    onnx_dir: Path | None = None,
 ) -> GenerationSummary:
     """Generate events for the conditions of a file, or sampled from the detector's generation
     `options` (for n_events), and write them to `out`, block by block (BLOCK_EVENTS): memory does
@@ -180,9 +183,10 @@ def generate_file(
     out = check_new_output(out, overwrite, "--out")
     loaded = load_model(model_ref, device)
     used = options_used(loaded.family, opts)
+    loaded = attach_backend(loaded, backend, onnx_dir, dtype, device, opts.decoder)
     source = condition_source(loaded.detector, conditions, options or {}, n_events, opts.seed)
     outside, trained = check_conditions(loaded, source, str(conditions) if conditions else "the sampled conditions")
-    notes: dict = {"sampling": used | {"dtype": dtype}}
+    notes: dict = {"sampling": used | {"dtype": dtype, "backend": backend}}
     if outside:
         notes |= {"momentum_outside_training_range": outside, "training_momentum_range_gev": list(trained)}
         if warn:

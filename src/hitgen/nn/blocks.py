@@ -125,6 +125,24 @@ class KVCache:
         self.v = [None if v is None else v[rows] for v in self.v]
 
 
+def trunk_forward(model: nn.Module, x: torch.Tensor, cache: Any = None) -> torch.Tensor:
+    """A GPT's trunk: its `blocks` (Block) over the embeddings x (B, t, d), then its `ln_f`; with a
+    cache, x are the positions after those cached. A model whose `trunk_backend` is set (an ONNX
+    Runtime session, hitgen.nn.onnx.OrtTrunk) runs the trunk there instead, with that backend's cache."""
+    backend = model.__dict__.get("trunk_backend")
+    if backend is not None:
+        return backend.trunk(x, cache)
+    for i, block in enumerate(model.blocks):
+        x = block(x, cache, i)
+    return model.ln_f(x)
+
+
+def new_cache(model: nn.Module) -> Any:
+    """An empty key-value cache for the trunk of `model`: a KVCache, or its trunk backend's own."""
+    backend = model.__dict__.get("trunk_backend")
+    return backend.new_cache() if backend is not None else KVCache(len(model.blocks))
+
+
 def check_config(cfg: Any, positive: tuple[str, ...] = ()) -> None:
     """A trunk configuration that can be built: positive sizes, heads that divide d_model, a dropout
     in [0, 1), and the further `positive` fields above zero. ValueError saying which field is wrong."""

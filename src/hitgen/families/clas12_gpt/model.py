@@ -51,7 +51,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from hitgen.families.clas12_gpt import tokenizer as tok
-from hitgen.nn.blocks import Block, KVCache, check_config, init_weights
+from hitgen.nn.blocks import Block, KVCache, check_config, init_weights, trunk_forward
 from hitgen.nn.heads import FactorisedHead, FlatHead, MixtureHead
 
 
@@ -331,9 +331,7 @@ class HitGPT(nn.Module):
         return adc_sum / (p if adc_sum.dim() == 1 else p[:, None])
 
     def trunk(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        for i, block in enumerate(self.blocks):
-            x = block(x, cache, i)
-        return self.ln_f(x)
+        return trunk_forward(self, x, cache)
 
     def value_hidden(self, h: torch.Tensor, strip: torch.Tensor) -> torch.Tensor:
         """The input of the ADC and TDC heads for hidden states h (..., d) whose hit has this strip

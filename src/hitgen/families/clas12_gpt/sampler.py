@@ -25,7 +25,7 @@ from hitgen.families.base import SamplingOptions
 from hitgen.families.clas12_gpt import tokenizer as tok
 from hitgen.families.clas12_gpt.model import HitGPT
 from hitgen.nn import streams
-from hitgen.nn.blocks import KVCache
+from hitgen.nn.blocks import KVCache, new_cache
 from hitgen.nn.draw import sample_from, sample_values
 
 
@@ -293,7 +293,7 @@ def generate_tokens(model: HitGPT, momentum: torch.Tensor, keys: torch.Tensor, o
     out = empty_tokens(b, device)
     state = LayerState.start(b, device)
     active = torch.arange(b, device=device)  # rows of the batch still decoding; finished ones are dropped
-    cache = KVCache(len(model.blocks)) if opts.decoder != "naive" else None
+    cache = new_cache(model) if opts.decoder != "naive" else None
     budget = Budget(model, momentum)
     h, cond, seq, layer_adc = start_tokens(model, momentum, keys, opts, cache, budget)  # without a cache, seq: every input so far
     if layer_adc is not None:

@@ -28,7 +28,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from hitgen.families.siliconai import tokenizer as tok
-from hitgen.nn.blocks import Block, check_config, init_weights
+from hitgen.nn.blocks import Block, check_config, init_weights, trunk_forward
 
 ARCHITECTURE = "siliconai"
 WINDOW_HITS = 4  # rows per training window: the last three complete hits and the one being written
@@ -80,9 +80,7 @@ class SiliconAI(nn.Module):
         """Hidden states (B, T, d) of token windows (B, T), T <= the window, starting at a row boundary."""
         t = tokens.shape[1]
         x = self.drop(self.wte(tokens) + self.wpe(torch.arange(t, device=tokens.device))[None])
-        for block in self.blocks:
-            x = block(x)
-        return self.ln_f(x)
+        return trunk_forward(self, x)
 
     def column_logits(self, h: torch.Tensor, column: int) -> torch.Tensor:
         """Logits over the block of `column` (the allowed tokens), from hidden states (..., d)."""

@@ -26,7 +26,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from hitgen.families.track_gpt import tokenizer as tok
-from hitgen.nn.blocks import Block, KVCache, check_config, init_weights
+from hitgen.nn.blocks import Block, KVCache, check_config, init_weights, trunk_forward
 
 ARCHITECTURE = "track-gpt"
 
@@ -99,9 +99,7 @@ class TrackGPT(nn.Module):
         return self.drop(self.ln_in(x))
 
     def trunk(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        for i, block in enumerate(self.blocks):
-            x = block(x, cache, i)
-        return self.ln_f(x)
+        return trunk_forward(self, x, cache)
 
     def which_logits(self, h: torch.Tensor) -> torch.Tensor:
         return self.which_head(h)

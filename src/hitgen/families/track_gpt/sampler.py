@@ -18,7 +18,7 @@ import torch
 from hitgen.core.csr import offsets_from_counts
 from hitgen.families.track_gpt import tokenizer as tok
 from hitgen.families.track_gpt.model import TrackGPT
-from hitgen.nn.blocks import KVCache
+from hitgen.nn.blocks import new_cache
 from hitgen.nn.draw import sample_from, sample_values
 from hitgen.nn.streams import event_keys, uniforms
 
@@ -91,7 +91,7 @@ def _generate_batch(model, cond, keys_np, geo: tok.Geometry, dev, temperature, u
     feats = geo.features(walk, cr)
     which_in = torch.full((b, 1), tok.WHICH_VOCAB, dtype=torch.long, device=dev)
     values_in = {k: torch.zeros((b, 1), dtype=torch.long, device=dev) for k in tok.VALUE_STREAMS}
-    cache = KVCache(len(model.blocks)) if use_cache else None
+    cache = new_cache(model) if use_cache else None
     history: list[tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]] = []  # naive decoding's inputs so far
     for step in range(tok.MAX_HITS + 1):
         f = torch.from_numpy(feats[:, None].copy()).to(dev)  # a copy: feats is updated in place below
