@@ -117,13 +117,15 @@ class OrtTrunk:
     """The trunk backend of a model whose trunk runs in ONNX Runtime (set as model.trunk_backend;
     trunk_forward dispatches to it). float32 only; the CPU execution provider with torch's thread count."""
 
-    def __init__(self, path: Path, sizes: dict[str, int], threads: int | None = None) -> None:
+    def __init__(self, path: Path, sizes: dict[str, int], threads: int | None = None, spin: bool = False) -> None:
         import onnxruntime as ort
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads or torch.get_num_threads()
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not spin:  # ONNX Runtime's threads spin after each run by default, on the cores PyTorch's heads and sampler need next
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.sizes = sizes
         self.inputs, self.outputs = input_names(sizes["L"]), output_names(sizes["L"])
