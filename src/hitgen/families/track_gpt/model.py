@@ -86,17 +86,23 @@ class TrackGPT(nn.Module):
         values_in: dict[str, torch.Tensor],
         start: int,
         conditions: torch.Tensor,
-        particle: torch.Tensor,
+        particle: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Input embeddings (B, T, d) of positions start .. start+T-1. which_in is the token that made
-        each position's hit (which_vocab at the start position); values_in likewise (0 at the start)."""
+        each position's hit (which_vocab at the start position); values_in likewise (0 at the start).
+        conditions (B, n_conditions) with particle (B,), or without particle the track's offset
+        (B, d) from `track_offset`, which a sampler computes once per track, not at every step."""
         t = features.shape[1]
         index = torch.arange(start, start + t, device=features.device)
         x = self.features(features) + self.which_embed(which_in) + self.index_embed(index)[None]
         for k in tok.VALUE_STREAMS:
             x = x + self.value_embed[k](values_in[k])
-        x = x + (self.condition(conditions) + self.particle_embed(particle))[:, None]
-        return self.drop(self.ln_in(x))
+        offset = conditions if particle is None else self.track_offset(conditions, particle)
+        return self.drop(self.ln_in(x + offset[:, None]))
+
+    def track_offset(self, conditions: torch.Tensor, particle: torch.Tensor) -> torch.Tensor:
+        """What the conditions and the particle add to every position's embedding (B, d)."""
+        return self.condition(conditions) + self.particle_embed(particle)
 
     def trunk(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         return trunk_forward(self, x, cache)
@@ -107,6 +113,15 @@ class TrackGPT(nn.Module):
     def value_logits(self, h: torch.Tensor, which: torch.Tensor) -> dict[str, torch.Tensor]:
         hv = h + self.choice_embed(which)
         return {k: head(hv) for k, head in self.value_heads.items()}
+
+    def stacked_value_logits(self, h: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+        """The five value heads' logits (M, 5, value_vocab) of hidden states (M, d), in
+        tok.VALUE_STREAMS order, by one matrix product: the sampler draws all five in one pass, and
+        five products stacked afterwards cost a copy of every logit."""
+        heads = [self.value_heads[k] for k in tok.VALUE_STREAMS]
+        weight = torch.cat([head.weight for head in heads])
+        bias = torch.cat([head.bias for head in heads])
+        return F.linear(h + self.choice_embed(which), weight, bias).view(len(h), len(heads), -1)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Hidden states (B, T, d) of teacher-forced sequences (see hitgen.families.track_gpt.data)."""

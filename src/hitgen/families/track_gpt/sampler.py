@@ -83,6 +83,7 @@ def _generate_batch(model, cond, keys_np, geo: tok.Geometry, dev, temperature, u
     walk = tok.Walk.start(cond)
     conditions = torch.from_numpy(tok.condition_features(cond)).to(dev)
     particle = torch.from_numpy(tok.particle_type(cond["pdg"])).to(dev)
+    offset = model.track_offset(conditions, particle)  # once per track, not at every step
     keys = torch.from_numpy(keys_np).to(dev)
     out: list[dict[str, np.ndarray]] = []
     event = np.arange(b)  # the event of every batch row; finished rows ride along until COMPACT_AT
@@ -95,7 +96,7 @@ def _generate_batch(model, cond, keys_np, geo: tok.Geometry, dev, temperature, u
     history: list[tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]] = []  # naive decoding's inputs so far
     for step in range(tok.MAX_HITS + 1):
         f = torch.from_numpy(feats[:, None].copy()).to(dev)  # a copy: feats is updated in place below
-        h = _trunk_step(model, cache, history, f, which_in, values_in, step, conditions[event], particle[event])
+        h = _trunk_step(model, cache, history, f, which_in, values_in, step, offset[event])
         step_t = torch.tensor(step, device=dev)
         logp = torch.log_softmax(model.which_logits(h).float(), -1)
         which = sample_from(logp, _allowed_which(cr, step, dev), temperature, 0, _uniform(keys[event], step_t, 0))
@@ -139,16 +140,16 @@ def _generate_batch(model, cond, keys_np, geo: tok.Geometry, dev, temperature, u
     return {k: np.concatenate([o[k] for o in out]) for k in out[0]}
 
 
-def _trunk_step(model, cache, history: list, f, which_in, values_in, step: int, conditions, particle) -> torch.Tensor:
+def _trunk_step(model, cache, history: list, f, which_in, values_in, step: int, offset) -> torch.Tensor:
     """The hidden state after this step's inputs: one new position through the cache, or (naive
-    decoding, no cache) the whole sequence so far recomputed."""
+    decoding, no cache) the whole sequence so far recomputed. offset: the tracks' (B, d) from track_offset."""
     if cache is not None:
-        return model.trunk(model.embed(f, which_in, values_in, step, conditions, particle), cache)[:, -1]
+        return model.trunk(model.embed(f, which_in, values_in, step, offset), cache)[:, -1]
     history.append((f, which_in, values_in))
     f_all = torch.cat([a for a, _, _ in history], 1)
     w_all = torch.cat([w for _, w, _ in history], 1)
     v_all = {k: torch.cat([v[k] for _, _, v in history], 1) for k in tok.VALUE_STREAMS}
-    return model.trunk(model.embed(f_all, w_all, v_all, 0, conditions, particle))[:, -1]
+    return model.trunk(model.embed(f_all, w_all, v_all, 0, offset))[:, -1]
 
 
 def _allowed_which(cr, step: int, dev) -> torch.Tensor:
@@ -163,8 +164,7 @@ def _allowed_which(cr, step: int, dev) -> torch.Tensor:
 
 def _draw_deviations(model, h, which, keys, step_t, temperature: float) -> dict[str, torch.Tensor]:
     """The five deviation heads sampled in one pass: (hits x streams) rows of the same vocabulary."""
-    logits = model.value_logits(h, which)
-    stacked = torch.stack([logits[k].float() for k in tok.VALUE_STREAMS], 1).flatten(0, 1)
+    stacked = model.stacked_value_logits(h, which).float().flatten(0, 1)
     u = torch.stack([_uniform(keys, step_t, j) for j in range(1, DRAWS_PER_HIT)], 1).flatten()
     tokens = sample_values(stacked, temperature, 0, u).view(len(which), len(tok.VALUE_STREAMS))
     return {k: tokens[:, j] for j, k in enumerate(tok.VALUE_STREAMS)}
