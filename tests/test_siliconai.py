@@ -153,7 +153,7 @@ def test_cli_trains_generates_and_refuses_foreign_conditions(odd_muons, tiny_run
     assert r.returncode == 0, r.stderr
     gen = EventSet.read(out)
     assert gen.n_events == 40 and "siliconai" in gen.producer
-    assert gen.notes["sampling"] == {"temperature": 1.0, "batch_size": 16, "seed": 0, "dtype": "bf16"}  # what was used, no more
+    assert gen.notes["sampling"] == {"temperature": 1.0, "batch_size": 16, "seed": 0, "dtype": "bf16", "backend": "torch"}  # what was used, no more
     base = ("generate", str(tiny_run), "--conditions", str(some), "--out", str(tmp_path / "x.h5"))
     assert_one_line_error(hitgen(*base, "--top-k", "5"), "does not apply")
     assert_one_line_error(hitgen(*base, "--decoder", "naive"), "does not apply")  # it has no other decoder

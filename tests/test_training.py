@@ -166,7 +166,16 @@ def test_generation_is_reproducible_and_valid(straight, g4_train_file, tmp_path)
     ref = EventSet.read(g4_train_file)
     np.testing.assert_array_equal(a.conditions["momentum"], ref.conditions["momentum"])
     assert a.producer.startswith("hitgen model run") and a.seed == 5
-    sampling = {"temperature": 1.0, "top_k": 20, "value_top_k": 0, "batch_size": 64, "seed": 5, "decoder": "plain", "dtype": "fp32"}
+    sampling = {
+        "temperature": 1.0,
+        "top_k": 20,
+        "value_top_k": 0,
+        "batch_size": 64,
+        "seed": 5,
+        "decoder": "plain",
+        "dtype": "fp32",
+        "backend": "torch",
+    }
     assert a.notes["sampling"] == sampling
     for e in (a, c):
         structurally_valid(e)
