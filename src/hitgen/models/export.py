@@ -18,7 +18,7 @@ from typing import Any
 from hitgen.core.atomic import atomic_folder
 from hitgen.core.errors import HitgenError
 from hitgen.detectors import get_detector
-from hitgen.models.io import LoadedModel, load_model, sha256_of
+from hitgen.models.io import LoadedModel, load_model, read_json_object, sha256_of
 
 FORMAT = "hitgen-onnx-export"
 FORMAT_VERSION = 1
@@ -73,16 +73,14 @@ def export_onnx(model: str | Path, out: Path, overwrite: bool = False) -> dict[s
     return manifest
 
 
-def read_manifest(folder: Path, loaded: LoadedModel) -> dict[str, Any]:
-    """The manifest of an export folder, checked against the model and the graph on disk."""
+def read_manifest(folder: Path, loaded: LoadedModel) -> tuple[Path, dict[str, int]]:
+    """The trunk graph of an export folder and its sizes, the manifest checked against the model
+    and the graph on disk."""
     path = Path(folder) / "manifest.json"
     if not path.is_file():
         raise HitgenError(f"{folder}: no manifest.json; not a hitgen ONNX export (hitgen export MODEL --format onnx --out DIR)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        raise HitgenError(f"{path}: not valid JSON") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+    manifest = read_json_object(path, "hitgen ONNX export manifest")
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
         raise HitgenError(f"{path}: not a hitgen ONNX export manifest (format {FORMAT} version {FORMAT_VERSION})")
     if manifest.get("weights_sha256") != loaded.weights_sha256:
         raise HitgenError(
@@ -100,8 +98,7 @@ def read_manifest(folder: Path, loaded: LoadedModel) -> dict[str, Any]:
         raise HitgenError(f"{folder}: the manifest's graph {graph['file']} is not a file of the export folder")
     if sha256_of(file) != expected:
         raise HitgenError(f"{file}: checksum differs from manifest.json; the graph was altered or is incomplete")
-    manifest["_graph"], manifest["_sizes"] = file, sizes
-    return manifest
+    return file, sizes
 
 
 def attach_backend(loaded: LoadedModel, backend: str, onnx_dir: Path | None, dtype: str, device: str, decoder: str) -> LoadedModel:
@@ -121,12 +118,9 @@ def attach_backend(loaded: LoadedModel, backend: str, onnx_dir: Path | None, dty
     _check_exportable(loaded)
     from hitgen.nn.onnx import OrtTrunk
 
-    if onnx_dir is None:
-        with tempfile.TemporaryDirectory(prefix="hitgen-onnx-") as tmp:
-            export_onnx(loaded.path, Path(tmp) / "export")
-            manifest = read_manifest(Path(tmp) / "export", loaded)
-            loaded.model.trunk_backend = OrtTrunk(manifest["_graph"], manifest["_sizes"])
-    else:
-        manifest = read_manifest(onnx_dir, loaded)
-        loaded.model.trunk_backend = OrtTrunk(manifest["_graph"], manifest["_sizes"])
+    with tempfile.TemporaryDirectory(prefix="hitgen-onnx-") as tmp:  # ONNX Runtime holds the graph once loaded
+        if onnx_dir is None:
+            onnx_dir = Path(tmp) / "export"
+            export_onnx(loaded.path, onnx_dir)
+        loaded.model.trunk_backend = OrtTrunk(*read_manifest(onnx_dir, loaded))
     return loaded

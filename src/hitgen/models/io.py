@@ -108,18 +108,25 @@ def _finite_numbers(d: Any, where: str) -> None:
         raise HitgenError(f"{where} is {d}: not a finite number")
 
 
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """The JSON object in `path` (a model folder's config, an export's manifest); one error line if
+    the file is not JSON or holds something other than an object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise HitgenError(f"{path}: not valid JSON") from None
+    if not isinstance(value, dict):
+        raise HitgenError(f"{path}: not a {what} (a JSON {type(value).__name__}, not an object)")
+    return value
+
+
 def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     folder = resolve(name_or_path)
     cfg_path, weights = folder / "config.json", folder / "model.safetensors"
     for p in (cfg_path, weights):
         if not p.is_file():
             raise HitgenError(f"{folder}: missing {p.name}; not a complete model folder")
-    try:
-        config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except ValueError:
-        raise HitgenError(f"{cfg_path}: not valid JSON") from None
-    if not isinstance(config, dict):
-        raise HitgenError(f"{cfg_path}: not a hitgen model config (a JSON {type(config).__name__}, not an object)")
+    config = read_json_object(cfg_path, "hitgen model config")
     if config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
         raise HitgenError(f"{cfg_path}: not a hitgen model config (format {config.get('format')!r}, version {config.get('format_version')!r})")
     if config.get("architecture") not in FAMILIES:
