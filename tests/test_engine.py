@@ -32,6 +32,14 @@ EXTRA = {
     "energy_first": {"energy_first": True},
     "energy_first_rescaled": {"energy_first": True, "rescale_to_layer_energy": True},
     "total_first": {"energy_first": True, "energy_total_first": True, "rescale_to_layer_energy": True},
+    "hit_heads": {
+        "energy_first": True,
+        "rescale_to_layer_energy": True,
+        "value_heads_see_strip": True,
+        "tdc_sees_hit": True,
+        "tdc_in_bin": True,
+        "tdc_threshold_rule": True,
+    },
 }
 
 
@@ -46,6 +54,7 @@ EXTRA = {
         "energy_first",
         "energy_first_rescaled",
         "total_first",
+        "hit_heads",
     ],
 )
 def test_every_decoder_and_batch_size_draws_the_same_events(option):
@@ -57,7 +66,7 @@ def test_every_decoder_and_batch_size_draws_the_same_events(option):
             torch.nn.init.normal_(model.cond_tokens.weight, std=0.1)
         if model.value_mlp is not None:
             torch.nn.init.normal_(model.value_mlp[-1].weight, std=0.5)
-        for mlp in (model.deposit_mlp, model.layer_energy_mlp):
+        for mlp in (model.deposit_mlp, model.layer_energy_mlp, model.tdc_mlp):
             if mlp is not None:
                 torch.nn.init.normal_(mlp[-1].weight, std=0.5)
     momentum = clas12_ecal.sample_conditions(30, np.random.default_rng(3))["momentum"]
@@ -222,3 +231,26 @@ def test_kv_cache_attends_like_attention_over_everything_written():
         expected = F.scaled_dot_product_attention(q, torch.cat(keys, dim=2), torch.cat(values, dim=2))
         torch.testing.assert_close(cache.attend(0, q, k, v), expected)
     assert cache.length[0] == 7 + steps and cache.k[0].shape[2] % KVCache.CHUNK == 0
+
+
+def test_times_follow_the_threshold_rule_and_fill_their_bins():
+    """With tdc_threshold_rule a hit has a time exactly when its final ADC reaches the digitisation's
+    TDC threshold (as in Geant4); with tdc_in_bin the times fill their bins (not only the centres)."""
+    from hitgen.families.clas12_gpt import tokenizer as tok
+
+    torch.manual_seed(4)
+    cfg = dataclasses.replace(SMALL, energy_first=True, rescale_to_layer_energy=True, tdc_sees_hit=True, tdc_in_bin=True, tdc_threshold_rule=True)
+    model = HitGPT(cfg).eval()
+    momentum = clas12_ecal.sample_conditions(40, np.random.default_rng(5))["momentum"]
+    _, hits = generate(model, momentum, SamplingOptions(batch_size=16, seed=7))
+    adc, tdc = hits["adc"], hits["tdc"]
+    timed = adc >= clas12_ecal.TDC_THRESHOLD_COUNTS
+    assert 0.05 < timed.mean() < 0.95  # both kinds occur
+    np.testing.assert_array_equal(tdc > 0, timed)
+    # the place within the bin: uniform over [0, 1) (up to the rounding to whole counts of bins over 15 counts wide)
+    k = tok.TDC_BINNING.encode(tdc[timed])
+    lo, hi = tok.TDC_BINNING.edges[k], tok.TDC_BINNING.edges[k + 1]
+    wide = hi - lo > 15
+    place = (np.log(tdc[timed][wide]) - np.log(lo[wide])) / (np.log(hi[wide]) - np.log(lo[wide]))
+    assert wide.sum() > 200
+    assert kstest(np.clip(place, 0, 1), "uniform").pvalue > 1e-3

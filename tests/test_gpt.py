@@ -226,3 +226,65 @@ def test_value_heads_see_the_strip_only_where_enabled():
         m.value_strip.weight.normal_(std=3.0)
     _, after = compute_loss(m, batch, LossWeights.cross_entropy_only())
     assert before["ce_adc"] != pytest.approx(after["ce_adc"]) and before["ce_strip"] == pytest.approx(after["ce_strip"])
+
+
+def test_tdc_head_sees_strip_and_adc_only_where_enabled():
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(TINY, tdc_sees_hit=True)
+    m = HitGPT(cfg).eval()
+    h = torch.randn(4, 24)
+    strip, low, high = torch.full((4,), 3), torch.full((4,), 60), torch.full((4,), 3000)
+    torch.testing.assert_close(m.tdc_hidden(h, strip, low), h)  # zero-initialised: the paper's TDC head at first
+    with torch.no_grad():
+        m.tdc_mlp[-1].weight.normal_()
+        m.tdc_adc.weight.normal_()
+        m.tdc_strip.weight.normal_()
+    assert (m.tdc_hidden(h, strip, low) - m.tdc_hidden(h, strip, high)).abs().max() > 0.1  # the ADC (the walk)
+    assert (m.tdc_hidden(h, strip, low) - m.tdc_hidden(h, torch.full((4,), 300), low)).abs().max() > 0.1  # the strip (the light's path)
+    torch.testing.assert_close(HitGPT(TINY).tdc_hidden(h, strip, low), h)
+    # the loss uses the hit's ADC token: another ADC embedding moves the TDC term, not the ADC term
+    batch = one_event_batch()
+    _, before = compute_loss(m, batch, LossWeights.cross_entropy_only())
+    with torch.no_grad():
+        m.tdc_adc.bias.normal_(std=3.0)
+    _, after = compute_loss(m, batch, LossWeights.cross_entropy_only())
+    assert before["ce_tdc"] != pytest.approx(after["ce_tdc"]) and before["ce_adc"] == pytest.approx(after["ce_adc"])
+
+
+def test_tdc_threshold_rule_trains_the_time_of_timed_hits_only():
+    """one_event_batch has three hits with a time and two without: under the rule the TDC term is
+    the mean over the three; the hand-computed log-probabilities of a head that ignores h."""
+    logits = torch.randn(tok.TDC.vocab_size)
+    m = HitGPT(dataclasses.replace(TINY, tdc_threshold_rule=True))
+    plain = HitGPT(TINY)
+    for model in (m, plain):
+        with torch.no_grad():
+            model.head_tdc.weight.zero_()
+            model.head_tdc.bias.copy_(logits)
+    lp = torch.log_softmax(logits, dim=0)
+    tdc = one_event_batch()["tdc"][0]
+    hit_tokens = tdc[(tdc < tok.TDC_ZERO) | (tdc == tok.TDC_ZERO)]
+    timed = hit_tokens[hit_tokens < tok.TDC_ZERO]
+    assert len(timed) == 3 and len(hit_tokens) == 5
+    _, ruled = compute_loss(m, one_event_batch(), LossWeights.cross_entropy_only())
+    _, paper = compute_loss(plain, one_event_batch(), LossWeights.cross_entropy_only())
+    assert ruled["ce_tdc"] == pytest.approx(float(-lp[timed].mean()), rel=1e-5)
+    assert paper["ce_tdc"] == pytest.approx(float(-lp[hit_tokens].mean()), rel=1e-5)
+
+
+def test_times_placed_within_their_bins():
+    offsets = np.array([0, 3])
+    hits = {
+        "layer": np.array([0, 1, 4], np.int8),
+        "strip": np.array([5, 7, 2], np.int16),
+        "adc": np.array([500, 900, 60], np.int32),
+        "tdc": np.array([1234, 2100, 0], np.int32),
+    }
+    b = tok.encode(offsets, hits)
+    centre = tok.decode(b.strip, b.adc, b.tdc)[1]["tdc"]
+    edges = tok.TDC_BINNING.edges
+    k = tok.TDC_BINNING.encode(hits["tdc"][:2])
+    for place, expected in ((0.5, centre), (0.0, np.r_[np.rint(edges[k]), 0]), (0.999999, np.r_[np.rint(edges[k + 1]), 0])):
+        got = tok.decode(b.strip, b.adc, b.tdc, np.full(b.strip.shape, place))[1]["tdc"]
+        np.testing.assert_array_equal(got, expected)
+    assert centre[2] == 0  # no time stays no time

@@ -294,6 +294,34 @@ def test_init_from_a_trained_model_copies_its_weights_and_adds_new_modules(strai
         train(wide, g4_train_file, tmp_path / "wide", stop_after=1, init_from=str(run))
 
 
+def test_train_only_fine_tunes_the_named_modules_of_a_frozen_model(straight, g4_train_file, tmp_path):
+    """train.train_only: the named modules (here new value heads that see their hit, and the TDC
+    head) train; every other parameter keeps the warm-start value exactly. A prefix that names no
+    parameter is refused in one line."""
+    run, _ = straight
+    heads = "value_heads_see_strip = true\ntdc_sees_hit = true\ntdc_threshold_rule = true"
+    only = 'train_only = ["value_strip", "value_mlp", "tdc_", "head_tdc"]'
+    path = tmp_path / "heads.toml"
+    path.write_text(
+        TINY.replace("dropout = 0.1", "dropout = 0.0\n" + heads)
+        .replace("threads = 1", "threads = 1\n" + only)
+        .format(steps=3, ckpt=3, batch=16, micro=8)
+    )
+    tuned = weights(train(path, g4_train_file, tmp_path / "heads", init_from=str(run)))
+    before = weights(run)
+    trained = [k for k in tuned if k.startswith(("value_strip", "value_mlp", "tdc_", "head_tdc"))]
+    assert len(trained) == 18  # head_tdc, and the new tdc_strip, tdc_adc, tdc_mlp, value_strip, value_mlp
+    assert not torch.equal(tuned["head_tdc.weight"], before["head_tdc.weight"])
+    assert tuned["tdc_mlp.3.weight"].abs().max() > 0 and tuned["value_mlp.3.weight"].abs().max() > 0  # away from their zero start
+    for k, v in before.items():
+        if k not in trained:
+            assert torch.equal(tuned[k], v), k
+    bad = tmp_path / "bad.toml"
+    bad.write_text(path.read_text().replace('"head_tdc"]', '"head_time"]'))
+    with pytest.raises(HitgenError, match="no parameter of this model starts with 'head_time'"):
+        train(bad, g4_train_file, tmp_path / "bad", init_from=str(run))
+
+
 @pytest.mark.parametrize("rescale,total_first", [(False, False), (True, False), (True, True)])
 def test_energy_first_sampling_keeps_the_structure_and_its_layer_energies(rescale, total_first):
     """An untrained energy-first model: events are structurally valid, a layer drawn empty has no

@@ -51,6 +51,9 @@ class TrainSection(Strict):
     seed: int = Field(0, ge=0)
     bf16: bool = False
     threads: int = Field(0, ge=0)  # torch intra-op threads; 0 = torch's default
+    # prefixes of the names of the parameters that train (with --init: a fine-tune of some modules on a
+    # frozen model); empty: all
+    train_only: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _divides(self) -> TrainSection:

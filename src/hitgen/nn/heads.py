@@ -39,9 +39,12 @@ class FlatHead(nn.Linear):
         """The whole distribution, (..., V) log-probabilities."""
         return F.log_softmax(self(h).float(), dim=-1)
 
-    def sample(self, h: torch.Tensor, temperature: float, top_k: int, u: torch.Tensor, u_fine: torch.Tensor) -> torch.Tensor:
-        """A value token per row, drawn by the uniform numbers u (u_fine unused)."""
-        return sample_values(self(h).float()[:, : self.n_values], temperature, top_k, u)
+    def sample(
+        self, h: torch.Tensor, temperature: float, top_k: int, u: torch.Tensor, u_fine: torch.Tensor, n_values: int | None = None
+    ) -> torch.Tensor:
+        """A value token per row, drawn by the uniform numbers u (u_fine unused); n_values: only
+        the first n value tokens (default all)."""
+        return sample_values(self(h).float()[:, : n_values or self.n_values], temperature, top_k, u)
 
 
 class FactorisedHead(nn.Module):
@@ -83,13 +86,15 @@ class FactorisedHead(nn.Module):
         values = (lc[:, : self.n_groups, None] + fine).flatten(1)[:, : self.n_values]
         return torch.cat([values, lc[:, self.n_groups :]], dim=-1).view(*lead, -1)
 
-    def sample(self, h: torch.Tensor, temperature: float, top_k: int, u: torch.Tensor, u_fine: torch.Tensor) -> torch.Tensor:
+    def sample(
+        self, h: torch.Tensor, temperature: float, top_k: int, u: torch.Tensor, u_fine: torch.Tensor, n_values: int | None = None
+    ) -> torch.Tensor:
         """A value token per row: the group by u, the bin inside it by u_fine. At temperature 1
-        without top-k the two draws are exact; otherwise the whole distribution is tempered (and
-        top-k applied to it) and drawn by u, which is exact too, at the cost of every group's fine
-        logits."""
-        if temperature != 1.0 or top_k:
-            return sample_values(self.log_probs(h)[:, : self.n_values], temperature, top_k, u)
+        without top-k the two draws are exact; otherwise (or when only the first n_values value
+        tokens may be drawn) the whole distribution is tempered (and top-k applied to it) and drawn
+        by u, which is exact too, at the cost of every group's fine logits."""
+        if temperature != 1.0 or top_k or (n_values is not None and n_values < self.n_values):
+            return sample_values(self.log_probs(h)[:, : n_values or self.n_values], temperature, top_k, u)
         coarse = F.softmax(self.coarse(h).float()[:, : self.n_groups], dim=-1)
         group = inverse_cdf_sample(coarse, u)
         fine = F.softmax(self.fine_logits(h, group), dim=-1)

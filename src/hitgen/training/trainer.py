@@ -67,10 +67,27 @@ def dropout_seed(seed: int, step: int, micro: int) -> int:
     return (seed * 1_000_003 + step * 1009 + micro) % (2**63)
 
 
+def trainable_parameters(model: torch.nn.Module, cfg: FamilyConfig) -> list[torch.nn.Parameter]:
+    """The parameters that train: all, or (train.train_only) those whose names start with one of its
+    prefixes; the others are frozen (requires_grad False) at their initial or warm-start values."""
+    prefixes = cfg.train.train_only
+    if not prefixes:
+        return list(model.parameters())
+    named = dict(model.named_parameters())
+    unknown = [p for p in prefixes if not any(n.startswith(p) for n in named)]
+    if unknown:
+        raise HitgenError(f"train.train_only: no parameter of this model starts with {unknown[0]!r}")
+    for name, p in named.items():
+        p.requires_grad_(any(name.startswith(q) for q in prefixes))
+    return [p for p in named.values() if p.requires_grad]
+
+
 def make_optimizer(model: torch.nn.Module, cfg: FamilyConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices and embeddings, none on biases and LayerNorm parameters."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    """AdamW over the trainable parameters; weight decay on matrices and embeddings, none on biases
+    and LayerNorm parameters."""
+    params = trainable_parameters(model, cfg)
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(0.9, 0.95))
 

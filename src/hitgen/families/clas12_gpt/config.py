@@ -15,6 +15,9 @@ class ModelSection(TrunkSection):
     architecture: Literal["clas12-gpt"]
     condition_every_position: bool = False  # see hitgen.families.clas12_gpt.model
     value_heads_see_strip: bool = False  # see hitgen.families.clas12_gpt.model
+    tdc_sees_hit: bool = False  # see hitgen.families.clas12_gpt.model
+    tdc_in_bin: bool = False
+    tdc_threshold_rule: bool = False
     deposit_feature: bool = False  # see hitgen.families.clas12_gpt.model
     value_head: Literal["flat", "factorised"] = "flat"  # see hitgen.nn.heads
     value_group: int = Field(50, gt=1)

@@ -33,7 +33,7 @@ from hitgen.core.csr import offsets_from_counts
 from hitgen.families.base import SamplingOptions
 from hitgen.families.clas12_gpt import tokenizer as tok
 from hitgen.families.clas12_gpt.model import HitGPT
-from hitgen.families.clas12_gpt.sampler import STREAMS, Budget, HitSampler, LayerState, empty_tokens, start_tokens
+from hitgen.families.clas12_gpt.sampler import STREAMS, Budget, HitSampler, LayerState, empty_tokens, start_tokens, tdc_places
 from hitgen.nn.blocks import KVCache, attend_one
 
 
@@ -104,8 +104,9 @@ class Harvest:
 
     CHUNK = 4096
 
-    def __init__(self, n_events: int) -> None:
+    def __init__(self, n_events: int, tdc_threshold_rule: bool = False) -> None:
         self.n_events = n_events
+        self.tdc_threshold_rule = tdc_threshold_rule
         self.pending_ids: list[np.ndarray] = []
         self.pending: list[dict[str, np.ndarray]] = []
         self.n_pending = 0
@@ -124,7 +125,7 @@ class Harvest:
         if not self.n_pending:
             return
         tokens = {k: np.concatenate([p[k] for p in self.pending]) for k in self.pending[0]}
-        offsets, hits = tok.decode_tokens(tokens)
+        offsets, hits = tok.decode_tokens(tokens, self.tdc_threshold_rule)
         self.ids.append(np.concatenate(self.pending_ids))
         self.counts.append(np.diff(offsets))
         self.hits.append(hits)
@@ -173,11 +174,11 @@ class _Slots:
         self.n_lead = model.n_lead
         self.cache = StaticKVCache(slots, self.n_lead + tok.MAX_LENGTH)
         self.sampler = HitSampler(model, opts, device)
-        self.harvest = Harvest(self.n_events)
+        self.harvest = Harvest(self.n_events, model.cfg.tdc_threshold_rule)
         self.event = torch.full((slots,), -1, dtype=torch.long, device=device)  # the event in each slot; -1: free
         self.position = torch.ones(slots, dtype=torch.long, device=device)  # token position of the next draw
         self.state = LayerState.start(slots, device)
-        self.out = empty_tokens(slots, device)
+        self.out = empty_tokens(slots, device, model.cfg.tdc_threshold_rule)
         if model.cfg.energy_first and model.cfg.rescale_to_layer_energy:
             self.out["layer_adc"] = torch.zeros(slots, tok.N_LAYERS, dtype=torch.float64, device=device)
         self.h = torch.zeros(slots, model.cfg.d_model, device=device)
@@ -222,10 +223,15 @@ class _Slots:
         rows = torch.arange(len(self.event), device=self.device)
         for k, _ in STREAMS:
             self.out[k][rows, self.position] = getattr(hit, k)
+        if hit.time is not None:
+            self.out["tdc_time"][rows, self.position] = hit.time
         done = live & (hit.strip == tok.STRIP.eos)
         if bool(done.any()):
             idx = torch.nonzero(done).squeeze(1)
-            self.harvest.add(self.event[idx].cpu().numpy(), {k: v[idx].cpu().numpy() for k, v in self.out.items()})
+            tokens = {k: v[idx].cpu().numpy() for k, v in self.out.items()}
+            if self.model.cfg.tdc_in_bin:
+                tokens["tdc_place"] = tdc_places(self.keys[self.event[idx]])
+            self.harvest.add(self.event[idx].cpu().numpy(), tokens)
             self.finished += len(idx)
             self.event[idx] = -1
             if progress:

@@ -44,7 +44,7 @@ def generate(
     for lo in range(0, n, opts.batch_size):
         hi = min(lo + opts.batch_size, n)
         tokens = generate_tokens(model, m_all[lo:hi], keys[lo:hi], opts)
-        offsets, hits = tok.decode_tokens(tokens)
+        offsets, hits = tok.decode_tokens(tokens, model.cfg.tdc_threshold_rule)
         offsets_parts.append(offsets)
         hit_parts.append(hits)
         if progress:

@@ -54,6 +54,8 @@ from hitgen.families.clas12_gpt import tokenizer as tok
 from hitgen.nn.blocks import Block, KVCache, check_config, init_weights, trunk_forward
 from hitgen.nn.heads import FactorisedHead, FlatHead, MixtureHead
 
+ADC_OCTAVES = 4  # Fourier features of log10 ADC that the TDC head sees (tdc_sees_hit)
+
 
 @dataclass
 class GPTConfig:
@@ -74,6 +76,19 @@ class GPTConfig:
     # drawn strip in generation) through a small residual MLP; False: the paper's fused hit, whose
     # three tokens are drawn independently given the hidden state (see the module docstring)
     value_heads_see_strip: bool = False
+    # the TDC head also sees the strip and the ADC drawn for its hit (teacher-forced in training) through
+    # a zero-initialised residual MLP of its own (not in the paper, where a hit's three tokens are
+    # drawn independently given the hidden state; a hit's time depends on its strip, the light's path
+    # along it, and on its ADC, the discriminator's walk); the ADC path is untouched
+    tdc_sees_hit: bool = False
+    # the TDC value placed uniformly within its log bin by the event's random stream (the paper: at the
+    # bin's geometric centre). The bins (0.73%, 0.3 ns at 40 ns) are as wide as the time resolution:
+    # Geant4's own times moved to the bin centres are told from Geant4 at a low-level AUC of 0.71
+    tdc_in_bin: bool = False
+    # every hit draws a time (TDC_ZERO is never drawn) and the detector's discriminator rule decides
+    # which hits keep it: those whose final ADC (after rescale_to_layer_energy) reaches the TDC
+    # threshold of clas12-ecal's digitisation (in Geant4, tdc = 0 exactly when ADC < 100 counts)
+    tdc_threshold_rule: bool = False
     # each position also sees the ADC deposited so far (its own token included) as a fraction of
     # |p| x adc_per_gev (the Geant4 mean response of clas12-ecal, about 19 400 ADC per GeV: only the
     # scale of the input), through a small MLP: a function of the earlier tokens, so the model can
@@ -191,6 +206,11 @@ class HitGPT(nn.Module):
             self.value_mlp = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         else:
             self.value_strip, self.value_mlp = None, None
+        self.tdc_strip = self.tdc_adc = self.tdc_mlp = None
+        if cfg.tdc_sees_hit:
+            self.tdc_strip = nn.Embedding(cfg.strip_vocab, d)
+            self.tdc_adc = nn.Linear(1 + 2 * ADC_OCTAVES, d)
+            self.tdc_mlp = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         section_of = torch.full((cfg.strip_vocab,), -1, dtype=torch.long)
         for i, (lo, hi) in enumerate(cfg.sections):
             section_of[lo:hi] = i
@@ -202,8 +222,9 @@ class HitGPT(nn.Module):
         if self.cond_tokens is not None:  # starts as the paper's model: the offset grows from zero
             nn.init.zeros_(self.cond_tokens.weight)
             nn.init.zeros_(self.cond_tokens.bias)
-        if self.value_mlp is not None:  # likewise the strip's contribution to the value heads
-            nn.init.zeros_(self.value_mlp[-1].weight)
+        for mlp in (self.value_mlp, self.tdc_mlp):  # likewise the strip's (and ADC's) contribution to the value heads
+            if mlp is not None:
+                nn.init.zeros_(mlp[-1].weight)
         for mlp in (self.deposit_mlp, self.layer_energy_mlp):  # and the deposit's and layer energy's
             if mlp is not None:
                 mlp[0].reset_parameters()
@@ -343,8 +364,25 @@ class HitGPT(nn.Module):
     def strip_log_probs(self, h: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(self.head_strip(h).float(), dim=-1)
 
-    def tdc_log_prob_of(self, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.head_tdc.log_prob(h, target)
+    def tdc_hidden(self, h: torch.Tensor, strip: torch.Tensor, adc: torch.Tensor) -> torch.Tensor:
+        """The TDC head's input for value-head inputs h (M, d) of hits with these strip and ADC
+        tokens (M,): h itself unless tdc_sees_hit, else h + MLP(h + strip embedding + a function of
+        log10 ADC, its value and Fourier features)."""
+        if self.tdc_mlp is None:
+            return h
+        v = (torch.log10(self.adc_value[adc].clamp(min=1.0)) / 5.0)[:, None]  # [0, 1] over the ADC range
+        k = torch.pi * 2.0 ** torch.arange(ADC_OCTAVES, device=h.device)
+        f = torch.cat([v, torch.sin(v * k), torch.cos(v * k)], dim=-1).to(h.dtype)
+        return h + self.tdc_mlp(h + self.tdc_strip(strip) + self.tdc_adc(f))
+
+    def tdc_log_prob_of(self, h: torch.Tensor, target: torch.Tensor, strip: torch.Tensor, adc: torch.Tensor) -> torch.Tensor:
+        return self.head_tdc.log_prob(self.tdc_hidden(h, strip, adc), target)
+
+    def sample_tdc(self, h: torch.Tensor, strip: torch.Tensor, adc: torch.Tensor, temperature: float, top_k: int, u, u_fine) -> torch.Tensor:
+        """TDC tokens (M,) for value-head inputs h of hits with these strip and drawn ADC tokens; with
+        tdc_threshold_rule always a time (not TDC_ZERO), the threshold deciding later."""
+        n_values = tok.N_TDC if self.cfg.tdc_threshold_rule else None
+        return self.head_tdc.sample(self.tdc_hidden(h, strip.clamp(max=self.cfg.strip_vocab - 1), adc), temperature, top_k, u, u_fine, n_values)
 
     def section_log_weights(self, strip_logp: torch.Tensor) -> torch.Tensor:
         """Soft section routing: log of the predicted strip probability summed over each section's

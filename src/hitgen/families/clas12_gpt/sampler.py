@@ -62,9 +62,13 @@ class Hit:
     tdc: torch.Tensor
     layer_id: torch.Tensor
     rank: torch.Tensor
+    # tdc_threshold_rule: the time drawn for every hit; `tdc` (the trunk's input) is TDC_ZERO where
+    # the drawn ADC is below the threshold, as in the training data
+    time: torch.Tensor | None = None
 
     def select(self, rows: torch.Tensor) -> Hit:
-        return Hit(self.strip[rows], self.adc[rows], self.tdc[rows], self.layer_id[rows], self.rank[rows])
+        time = None if self.time is None else self.time[rows]
+        return Hit(self.strip[rows], self.adc[rows], self.tdc[rows], self.layer_id[rows], self.rank[rows], time)
 
     def embed(
         self, model: HitGPT, cond: torch.Tensor | None, features: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
@@ -173,13 +177,19 @@ class HitSampler:
         section = self.section_of_layer[layer.clamp(max=tok.N_LAYERS - 1)]
         u = [streams.draw_uniforms(keys, position, s) for s in (streams.ADC, streams.ADC_FINE, streams.TDC, streams.TDC_FINE)]
         adc = model.sample_adc(h, section, opts.temperature, opts.value_top_k, u[0], u[1])
-        tdc = model.head_tdc.sample(h, opts.temperature, opts.value_top_k, u[2], u[3])
+        tdc = time = model.sample_tdc(h, strip, adc, opts.temperature, opts.value_top_k, u[2], u[3])
+        if model.cfg.tdc_threshold_rule:
+            time = torch.where(is_hit, time, torch.where(is_sep, tok.TDC.sep, tok.TDC.eos))
+            tdc = torch.where(torch.round(model.adc_value[adc]) < tok.TDC_THRESHOLD, tok.TDC_ZERO, tdc)
+        else:
+            time = None
         hit = Hit(
             strip=strip,
             adc=torch.where(is_hit, adc, torch.where(is_sep, tok.ADC.sep, tok.ADC.eos)),
             tdc=torch.where(is_hit, tdc, torch.where(is_sep, tok.TDC.sep, tok.TDC.eos)),
             layer_id=torch.where(is_hit, layer, torch.full_like(layer, tok.SPECIAL_LAYER)),
             rank=torch.where(is_hit, count, torch.full_like(count, tok.SPECIAL_RANK)),
+            time=time,
         )
         after = LayerState(
             layer=layer + is_sep.long(),
@@ -192,6 +202,18 @@ class HitSampler:
 # the energy tokens of energy-first models draw their uniforms at token positions past the last
 # (MAX_LENGTH + layer), on the strip stream (the bin) and the ADC stream (the place within the bin)
 ENERGY_POSITION = tok.MAX_LENGTH
+
+
+# the place of a hit's time within its TDC bin (tdc_in_bin): the TDC stream at token positions past
+# the last (MAX_LENGTH + position), where the energy tokens draw only on the strip and ADC streams
+TDC_PLACE_POSITION = tok.MAX_LENGTH
+
+
+def tdc_places(keys: torch.Tensor) -> np.ndarray:
+    """The place within its bin of the time at every token position (B, MAX_LENGTH) of the events with these keys (B, 2)."""
+    b = len(keys)
+    position = torch.arange(tok.MAX_LENGTH, device=keys.device).repeat(b) + TDC_PLACE_POSITION
+    return streams.draw_uniforms(keys.repeat_interleave(tok.MAX_LENGTH, dim=0), position, streams.TDC).view(b, tok.MAX_LENGTH).cpu().numpy()
 
 
 def _continuous(binning, token: torch.Tensor, place: torch.Tensor) -> torch.Tensor:
@@ -268,11 +290,13 @@ def start_tokens(
     return h, cond, seq, layer_adc
 
 
-def empty_tokens(b: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Token arrays (B, MAX_LENGTH): SOS, then PAD."""
+def empty_tokens(b: int, device: torch.device, time: bool = False) -> dict[str, torch.Tensor]:
+    """Token arrays (B, MAX_LENGTH): SOS, then PAD; with `time` also the drawn times (Hit.time)."""
     out = {k: torch.full((b, tok.MAX_LENGTH), s.pad, dtype=torch.long, device=device) for k, s in STREAMS}
     for k, s in STREAMS:
         out[k][:, 0] = s.sos
+    if time:
+        out["tdc_time"] = out["tdc"].clone()
     return out
 
 
@@ -289,8 +313,9 @@ def generate_tokens(model: HitGPT, momentum: torch.Tensor, keys: torch.Tensor, o
     "naive", the whole sequence recomputed at every step. keys (B, 2): the events' random streams."""
     device = momentum.device
     b = len(momentum)
+    places = tdc_places(keys) if model.cfg.tdc_in_bin else None
     sampler = HitSampler(model, opts, device)
-    out = empty_tokens(b, device)
+    out = empty_tokens(b, device, model.cfg.tdc_threshold_rule)
     state = LayerState.start(b, device)
     active = torch.arange(b, device=device)  # rows of the batch still decoding; finished ones are dropped
     cache = new_cache(model) if opts.decoder != "naive" else None
@@ -304,6 +329,8 @@ def generate_tokens(model: HitGPT, momentum: torch.Tensor, keys: torch.Tensor, o
         features = budget.add(hit, state)
         for k, s in STREAMS:  # finished rows still in the batch write PAD
             out[k][active, pos] = torch.where(live, getattr(hit, k), s.pad)
+        if hit.time is not None:
+            out["tdc_time"][active, pos] = torch.where(live, hit.time, tok.TDC.pad)
         live = live & (hit.strip != tok.STRIP.eos)
         n_live = int(live.sum())
         if n_live == 0:
@@ -328,4 +355,7 @@ def generate_tokens(model: HitGPT, momentum: torch.Tensor, keys: torch.Tensor, o
         else:
             seq = torch.cat([seq, x], dim=1)
             h = model.trunk(seq)[:, -1]
-    return {k: v.cpu().numpy() for k, v in out.items()}
+    tokens = {k: v.cpu().numpy() for k, v in out.items()}
+    if places is not None:
+        tokens["tdc_place"] = places
+    return tokens

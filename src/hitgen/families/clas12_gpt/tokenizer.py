@@ -31,6 +31,7 @@ TDC_BINNING = LogBinning(1.0, 2e6, 2000)
 N_ADC = ADC_BINNING.n_bins  # 5000
 N_TDC = TDC_BINNING.n_bins  # 2000
 TDC_ZERO = N_TDC  # 2000
+TDC_THRESHOLD = det.TDC_THRESHOLD_COUNTS  # the discriminator: a hit has a time exactly when its ADC reaches it
 
 SPECIALS = ("PAD", "SOS", "EOS", "LAYER_SEP")
 
@@ -141,9 +142,10 @@ def encode(offsets: np.ndarray, hits: dict[str, np.ndarray], max_length: int = M
     return TokenBatch(**out, length=length)
 
 
-def decode(strip: np.ndarray, adc: np.ndarray, tdc: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def decode(strip: np.ndarray, adc: np.ndarray, tdc: np.ndarray, tdc_place: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Token arrays (N, T) -> (offsets, hits). Hit positions are those with a strip value token
-    before the first EOS; their ADC and TDC tokens must be value tokens (TDC_ZERO allowed)."""
+    before the first EOS; their ADC and TDC tokens must be value tokens (TDC_ZERO allowed). A time
+    is the geometric centre of its bin or, given tdc_place (N, T) in [0, 1), that place within it."""
     strip, adc, tdc = (np.asarray(a, dtype=np.int64) for a in (strip, adc, tdc))
     n, t = strip.shape
     ended = np.cumsum(strip == STRIP.eos, axis=1) > 0
@@ -155,7 +157,12 @@ def decode(strip: np.ndarray, adc: np.ndarray, tdc: np.ndarray) -> tuple[np.ndar
     s = strip[is_hit]
     layer = np.searchsorted(STRIP_OFFSETS, s, side="right") - 1
     tdc_tok = tdc[is_hit]
-    tdc_val = np.where(tdc_tok == TDC_ZERO, 0, np.rint(TDC_BINNING.decode(np.minimum(tdc_tok, N_TDC - 1))))
+    tdc_bin = np.minimum(tdc_tok, N_TDC - 1)
+    if tdc_place is None:
+        time = TDC_BINNING.decode(tdc_bin)
+    else:
+        time = TDC_BINNING.lo * (TDC_BINNING.hi / TDC_BINNING.lo) ** ((tdc_bin + np.asarray(tdc_place)[is_hit]) / N_TDC)
+    tdc_val = np.where(tdc_tok == TDC_ZERO, 0, np.rint(time))
     counts = np.bincount(rows, minlength=n)
     offsets = offsets_from_counts(counts)
     hits = {
@@ -233,10 +240,15 @@ def rescale_to_layer_sums(offsets: np.ndarray, hits: dict[str, np.ndarray], targ
     return hits | {"adc": np.clip(adc, 1, ADC_BINNING.log.hi).astype(np.int32)}
 
 
-def decode_tokens(tokens: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Generated token arrays -> (offsets, hits): decode, then, where the generator drew layer
-    energies to hold (key "layer_adc", (N, 9) ADC), rescale each layer's hits to them."""
-    offsets, hits = decode(tokens["strip"], tokens["adc"], tokens["tdc"])
+def decode_tokens(tokens: dict[str, np.ndarray], tdc_threshold_rule: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Generated token arrays -> (offsets, hits): decode (times placed within their bins where the
+    generator drew their places, key "tdc_place"; the drawn times, key "tdc_time", where the
+    generator kept them apart from the trunk's TDC tokens), then, where it drew layer energies to hold (key
+    "layer_adc", (N, 9) ADC), rescale each layer's hits to them; with tdc_threshold_rule the
+    digitisation's discriminator then keeps the time only of hits whose ADC reaches its threshold."""
+    offsets, hits = decode(tokens["strip"], tokens["adc"], tokens.get("tdc_time", tokens["tdc"]), tokens.get("tdc_place"))
     if "layer_adc" in tokens:
         hits = rescale_to_layer_sums(offsets, hits, tokens["layer_adc"])
+    if tdc_threshold_rule:
+        hits["tdc"] = np.where(hits["adc"] >= TDC_THRESHOLD, hits["tdc"], 0).astype(np.int32)
     return offsets, hits
