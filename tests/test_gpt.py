@@ -220,12 +220,16 @@ def test_value_heads_see_the_strip_only_where_enabled():
     plain = HitGPT(TINY)
     torch.testing.assert_close(plain.value_hidden(h, a), h)
     # the loss uses it: with the option the ADC cross-entropy depends on the strip embedding
-    batch = one_event_batch()
-    _, before = compute_loss(m, batch, LossWeights.cross_entropy_only())
+    assert_moves_only(m, m.value_strip.weight, moved="ce_adc", kept="ce_strip")
+
+
+def assert_moves_only(m: HitGPT, param: torch.Tensor, moved: str, kept: str) -> None:
+    """Redrawing `param` changes the loss term `moved` of one_event_batch and leaves `kept` as it was."""
+    _, before = compute_loss(m, one_event_batch(), LossWeights.cross_entropy_only())
     with torch.no_grad():
-        m.value_strip.weight.normal_(std=3.0)
-    _, after = compute_loss(m, batch, LossWeights.cross_entropy_only())
-    assert before["ce_adc"] != pytest.approx(after["ce_adc"]) and before["ce_strip"] == pytest.approx(after["ce_strip"])
+        param.normal_(std=3.0)
+    _, after = compute_loss(m, one_event_batch(), LossWeights.cross_entropy_only())
+    assert before[moved] != pytest.approx(after[moved]) and before[kept] == pytest.approx(after[kept])
 
 
 def test_tdc_head_sees_strip_and_adc_only_where_enabled():
@@ -242,13 +246,8 @@ def test_tdc_head_sees_strip_and_adc_only_where_enabled():
     assert (m.tdc_hidden(h, strip, low) - m.tdc_hidden(h, strip, high)).abs().max() > 0.1  # the ADC (the walk)
     assert (m.tdc_hidden(h, strip, low) - m.tdc_hidden(h, torch.full((4,), 300), low)).abs().max() > 0.1  # the strip (the light's path)
     torch.testing.assert_close(HitGPT(TINY).tdc_hidden(h, strip, low), h)
-    # the loss uses the hit's ADC token: another ADC embedding moves the TDC term, not the ADC term
-    batch = one_event_batch()
-    _, before = compute_loss(m, batch, LossWeights.cross_entropy_only())
-    with torch.no_grad():
-        m.tdc_adc.bias.normal_(std=3.0)
-    _, after = compute_loss(m, batch, LossWeights.cross_entropy_only())
-    assert before["ce_tdc"] != pytest.approx(after["ce_tdc"]) and before["ce_adc"] == pytest.approx(after["ce_adc"])
+    # the loss uses the hit's ADC: another ADC embedding moves the TDC term, not the ADC term
+    assert_moves_only(m, m.tdc_adc.bias, moved="ce_tdc", kept="ce_adc")
 
 
 def test_tdc_threshold_rule_trains_the_time_of_timed_hits_only():
