@@ -47,8 +47,12 @@ class LogBinning:
         return np.clip(k, 0, self.n_bins - 1)
 
     def decode(self, index: np.ndarray) -> np.ndarray:
-        k = np.asarray(index, dtype=np.float64)
-        return self.lo * (self.hi / self.lo) ** ((k + 0.5) / self.n_bins)  # geometric mean of the edges
+        return self.at(np.asarray(index, dtype=np.float64), 0.5)  # geometric mean of the edges
+
+    def at(self, index, place):
+        """The value at `place` in [0, 1) on the log scale within bin `index` (numpy arrays or
+        float64 torch tensors: arithmetic only)."""
+        return self.lo * (self.hi / self.lo) ** ((index + place) / self.n_bins)
 
 
 @dataclass(frozen=True)

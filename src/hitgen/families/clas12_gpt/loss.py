@@ -97,14 +97,14 @@ def compute_loss(model: HitGPT, batch: dict[str, torch.Tensor], weights: LossWei
     # ADC and TDC over hit positions only: at LAYER_SEP/EOS they are implied by the strip token
     # (generation writes them), so predicting them would cost a fifth of the heads' work for nothing
     is_hit = ts < tok.N_STRIPS
-    h_val = model.value_hidden(hv[is_hit], ts[is_hit].long())  # the value heads' input at hit positions
-    ce_adc = -model.adc_log_prob_of(h_val, strip_logp[is_hit], ta[is_hit].long()).mean()
-    timed = torch.ones_like(tt[is_hit], dtype=torch.bool)
+    hit_strip, hit_adc, hit_tdc = ts[is_hit].long(), ta[is_hit].long(), tt[is_hit].long()
+    h_val = model.value_hidden(hv[is_hit], hit_strip)  # the value heads' input at hit positions
+    ce_adc = -model.adc_log_prob_of(h_val, strip_logp[is_hit], hit_adc).mean()
+    h_tdc = h_val
     if model.cfg.tdc_threshold_rule:  # the head learns the time of hits that have one; the threshold decides which do
-        timed = tt[is_hit] != tok.TDC_ZERO
-    ce_tdc = -model.tdc_log_prob_of(
-        h_val[timed], tt[is_hit][timed].long(), ts[is_hit][timed].long(), ta[is_hit][timed].long()
-    ).sum() / timed.sum().clamp(min=1)
+        timed = hit_tdc != tok.TDC_ZERO
+        h_tdc, hit_strip, hit_adc, hit_tdc = h_val[timed], hit_strip[timed], hit_adc[timed], hit_tdc[timed]
+    ce_tdc = -model.tdc_log_prob_of(h_tdc, hit_tdc, hit_strip, hit_adc).sum() / max(len(hit_tdc), 1)
     total = ce_strip + ce_adc + ce_tdc
     parts = {"ce_strip": ce_strip, "ce_adc": ce_adc, "ce_tdc": ce_tdc}
     if h_energy is not None:  # the energy tokens of energy-first models (total-first: the total, then the nine layers): their mean, times its weight

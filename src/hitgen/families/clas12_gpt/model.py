@@ -382,7 +382,7 @@ class HitGPT(nn.Module):
         """TDC tokens (M,) for value-head inputs h of hits with these strip and drawn ADC tokens; with
         tdc_threshold_rule always a time (not TDC_ZERO), the threshold deciding later."""
         n_values = tok.N_TDC if self.cfg.tdc_threshold_rule else None
-        return self.head_tdc.sample(self.tdc_hidden(h, strip.clamp(max=self.cfg.strip_vocab - 1), adc), temperature, top_k, u, u_fine, n_values)
+        return self.head_tdc.sample(self.tdc_hidden(h, strip, adc), temperature, top_k, u, u_fine, n_values)
 
     def section_log_weights(self, strip_logp: torch.Tensor) -> torch.Tensor:
         """Soft section routing: log of the predicted strip probability summed over each section's

@@ -218,7 +218,7 @@ def tdc_places(keys: torch.Tensor) -> np.ndarray:
 
 def _continuous(binning, token: torch.Tensor, place: torch.Tensor) -> torch.Tensor:
     """Energy tokens (B, k) placed within their log bins by uniform numbers (B, k): fractions (float64), 0 when empty."""
-    frac = binning.lo * (binning.hi / binning.lo) ** ((token.double() + place.double()) / binning.n_bins)
+    frac = binning.at(token.double(), place.double())
     return torch.where(token == tok.ENERGY_ZERO, torch.zeros_like(frac), frac)
 
 

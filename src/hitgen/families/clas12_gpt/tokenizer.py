@@ -158,10 +158,7 @@ def decode(strip: np.ndarray, adc: np.ndarray, tdc: np.ndarray, tdc_place: np.nd
     layer = np.searchsorted(STRIP_OFFSETS, s, side="right") - 1
     tdc_tok = tdc[is_hit]
     tdc_bin = np.minimum(tdc_tok, N_TDC - 1)
-    if tdc_place is None:
-        time = TDC_BINNING.decode(tdc_bin)
-    else:
-        time = TDC_BINNING.lo * (TDC_BINNING.hi / TDC_BINNING.lo) ** ((tdc_bin + np.asarray(tdc_place)[is_hit]) / N_TDC)
+    time = TDC_BINNING.decode(tdc_bin) if tdc_place is None else TDC_BINNING.at(tdc_bin, np.asarray(tdc_place)[is_hit])
     tdc_val = np.where(tdc_tok == TDC_ZERO, 0, np.rint(time))
     counts = np.bincount(rows, minlength=n)
     offsets = offsets_from_counts(counts)
