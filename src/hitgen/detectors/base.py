@@ -23,7 +23,12 @@ class Option:
     """A detector's own option of ``hitgen simulate`` (and of ``generate`` where it samples conditions).
 
     kind: "range" (LO:HI), "positive-range" (0 < LO < HI), "range-or-all" (LO:HI or 'all' -> None),
-    or "choice" (one of ``choices``).
+    "number" (one finite number, inside ``limits`` where given), or "choice" (one of ``choices``).
+
+    A ``setting`` configures the simulated detector itself (a material, a field) instead of sampling
+    conditions: `hitgen simulate` hands it to the Geant4 construction and writes it into the file's
+    detector spec under its name, and it applies with --conditions as well (where it defaults to
+    the value that file's spec records). Its default is the value of the detector's ``info.extra``.
     """
 
     name: str  # keyword of sample_conditions; the command line spells it --name-with-dashes
@@ -31,6 +36,7 @@ class Option:
     help: str
     choices: tuple[str, ...] = ()
     limits: tuple[float, float] | None = None  # a range must lie inside these (what the detector can simulate)
+    setting: bool = False  # a setting of the detector (see above), not a condition sampler
 
     @property
     def flag(self) -> str:
@@ -43,6 +49,16 @@ class Option:
             return text
         if self.kind == "range-or-all" and text == "all":
             return None
+        if self.kind == "number":
+            try:
+                value = float(text)
+            except ValueError:
+                raise HitgenError(f"malformed {self.flag} '{text}': expected a number") from None
+            if not math.isfinite(value):
+                raise HitgenError(f"malformed {self.flag} '{text}': expected a finite number")
+            if self.limits is not None and not self.limits[0] <= value <= self.limits[1]:
+                raise HitgenError(f"{self.flag} {text}: outside what the detector takes ({self.limits[0]:g} to {self.limits[1]:g})")
+            return value
         lo, hi = parse_range(text, self.flag, positive=self.kind == "positive-range")
         if self.limits is not None and (lo < self.limits[0] or hi > self.limits[1]):
             raise HitgenError(f"{self.flag} {text}: outside what the detector takes ({self.limits[0]:g} to {self.limits[1]:g})")
@@ -75,6 +91,12 @@ class Geant4Setup:
     digitize: Callable[[dict[str, np.ndarray], Any, np.random.Generator], tuple[np.ndarray, dict, dict]]
     decays: bool = False  # register G4DecayPhysics next to the EM physics
     primary_only: bool = False  # kill secondaries at birth (the detector records the primary only)
+    # Geant4 UI commands applied after the physics list is made and before the run is initialised
+    # (e.g. multiple-scattering step limitation); written into the file's producer with the physics list
+    ui_commands: tuple[str, ...] = ()
+    # conditions -> (pdg (n,), momentum (n, 3) GeV, vertex (n, 3) mm or None) of the primaries;
+    # None: the conditions hold them as "pdg", "momentum" and, optionally, "vertex"
+    primaries: Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray, np.ndarray | None]] | None = None
 
 
 @runtime_checkable

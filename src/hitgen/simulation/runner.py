@@ -8,6 +8,7 @@ reorders the results, digitises and appends to the output in event order.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import multiprocessing as mp
 import os
@@ -59,15 +60,19 @@ def _load(ref: str) -> Callable:
     return getattr(importlib.import_module(module), name)
 
 
-def _worker(detector: str, physics: str, range_cut_mm: float, tasks, results, parent: int) -> None:
-    """Worker process: own Geant4 run manager; simulate tasks until the sentinel None."""
+def _worker(detector: str, physics: str, range_cut_mm: float, settings: dict, tasks, results, parent: int) -> None:
+    """Worker process: own Geant4 run manager; simulate tasks until the sentinel None. The
+    detector's settings (its options of kind setting) are keywords of its construction."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     from hitgen.simulation.session import Geant4Session, silence_stdout
 
     try:
         silence_stdout()
         g4 = get_detector(detector).geant4()
-        session = Geant4Session(_load(g4.construction), _load(g4.recorder), physics, range_cut_mm, g4.decays, g4.primary_only)
+        construction = _load(g4.construction)
+        if settings:
+            construction = functools.partial(construction, **settings)
+        session = Geant4Session(construction, _load(g4.recorder), physics, range_cut_mm, g4.decays, g4.primary_only, g4.ui_commands)
         session.run_manager.BeamOn(0)  # build physics tables now, outside the timed work
         results.put(("ready", os.getpid(), session.g4.G4RunManager.GetRunManager().GetVersionString().strip()))
         while True:
@@ -108,12 +113,19 @@ def simulate(
 ) -> SimulationSummary:
     """Simulate n_events with Geant4 and write a hitgen-events file; see the module docstring.
     With conditions_file, the events are those of that file's conditions (n_events None or equal
-    to its count; no kinematic options): a replica of a sample, Geant4 again with another seed."""
+    to its count; no kinematic options): a replica of a sample, Geant4 again with another seed.
+    The detector's settings (options of kind setting) among the keywords configure its geometry;
+    unset, they are those the conditions file records, else the detector's defaults."""
     det = get_detector(detector)
-    digitize = det.geant4().digitize
+    setup = det.geant4()
+    digitize = setup.digitize
+    setting_names = [o.name for o in det.options if o.setting]
+    settings = {k: kinematics.pop(k) for k in list(kinematics) if k in setting_names}
+    spec = det.info.spec()
     given = None
     if conditions_file is not None:
-        given = _conditions_of(conditions_file, det, kinematics)
+        given, file_spec = _conditions_of(conditions_file, det, kinematics)
+        settings = {**{k: file_spec[k] for k in setting_names if k in file_spec}, **settings}
         n_file = len(next(iter(given.values())))
         if n_events is not None and n_events != n_file:
             raise HitgenError(f"--events {n_events}: --conditions {conditions_file} holds {n_file} events (leave --events out)")
@@ -130,22 +142,26 @@ def simulate(
     physics_class = check_physics(physics)
     data_dir()  # fail before any work if Geant4 data are missing
     conditions = given if given is not None else det.sample_conditions(n_events, np.random.default_rng([seed, _STREAM_CONDITIONS]), **kinematics)
+    spec.update(settings)
+    settings = {k: spec[k] for k in setting_names if k in spec}
+    primaries = setup.primaries(conditions) if setup.primaries is not None else _primaries(conditions)
     g4_seeds = np.random.default_rng([seed, _STREAM_G4]).integers(1, 2**31 - 1, size=(n_events, 2))
 
     t_start = time.perf_counter()
     ctx = mp.get_context("spawn")
     tasks, results = ctx.Queue(), ctx.Queue()
     workers = min(workers, -(-n_events // TASK_EVENTS))
-    procs = [ctx.Process(target=_worker, args=(detector, physics, range_cut_mm, tasks, results, os.getpid()), daemon=True) for _ in range(workers)]
-    writer: EventWriter | None = EventWriter(out, det.info.spec(), "", seed, overwrite)
+    worker_args = (detector, physics, range_cut_mm, settings, tasks, results, os.getpid())
+    procs = [ctx.Process(target=_worker, args=worker_args, daemon=True) for _ in range(workers)]
+    writer: EventWriter | None = EventWriter(out, spec, "", seed, overwrite)
     started: list = []
     try:
         for p in procs:
             p.start()
             started.append(p)
-        _send_tasks(tasks, conditions, g4_seeds, len(procs))
+        _send_tasks(tasks, primaries, g4_seeds, len(procs))
         collected = _collect_and_write(results, procs, writer, conditions, digitize, seed, progress, t_start)
-        writer.producer = producer = _producer(collected.version, physics_class, range_cut_mm)
+        writer.producer = producer = _producer(collected.version, physics_class, range_cut_mm, setup.ui_commands)
         startup = collected.t_ready - t_start
         timing = timing_note(n_events, time.perf_counter() - t_start - startup, startup, workers=len(procs), busy_s=collected.busy)
         writer.notes["timing"] = timing
@@ -166,13 +182,19 @@ def simulate(
     return SimulationSummary(Path(path), n_events, n_hits, wall, collected.t_ready - t_start, collected.busy, len(procs), producer)
 
 
-def _send_tasks(tasks, conditions: dict[str, np.ndarray], g4_seeds: np.ndarray, n_workers: int) -> None:
+def _primaries(conditions: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The primaries of conditions that hold them as they are: pdg, momentum (GeV) and vertex (mm)."""
+    return conditions["pdg"], conditions["momentum"], conditions.get("vertex")
+
+
+def _send_tasks(tasks, primaries: tuple[np.ndarray, np.ndarray, np.ndarray | None], g4_seeds: np.ndarray, n_workers: int) -> None:
     """Every event range of TASK_EVENTS events as one task, then one stop sentinel per worker."""
+    pdg, momentum, vertex = primaries
     n_events = len(g4_seeds)
     for start in range(0, n_events, TASK_EVENTS):
         stop = min(start + TASK_EVENTS, n_events)
-        vertex = conditions["vertex"][start:stop] if "vertex" in conditions else None
-        tasks.put((start, conditions["pdg"][start:stop], conditions["momentum"][start:stop], vertex, g4_seeds[start:stop]))
+        part = vertex[start:stop] if vertex is not None else None
+        tasks.put((start, pdg[start:stop], momentum[start:stop], part, g4_seeds[start:stop]))
     for _ in range(n_workers):
         tasks.put(None)
 
@@ -227,9 +249,9 @@ def _collect_and_write(results, procs, writer: EventWriter, conditions, digitize
     return _Collected(version, t_ready, busy)
 
 
-def _conditions_of(path: str | Path, detector, kinematics: dict) -> dict[str, np.ndarray]:
-    """The conditions of an event file of this detector, checked, read block by block."""
-    from hitgen.core.events import CHUNK_EVENTS, iter_blocks
+def _conditions_of(path: str | Path, detector, kinematics: dict) -> tuple[dict[str, np.ndarray], dict]:
+    """The conditions of an event file of this detector, checked, read block by block, and its spec."""
+    from hitgen.core.events import CHUNK_EVENTS, iter_blocks, read_header
     from hitgen.detectors import check_conditions_file, value_problems
 
     if kinematics:
@@ -240,10 +262,11 @@ def _conditions_of(path: str | Path, detector, kinematics: dict) -> dict[str, np
     problems = value_problems(detector, conditions, {})
     if problems:
         raise HitgenError(f"{path}: " + "; ".join(problems))
-    return conditions
+    return conditions, read_header(path)[1]
 
 
-def _producer(version_string: str, physics_class: str, range_cut_mm: float) -> str:
+def _producer(version_string: str, physics_class: str, range_cut_mm: float, ui_commands: tuple[str, ...] = ()) -> str:
     match = re.search(r"geant4-[0-9a-z-]+", version_string)
     version = match.group(0) if match else version_string
-    return f"Geant4 {version} + {physics_class} (range cut {range_cut_mm} mm), hitgen simulate"
+    settings = "".join(f"; {c}" for c in ui_commands)
+    return f"Geant4 {version} + {physics_class} (range cut {range_cut_mm} mm{settings}), hitgen simulate"

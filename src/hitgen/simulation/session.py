@@ -80,6 +80,7 @@ class Geant4Session:
         range_cut_mm: float = DEFAULT_RANGE_CUT_MM,
         decays: bool = False,
         primary_only: bool = False,
+        ui_commands: tuple[str, ...] = (),
     ) -> None:
         g4 = import_geant4()
         self.g4 = g4
@@ -131,6 +132,10 @@ class Geant4Session:
             self._stacking = Stacking()
             self.run_manager.SetUserAction(self._stacking)
         for cmd in ("/control/verbose 0", "/run/verbose 0", "/event/verbose 0", "/tracking/verbose 0"):
+            ui.ApplyCommand(cmd)
+        for cmd in ui_commands:  # the detector's own physics settings, before the run is initialised
+            if ui.GetTree().FindPath(cmd.split()[0]) is None:  # ApplyCommand reports nothing to Python
+                raise HitgenError(f"Geant4 does not know the command '{cmd}'")
             ui.ApplyCommand(cmd)
         self.run_manager.Initialize()
         self.recorder: Recorder = make_recorder(g4, self.construction)

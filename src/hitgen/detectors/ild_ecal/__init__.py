@@ -1,0 +1,87 @@
+"""`ild-ecal`: an ILD-like Si-W electromagnetic calorimeter as a flat slab (geometry, Geant4,
+views, observables, evaluation). The geometry module's names are re-exported here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hitgen.core.events import EventSet
+from hitgen.detectors.base import Geant4Setup, Option, Table
+from hitgen.detectors.ild_ecal.geometry import *  # noqa: F403
+from hitgen.detectors.ild_ecal.geometry import (
+    ABSORBERS,
+    INFO,
+    MAX_ANGLE_DEG,
+    MAX_ENERGY_GEV,
+    NAME,
+    PARTICLES,
+    SPECTRA,
+    check_conditions,
+    digitize,
+    primaries,
+    sample_conditions,
+)
+
+# the accurate multiple-scattering step limitation for thin silicon (see docs/detectors/ild-ecal.md)
+MSC_COMMANDS = ("/process/msc/StepLimit UseDistanceToBoundary", "/process/msc/RangeFactor 0.04")
+
+
+def _digitize(conditions: dict[str, np.ndarray], raw, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
+    """Cells above threshold from the scorer map (no random numbers: the silicon has no noise here)."""
+    return digitize(raw.offsets, raw.columns["index"].astype(np.int64), raw.columns["edep_mev"])
+
+
+class IldEcal:
+    name = NAME
+    info = INFO
+    options = (
+        Option("particle", "choice", "gamma, e-, e+, mu- or mu+ (default gamma; EM physics only, no hadrons)", tuple(PARTICLES)),
+        Option("energy_range", "positive-range", "kinetic energy range in GeV, LO:HI (default 1:10)", limits=(0.0, MAX_ENERGY_GEV)),
+        Option("energy_spectrum", "choice", "uniform or log-uniform in the energy range (default uniform)", SPECTRA),
+        Option("max_angle", "number", f"largest polar angle, degrees, 0 to {MAX_ANGLE_DEG:g} (default 0: normal)", limits=(0.0, MAX_ANGLE_DEG)),
+        Option("absorber", "choice", "absorber material W, Ta or Pb (default W; same thicknesses)", tuple(ABSORBERS), setting=True),
+        Option("field", "choice", "3.5 T field along y, parallel to the layers: on or off (default on)", ("on", "off"), setting=True),
+    )
+    generation_options = ("particle", "energy_range", "energy_spectrum", "max_angle")
+    bench_options: dict[str, Any] = {"particle": "gamma", "energy_range": (1.0, 10.0)}
+
+    def sample_conditions(self, n: int, rng: np.random.Generator, **options: Any) -> dict[str, np.ndarray]:
+        return sample_conditions(n, rng, **options)
+
+    def check_events(self, conditions: dict[str, np.ndarray], hits: dict[str, np.ndarray]) -> list[str]:
+        return check_conditions(conditions)
+
+    def geant4(self) -> Geant4Setup:
+        module = "hitgen.detectors.ild_ecal.geant4"
+        return Geant4Setup(f"{module}:make_construction", f"{module}:Recorder", _digitize, ui_commands=MSC_COMMANDS, primaries=primaries)
+
+    def info_tables(self, events: EventSet) -> list[Table]:
+        from hitgen.detectors.ild_ecal.info import info_tables
+
+        return info_tables(events)
+
+    def info_plots(self, events: EventSet, folder: Path) -> list[Path]:
+        from hitgen.detectors.ild_ecal.info import info_plots
+
+        return info_plots(events, folder)
+
+    def evaluate(self, ref: EventSet, cand: EventSet, out: Path, plots: bool, replica: EventSet | None = None):
+        from hitgen.detectors.ild_ecal.evaluation import evaluate
+
+        return evaluate(ref, cand, out, plots, replica)
+
+    def summary_tables(self, metrics: dict[str, Any]) -> list[Table]:
+        from hitgen.detectors.ild_ecal.evaluation import summary_tables
+
+        return summary_tables(metrics)
+
+    def render_report(self, metrics: dict[str, Any], figures: list[tuple[str, Path]], path: Path) -> Path:
+        from hitgen.detectors.ild_ecal.evaluation import render_report
+
+        return render_report(metrics, figures, path)
+
+
+DETECTOR = IldEcal()
