@@ -374,23 +374,87 @@ def bench(
         console.print(f"wrote {json_out}")
 
 
+def _is_event_file(path: Path) -> bool:
+    """Whether path names an HDF5 file whose format attribute says hitgen-events (the argument of
+    export is then an event file, not a model)."""
+    import h5py
+
+    from hitgen.core.events import FORMAT
+
+    try:
+        if not path.is_file() or not h5py.is_hdf5(path):
+            return False
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("format") == FORMAT
+    except OSError:
+        return False
+
+
 @app.command()
 def export(
-    model: Annotated[str, typer.Argument(help="a run/model folder or the name of a shipped model")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="the export folder to write")],
-    format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",  # noqa: A002
-    overwrite: Annotated[bool, typer.Option(help="replace an existing export folder")] = False,
+    model: Annotated[str, typer.Argument(help="a run/model folder or shipped model (onnx), or an event file (its detector's formats)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the export folder (onnx) or file (an event file's format) to write")],
+    format: Annotated[str, typer.Option("--format", help="onnx for a model; for an event file, one of its detector's formats")] = "onnx",  # noqa: A002
+    overwrite: Annotated[bool, typer.Option(help="replace an existing export")] = False,
 ) -> None:
-    """The model's trunk as an ONNX graph (prefill and decode, the key-value cache as explicit inputs
-    and outputs) with a JSON manifest; generate and bench run it with --backend onnxruntime."""
+    """A model's trunk as an ONNX graph (prefill and decode, the key-value cache as explicit inputs
+    and outputs) with a JSON manifest, which generate and bench run with --backend onnxruntime; or an
+    event file in a foreign format its detector writes (e.g. showerdata, calochallenge)."""
+    if _is_event_file(Path(model)):
+        from hitgen.core.atomic import atomic_path, check_new_output
+        from hitgen.detectors import read_events, writer_of
+
+        check_new_output(out, overwrite, "--out")
+        events = read_events(model)
+        detector = get_detector(events.detector)
+        fmt = writer_of(detector, format)
+        _interruptible()
+        with atomic_path(out) as tmp:
+            message = fmt.write(events, tmp)
+        console.print(f"{events.n_events} events, {events.n_hits} hits -> {out} ({fmt.name}): {message}", markup=False, highlight=False)
+        return
     from hitgen.models.export import export_onnx
 
     if format != "onnx":
-        raise HitgenError(f"--format must be onnx (got {format!r})")
+        raise HitgenError(f"--format must be onnx for a model (got {format!r}); other formats take an event file of a detector that writes them")
     _interruptible()
     manifest = export_onnx(model, out, overwrite)
     g = manifest["graphs"]["trunk"]
     console.print(f"{manifest['model']} ({manifest['architecture']}): {out / g['file']} (sha256 {g['sha256'][:12]}), {out / 'manifest.json'}")
+
+
+def _formats_help() -> str:
+    from hitgen.detectors import REGISTRY, formats_of
+
+    each = [f"{f.name} ({d.name}: {f.help})" for d in REGISTRY for f in formats_of(d).values() if f.read is not None]
+    return "Formats: " + ("; ".join(each) or "none")
+
+
+@app.command("import", epilog=_formats_help())
+def import_file(
+    file: Annotated[Path, typer.Argument(help="a file in a foreign format (see --format)")],
+    format: Annotated[str, typer.Option("--format", help="the file's format, one a detector reads (hitgen import --help lists them)")],  # noqa: A002
+    out: Annotated[Path, typer.Option("--out", "-o", help="output event file (.h5)")],
+    detector: Annotated[str | None, typer.Option(help="the detector to import into, where several read this format")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing output file")] = False,
+) -> None:
+    """Import a file of a foreign format as a hitgen event file of the detector that reads that format."""
+    from hitgen.core.atomic import check_new_output
+    from hitgen.detectors import check_events, reader_of
+
+    check_new_output(out, overwrite, "--out")
+    det, fmt = reader_of(format, detector)
+    if not file.is_file():
+        raise HitgenError(f"{file}: no such file")
+    _interruptible()
+    events = fmt.read(file)
+    if events.detector != det.name:
+        raise HitgenError(f"{file}: the {fmt.name} reader made {events.detector} events, not {det.name}")
+    check_events(events, str(file))
+    path = events.write(out, overwrite=overwrite)
+    console.print(f"{events.n_events} events, {events.n_hits} hits of {det.name} -> {path}", markup=False, highlight=False)
+    for line in events.notes.get("import", []):
+        console.print(f"note: {line}", markup=False, highlight=False)
 
 
 @app.command()

@@ -14,7 +14,7 @@ import numpy as np
 from hitgen.core.errors import EventFileError, HitgenError
 from hitgen.core.events import EventSet, read_header
 from hitgen.core.registry import Registry
-from hitgen.detectors.base import Detector, Geant4Setup, Option, Table
+from hitgen.detectors.base import Detector, FileFormat, Geant4Setup, Option, Table
 
 REGISTRY: Registry[Detector] = Registry("hitgen.detectors", "DETECTOR", "detector")
 
@@ -85,18 +85,52 @@ def read_events(path: str | Path) -> EventSet:
     return events
 
 
+def formats_of(detector: Detector) -> dict[str, FileFormat]:
+    """The foreign file formats a detector reads or writes (its optional ``formats``), by name."""
+    return {f.name: f for f in getattr(detector, "formats", ())}
+
+
+def reader_of(format_name: str, detector_name: str | None = None) -> tuple[Detector, FileFormat]:
+    """The detector and format that read ``format_name`` files: the one detector offering it, or the
+    named one; one clear error listing what is known otherwise."""
+    offering = [(d, f) for d in REGISTRY for f in formats_of(d).values() if f.name == format_name and f.read is not None]
+    if detector_name is not None:
+        offering = [(d, f) for d, f in offering if d.name == get_detector(detector_name).name]
+    if len(offering) == 1:
+        return offering[0]
+    known = sorted({f"{f.name} ({d.name})" for d in REGISTRY for f in formats_of(d).values() if f.read is not None})
+    if not offering:
+        where = f" for detector {detector_name}" if detector_name else ""
+        raise HitgenError(f"unknown import --format '{format_name}'{where} (known: {', '.join(known) or 'none'})")
+    names = ", ".join(d.name for d, _ in offering)
+    raise HitgenError(f"--format {format_name} is read by several detectors ({names}): choose one with --detector")
+
+
+def writer_of(detector: Detector, format_name: str) -> FileFormat:
+    """The format of ``detector`` that writes ``format_name`` files; one clear error otherwise."""
+    fmt = formats_of(detector).get(format_name)
+    if fmt is None or fmt.write is None:
+        known = [f.name for f in formats_of(detector).values() if f.write is not None]
+        raise HitgenError(f"{detector.name} event files cannot be exported as '{format_name}' (their formats: {', '.join(known) or 'none'})")
+    return fmt
+
+
 __all__ = [
     "REGISTRY",
     "Detector",
+    "FileFormat",
     "Geant4Setup",
     "Option",
     "Table",
     "check_conditions_file",
     "check_events",
     "check_spec",
+    "formats_of",
     "get_detector",
     "read_events",
+    "reader_of",
     "register_detector",
     "value_problems",
+    "writer_of",
     "",
 ]

@@ -99,6 +99,24 @@ class Geant4Setup:
     primaries: Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray, np.ndarray | None]] | None = None
 
 
+@dataclass(frozen=True)
+class FileFormat:
+    """A foreign file format a detector reads (`hitgen import FILE --format NAME`) or writes (`hitgen
+    export EVENTS.h5 --format NAME`); a detector lists its own in ``formats`` (optional, default none).
+
+    ``read(path)`` returns the events of a foreign file (checked by the caller against the detector);
+    ``write(events, path)`` writes the events of one of the detector's files to ``path``, which the
+    caller names: a temporary name renamed into place once the writer returns. Both raise HitgenError
+    on bad input, and return (``write``) or put in the events' notes (``read``) what the user should
+    know about what the format could not hold.
+    """
+
+    name: str
+    help: str
+    read: Callable[[Path], EventSet] | None = None
+    write: Callable[[EventSet, Path], str] | None = None
+
+
 @runtime_checkable
 class Detector(Protocol):
     """Everything the shared machinery knows about a detector."""

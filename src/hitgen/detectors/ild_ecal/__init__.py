@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from hitgen.core.events import EventSet
-from hitgen.detectors.base import Geant4Setup, Option, Table
+from hitgen.detectors.base import FileFormat, Geant4Setup, Option, Table
 from hitgen.detectors.ild_ecal.geometry import *  # noqa: F403
 from hitgen.detectors.ild_ecal.geometry import (
     ABSORBERS,
@@ -27,6 +27,30 @@ from hitgen.detectors.ild_ecal.geometry import (
 
 # the accurate multiple-scattering step limitation for thin silicon (see docs/detectors/ild-ecal.md)
 MSC_COMMANDS = ("/process/msc/StepLimit UseDistanceToBoundary", "/process/msc/RangeFactor 0.04")
+
+
+def _format(name: str, read: bool, write: bool):
+    """The reader or writer `name` of hitgen.detectors.ild_ecal.formats, imported when first used."""
+
+    def reader(path: Path) -> EventSet:
+        from hitgen.detectors.ild_ecal import formats
+
+        return getattr(formats, f"read_{name}")(path)
+
+    def writer(events: EventSet, path: Path) -> str:
+        from hitgen.detectors.ild_ecal import formats
+
+        return getattr(formats, f"write_{name}")(events, path)
+
+    return {"read": reader if read else None, "write": writer if write else None}
+
+
+FORMATS = (
+    FileFormat("showerdata", "ShowerData HDF5 point clouds (x, y mm, z = layer, E GeV)", **_format("showerdata", True, True)),
+    FileFormat("calochallenge", "CaloChallenge-style HDF5 of the 30x30x30 voxel view, MeV", **_format("calochallenge", True, True)),
+    FileFormat("edm4hep", "ddsim EDM4hep ROOT file: ILD ECAL barrel silicon hits, projected onto the slab", **_format("edm4hep", True, False)),
+    FileFormat("caloclouds", "CaloClouds point-cloud HDF5 (events (N, P, 4) x, y, z, E GeV)", **_format("caloclouds", True, False)),
+)
 
 
 def _digitize(conditions: dict[str, np.ndarray], raw, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
@@ -47,6 +71,7 @@ class IldEcal:
     )
     generation_options = ("particle", "energy_range", "energy_spectrum", "max_angle")
     bench_options: dict[str, Any] = {"particle": "gamma", "energy_range": (1.0, 10.0)}
+    formats = FORMATS  # hitgen import / export --format (hitgen.detectors.ild_ecal.formats)
 
     def sample_conditions(self, n: int, rng: np.random.Generator, **options: Any) -> dict[str, np.ndarray]:
         return sample_conditions(n, rng, **options)
