@@ -32,6 +32,8 @@ EXTRA = {
     "energy_first": {"energy_first": True},
     "energy_first_rescaled": {"energy_first": True, "rescale_to_layer_energy": True},
     "total_first": {"energy_first": True, "energy_total_first": True, "rescale_to_layer_energy": True},
+    "value_axis": {"value_heads_see_strip": True, "value_heads_see_axis": True, "tdc_sees_hit": True},
+    "lead_mlp": {"energy_first": True, "rescale_to_layer_energy": True, "energy_lead": "mlp", "lead_width": 32, "lead_depth": 2},
     "hit_heads": {
         "energy_first": True,
         "rescale_to_layer_energy": True,
@@ -54,6 +56,8 @@ EXTRA = {
         "energy_first",
         "energy_first_rescaled",
         "total_first",
+        "lead_mlp",
+        "value_axis",
         "hit_heads",
     ],
 )
@@ -66,6 +70,8 @@ def test_every_decoder_and_batch_size_draws_the_same_events(option):
             torch.nn.init.normal_(model.cond_tokens.weight, std=0.1)
         if model.value_mlp is not None:
             torch.nn.init.normal_(model.value_mlp[-1].weight, std=0.5)
+        if model.value_axis is not None:
+            torch.nn.init.normal_(model.value_axis.weight, std=0.5)
         for mlp in (model.deposit_mlp, model.layer_energy_mlp, model.tdc_mlp):
             if mlp is not None:
                 torch.nn.init.normal_(mlp[-1].weight, std=0.5)

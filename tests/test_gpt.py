@@ -287,3 +287,113 @@ def test_times_placed_within_their_bins():
         got = tok.decode(b.strip, b.adc, b.tdc, np.full(b.strip.shape, place))[1]["tdc"]
         np.testing.assert_array_equal(got, expected)
     assert centre[2] == 0  # no time stays no time
+
+
+def test_mixture_head_log_prob_is_its_distribution_at_the_target():
+    """MixtureHead.log_prob (the target's bin only, for training) gives log_probs at the target, for
+    value tokens inside, at both ends (the tails) and for the special tokens."""
+    from hitgen.nn.heads import MixtureHead
+
+    torch.manual_seed(0)
+    head = MixtureHead(16, 1000, 2, 8)
+    with torch.no_grad():
+        head.out.weight.mul_(5.0)  # sharp, displaced components: the tails matter
+    h = torch.randn(200, 16)
+    target = torch.randint(0, 1002, (200,))
+    target[:4] = torch.tensor([0, 999, 1000, 1001])
+    torch.testing.assert_close(head.log_prob(h, target), head.log_probs(h).gather(1, target[:, None])[:, 0], rtol=0, atol=1e-5)
+
+
+def test_the_lead_model_is_autoregressive_and_the_sampler_draws_its_total():
+    """energy_lead = "mlp": the total's factor reads only the momentum, layer k's the total and the
+    layers before it; the sampler draws the total from the lead's own distribution (chi-square at
+    one momentum), and the layers it hands to the hits add up to that total."""
+    from scipy.stats import chisquare
+
+    from hitgen.families import SamplingOptions
+    from hitgen.families.clas12_gpt.sampler import Budget, start_tokens
+    from hitgen.nn import streams
+    from hitgen.nn.blocks import new_cache
+
+    torch.manual_seed(4)
+    cfg = GPTConfig(
+        d_model=24,
+        n_blocks=1,
+        n_heads=2,
+        d_ff=48,
+        dropout=0.0,
+        energy_first=True,
+        rescale_to_layer_energy=True,
+        energy_lead="mlp",
+        lead_width=32,
+        lead_depth=2,
+    )
+    model = HitGPT(cfg).eval()
+    assert model.head_energy is None and model.lead is not None
+    with torch.no_grad():  # a broad, displaced distribution, rarely empty
+        model.lead.head.out.weight.mul_(2.0)
+        model.lead.head.out.bias[0] = -3.0
+    momentum = torch.tensor([[0.3, 0.1, 4.0]]).repeat(5, 1)
+    total = torch.randint(0, tok.N_ENERGY, (5,))
+    energy = torch.randint(0, tok.ENERGY_VOCAB, (5, tok.N_LAYERS))
+    other = energy.clone()
+    other[:, 4:] = torch.randint(0, tok.ENERGY_VOCAB, (5, 5))
+    with torch.no_grad():
+        a, b = model.lead.teacher_forced(momentum, total, energy), model.lead.teacher_forced(momentum, total, other)
+        c = model.lead.teacher_forced(momentum, (total + 7) % tok.N_ENERGY, energy)
+    torch.testing.assert_close(a[:, :5], b[:, :5], rtol=0, atol=0)  # the total and layers 0-3
+    assert not torch.allclose(a[:, 6:], b[:, 6:])
+    assert not torch.allclose(a[:, 1:], c[:, 1:])  # the layers know the total
+    n = 4000
+    m = momentum[:1].repeat(n, 1)
+    budget = Budget(model, m)
+    keys = torch.as_tensor(streams.event_keys(7, np.arange(n)))
+    with torch.no_grad():
+        _, _, _, layer_adc = start_tokens(model, m, keys, SamplingOptions(seed=7), new_cache(model), budget)
+        none = torch.full((1, tok.N_LAYERS), tok.ENERGY_ZERO)
+        p = model.lead.log_probs(m[:1], torch.zeros(1, dtype=torch.long), none, 0).exp()[0].double()
+    total_frac = layer_adc.sum(dim=1).numpy() / (float(m[0].norm()) * tok.ADC_PER_GEV)
+    drawn = torch.as_tensor(np.where(total_frac > 0, tok.TOTAL_BINNING.encode(total_frac), tok.ENERGY_ZERO))
+    cdf = torch.cumsum(p, 0)  # 20 groups of about equal probability
+    group = torch.bucketize(cdf, torch.linspace(0, 1, 21)[1:-1])
+    expected = torch.zeros(20, dtype=torch.float64).index_add(0, group, p).numpy()
+    expected = expected / expected.sum() * n
+    observed = np.bincount(group[drawn].numpy(), minlength=20)
+    assert (expected > 20).sum() >= 10
+    assert chisquare(observed[expected > 0], expected[expected > 0]).pvalue > 1e-3
+    # the trunk reads the scaled layers' tokens: each within its 1.04% bin of the fraction the hits get
+    frac = layer_adc.numpy() / (float(m[0].norm()) * tok.ADC_PER_GEV)
+    target = budget.target.numpy()
+    np.testing.assert_array_equal(target == 0, frac == 0)
+    inside = (frac > tok.ENERGY_BINNING.lo) & (frac < 1.0)
+    assert inside.mean() > 0.5
+    assert np.all(np.abs(target[inside] / frac[inside] - 1) < 0.011)
+
+
+def test_value_heads_see_the_offset_from_the_line_of_flight():
+    """value_heads_see_axis starts as the model without it (zero-initialised map); once trained, the
+    value heads' input depends on where the hit lies relative to the photon's line of flight, and the
+    loss finds each hit's own event's axis (two events of different direction, one batch)."""
+    torch.manual_seed(5)
+    cfg = GPTConfig(d_model=24, n_blocks=1, n_heads=2, d_ff=48, dropout=0.0, value_heads_see_strip=True, value_heads_see_axis=True)
+    model = HitGPT(cfg).eval()
+    plain = HitGPT(dataclasses.replace(cfg, value_heads_see_axis=False)).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("value_axis")})
+    h = torch.randn(4, 24)
+    strip = torch.tensor([3, 10, 70, tok.STRIP.sep])
+    axis = torch.rand(4, tok.N_LAYERS) * 30
+    torch.testing.assert_close(model.value_hidden(h, strip, axis), plain.value_hidden(h, strip), rtol=0, atol=0)
+    with torch.no_grad():
+        torch.nn.init.normal_(model.value_axis.weight, std=0.5)
+        torch.nn.init.normal_(model.value_mlp[-1].weight, std=0.5)
+    moved = axis.clone()
+    moved[:, 0] += 3.0  # the first PCAL layer's axis three strips further: only hits of layer 0 change
+    a, b = model.value_hidden(h, strip, axis), model.value_hidden(h, strip, moved)
+    assert not torch.allclose(a[0], b[0]) and not torch.allclose(a[1], b[1])
+    torch.testing.assert_close(a[2:], b[2:], rtol=0, atol=0)
+    batch = one_event_batch()
+    two = {k: torch.cat([v, v]) for k, v in batch.items()}
+    two["momentum"] = torch.tensor([[1.0, 0.0, 4.0], [0.5, 0.6, 4.0]])
+    loss, _ = compute_loss(model, two, LossWeights())
+    loss.backward()
+    assert torch.isfinite(loss) and model.value_axis.weight.grad.abs().sum() > 0

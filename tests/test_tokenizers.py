@@ -141,3 +141,24 @@ def test_energy_tokens_round_trip(ev, p):
     ok = (sums > 0) & (target / np.maximum(counts, 1) > 1) & (clipped == 0)  # hits that stay inside the ADC range
     assert np.all(np.abs(have[ok] - target[ok]) <= 0.5 * counts[ok] + 1e-6)
     np.testing.assert_array_equal(have == 0, sums == 0)
+
+
+@pytest.mark.geant4
+def test_the_line_of_flight_finds_the_core_strip_of_every_layer(g4_train_file):
+    """axis_coordinates (what value_heads_see_axis shows the value heads): in Geant4 events the
+    largest strip of a layer lies within about half a strip of the photon's line of flight."""
+    from hitgen.core.events import EventSet
+
+    e = EventSet.read(g4_train_file)
+    axis = tok.axis_coordinates(e.conditions["momentum"])
+    assert axis.shape == (e.n_events, tok.N_LAYERS) and axis.dtype == np.float32
+    event = np.repeat(np.arange(e.n_events), np.diff(e.offsets))
+    layer = e.hits["layer"].astype(np.int64)
+    key = event * tok.N_LAYERS + layer
+    order = np.lexsort((-e.hits["adc"], key))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = key[order][1:] != key[order][:-1]
+    core = order[first]
+    offset = e.hits["strip"][core] + 0.5 - axis[event[core], layer[core]]
+    assert np.mean(np.abs(offset) < 0.75) > 0.9
+    assert abs(np.median(offset)) < 0.1

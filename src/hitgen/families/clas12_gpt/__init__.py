@@ -49,6 +49,8 @@ class Clas12GPT:
         return lambda model, batch: compute_loss(model, batch, weights)
 
     def loss_fields(self, cfg) -> tuple[str, ...]:
+        if cfg.loss.lead_only:
+            return ("loss", "ce_energy")
         energy = ("ce_energy",) if cfg.model.energy_first else ()
         return ("loss", "ce_strip", "ce_adc", "ce_tdc", *energy, "occupancy", "length", "distribution")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from hitgen.core.config import FamilyConfig, Strict, TrunkSection
 from hitgen.families.clas12_gpt.loss import LossWeights
@@ -15,6 +15,7 @@ class ModelSection(TrunkSection):
     architecture: Literal["clas12-gpt"]
     condition_every_position: bool = False  # see hitgen.families.clas12_gpt.model
     value_heads_see_strip: bool = False  # see hitgen.families.clas12_gpt.model
+    value_heads_see_axis: bool = False
     tdc_sees_hit: bool = False  # see hitgen.families.clas12_gpt.model
     tdc_in_bin: bool = False
     tdc_threshold_rule: bool = False
@@ -27,6 +28,9 @@ class ModelSection(TrunkSection):
     energy_total_first: bool = False
     energy_head: Literal["flat", "mixture"] = "mixture"
     energy_components: int = Field(8, ge=1)
+    energy_lead: Literal["trunk", "mlp"] = "trunk"  # see hitgen.families.clas12_gpt.lead
+    lead_width: int = Field(256, ge=1)
+    lead_depth: int = Field(3, ge=1)
 
     def gpt_config(self) -> GPTConfig:
         return GPTConfig(**self.model_dump(exclude={"architecture"}))
@@ -41,6 +45,7 @@ class LossSection(Strict):
     length_tail: bool = True
     distribution: float = Field(0.1, ge=0)
     energy: float = Field(1.0, ge=0)
+    lead_only: bool = False
 
     def weights(self) -> LossWeights:
         return LossWeights(**self.model_dump())
@@ -49,3 +54,14 @@ class LossSection(Strict):
 class Clas12GPTConfig(FamilyConfig):
     model: ModelSection
     loss: LossSection = LossSection()
+
+    @model_validator(mode="after")
+    def _lead(self) -> Clas12GPTConfig:
+        m = self.model
+        if m.energy_lead == "mlp" and (not m.energy_first or m.energy_total_first):
+            raise ValueError("energy_lead = mlp needs energy_first (and not energy_total_first)")
+        if m.value_heads_see_axis and not m.value_heads_see_strip:
+            raise ValueError("value_heads_see_axis needs value_heads_see_strip")
+        if self.loss.lead_only and m.energy_lead != "mlp":
+            raise ValueError("loss.lead_only trains the lead model: it needs model.energy_lead = mlp")
+        return self

@@ -37,6 +37,8 @@ class LossWeights:
     length_tail: bool = True  # the geometric tail beyond the true count in the expected length (see docs/families/clas12-gpt.md)
     distribution: float = 0.1
     energy: float = 1.0  # the layer energies' cross-entropy (energy-first models)
+    # train the lead model alone (energy_lead = "mlp"): its cross-entropy is the loss, the trunk is not run
+    lead_only: bool = False
 
     @classmethod
     def cross_entropy_only(cls) -> LossWeights:
@@ -80,8 +82,16 @@ def expected_layer_lengths(
     return body + beyond, n_true
 
 
+def lead_cross_entropy(model: HitGPT, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The mean cross-entropy of the total and the nine layer-energy tokens under the lead model (energy_lead = "mlp")."""
+    return -model.lead.teacher_forced(batch["momentum"], batch["energy_total"][:, 0], batch["energy"]).mean()
+
+
 def compute_loss(model: HitGPT, batch: dict[str, torch.Tensor], weights: LossWeights) -> tuple[torch.Tensor, dict[str, float]]:
     """Teacher-forced loss of a batch: tensors strip/adc/tdc/layer/rank (B, T), momentum (B, 3)."""
+    if weights.lead_only:
+        ce_energy = lead_cross_entropy(model, batch)
+        return ce_energy, {"ce_energy": float(ce_energy.detach()), "loss": float(ce_energy.detach())}
     inputs = {k: batch[k][:, :-1] for k in ("strip", "adc", "tdc", "layer", "rank")}
     energy, energy_total = batch.get("energy"), batch.get("energy_total")
     h, h_energy = model.hidden(batch["momentum"], **inputs, energy=energy, energy_total=energy_total)  # (B, T-1, d), (B, 9 or 10, d) or None
@@ -98,7 +108,10 @@ def compute_loss(model: HitGPT, batch: dict[str, torch.Tensor], weights: LossWei
     # (generation writes them), so predicting them would cost a fifth of the heads' work for nothing
     is_hit = ts < tok.N_STRIPS
     hit_strip, hit_adc, hit_tdc = ts[is_hit].long(), ta[is_hit].long(), tt[is_hit].long()
-    h_val = model.value_hidden(hv[is_hit], hit_strip)  # the value heads' input at hit positions
+    axis = model.axis_of(batch["momentum"])
+    if axis is not None:  # each hit's event's row
+        axis = axis[torch.arange(len(t_strip), device=h.device)[:, None].expand_as(t_strip)[valid][is_hit]]
+    h_val = model.value_hidden(hv[is_hit], hit_strip, axis)  # the value heads' input at hit positions
     ce_adc = -model.adc_log_prob_of(h_val, strip_logp[is_hit], hit_adc).mean()
     h_tdc = h_val
     if model.cfg.tdc_threshold_rule:  # the head learns the time of hits that have one; the threshold decides which do
@@ -108,7 +121,10 @@ def compute_loss(model: HitGPT, batch: dict[str, torch.Tensor], weights: LossWei
     total = ce_strip + ce_adc + ce_tdc
     parts = {"ce_strip": ce_strip, "ce_adc": ce_adc, "ce_tdc": ce_tdc}
     if h_energy is not None:  # the energy tokens of energy-first models (total-first: the total, then the nine layers): their mean, times its weight
-        ce_energy = F.nll_loss(model.energy_logits(h_energy).flatten(0, 1), model.energy_sequence(energy, energy_total).flatten())
+        if model.lead is not None:
+            ce_energy = lead_cross_entropy(model, batch)
+        else:
+            ce_energy = F.nll_loss(model.energy_logits(h_energy).flatten(0, 1), model.energy_sequence(energy, energy_total).flatten())
         total = total + weights.energy * ce_energy
         parts["ce_energy"] = ce_energy
 

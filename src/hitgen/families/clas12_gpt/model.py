@@ -34,6 +34,10 @@ before the hits are scaled to them. The total is the calorimeter's response: its
 |p| (the energy scale and resolution) are then one learnt one-dimensional distribution, where nine
 layers drawn one after another, each knowing only the running sum, gave a total 10-35% too wide
 (docs/experiments/clas12-gpt-energy-first.md).
+Optionally (energy_lead = "mlp"; not in the paper) the nine layer energies are drawn by a model of
+their own beside the trunk (hitgen.families.clas12_gpt.lead), trained on its own for many more events
+than the trunk sees; the trunk reads the drawn energies as its inputs, as it read the true ones in
+training, and has no energy head.
 Pre-norm causal blocks; output heads: strip, TDC, and one ADC head per calorimeter
 section (PCAL, ECIN, ECOUT) blended by soft section routing, with weights equal to the predicted
 strip probability summed over each section's strips.
@@ -51,10 +55,15 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from hitgen.families.clas12_gpt import tokenizer as tok
+from hitgen.families.clas12_gpt.lead import EnergyLead
 from hitgen.nn.blocks import Block, KVCache, check_config, init_weights, trunk_forward
 from hitgen.nn.heads import FactorisedHead, FlatHead, MixtureHead
 
 ADC_OCTAVES = 4  # Fourier features of log10 ADC that the TDC head sees (tdc_sees_hit)
+# the offset of a hit's strip from the photon's line of flight that the value heads see
+# (value_heads_see_axis): clipped to +-AXIS_RANGE strips, Fourier periods down to 0.75 strips
+AXIS_RANGE = 24.0
+AXIS_OCTAVES = 7
 
 
 @dataclass
@@ -76,6 +85,12 @@ class GPTConfig:
     # drawn strip in generation) through a small residual MLP; False: the paper's fused hit, whose
     # three tokens are drawn independently given the hidden state (see the module docstring)
     value_heads_see_strip: bool = False
+    # the value heads also see how far their hit's strip lies from the photon's line of flight in its
+    # layer (tokenizer.axis_coordinates; not in the paper): hits are drawn by ascending strip, so a hit
+    # left of the shower's core is drawn before the core and its ADC head could not tell it from the
+    # core (measured: their ADC 1.6x Geant4's, docs/experiments/clas12-gpt-lead-model.md); needs
+    # value_heads_see_strip, enters through a zero-initialised map (starts as the model without it)
+    value_heads_see_axis: bool = False
     # the TDC head also sees the strip and the ADC drawn for its hit (teacher-forced in training) through
     # a zero-initialised residual MLP of its own (not in the paper, where a hit's three tokens are
     # drawn independently given the hidden state; a hit's time depends on its strip, the light's path
@@ -105,6 +120,12 @@ class GPTConfig:
     # or "flat" (one softmax logit per bin)
     energy_head: str = "mixture"
     energy_components: int = 8
+    # where the nine layer energies are drawn: "trunk" (the trunk's energy head, one position per layer)
+    # or "mlp" (a model of their own beside the trunk, hitgen.families.clas12_gpt.lead; not in the paper),
+    # an MLP of lead_depth layers of lead_width
+    energy_lead: str = "trunk"
+    lead_width: int = 256
+    lead_depth: int = 3
     # ADC and TDC heads: "flat" (the paper's: one softmax over the vocabulary) or "factorised"
     # (coarse group x fine bin, groups of value_group tokens; hitgen.nn.heads)
     value_head: str = "flat"
@@ -137,6 +158,12 @@ class GPTConfig:
             raise ValueError(
                 f"energy_head must be flat or mixture with energy_components >= 1 (got {self.energy_head!r}, {self.energy_components!r})"
             )
+        if self.value_heads_see_axis and not self.value_heads_see_strip:
+            raise ValueError("value_heads_see_axis needs value_heads_see_strip")
+        if self.energy_lead not in ("trunk", "mlp") or self.lead_width < 1 or self.lead_depth < 1:
+            raise ValueError(f"energy_lead must be trunk or mlp with lead_width, lead_depth >= 1 (got {self.energy_lead!r})")
+        if self.energy_lead == "mlp" and (not self.energy_first or self.energy_total_first):
+            raise ValueError("energy_lead = mlp draws the nine layer energies of energy-first models (energy_first, not energy_total_first)")
         if self.value_head not in ("flat", "factorised") or self.value_group < 2:
             raise ValueError(f"value_head must be flat or factorised with value_group >= 2 (got {self.value_head!r}, {self.value_group!r})")
 
@@ -189,7 +216,9 @@ class HitGPT(nn.Module):
             # narrower than each layer's, hence the running sum among them
             self.emb_energy = nn.Sequential(nn.Linear(4, d), nn.GELU(), nn.Linear(d, d))
             self.energy_ln = nn.LayerNorm(d)
-            if cfg.energy_head == "mixture":
+            if cfg.energy_lead == "mlp":  # drawn by self.lead (below), not from the trunk
+                self.head_energy = None
+            elif cfg.energy_head == "mixture":
                 self.head_energy = MixtureHead(d, tok.N_ENERGY, cfg.energy_vocab - tok.N_ENERGY, cfg.energy_components)
             else:
                 self.head_energy = FlatHead(d, tok.N_ENERGY, cfg.energy_vocab - tok.N_ENERGY)
@@ -206,6 +235,8 @@ class HitGPT(nn.Module):
             self.value_mlp = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         else:
             self.value_strip, self.value_mlp = None, None
+        self.value_axis = nn.Linear(1 + 2 * AXIS_OCTAVES, d) if cfg.value_heads_see_axis else None
+        self.register_buffer("strip_first", torch.as_tensor(tok.STRIP_OFFSETS[:-1], dtype=torch.long), persistent=False)
         self.tdc_strip = self.tdc_adc = self.tdc_mlp = None
         if cfg.tdc_sees_hit:
             self.tdc_strip = nn.Embedding(cfg.strip_vocab, d)
@@ -225,6 +256,9 @@ class HitGPT(nn.Module):
         for mlp in (self.value_mlp, self.tdc_mlp):  # likewise the strip's (and ADC's) contribution to the value heads
             if mlp is not None:
                 nn.init.zeros_(mlp[-1].weight)
+        if self.value_axis is not None:
+            nn.init.zeros_(self.value_axis.weight)
+            nn.init.zeros_(self.value_axis.bias)
         for mlp in (self.deposit_mlp, self.layer_energy_mlp):  # and the deposit's and layer energy's
             if mlp is not None:
                 mlp[0].reset_parameters()
@@ -232,6 +266,8 @@ class HitGPT(nn.Module):
         for name, p in self.named_parameters():  # GPT-2 style: scale the residual projections
             if name.endswith("proj.weight") and "emb" not in name or name.endswith("ff.2.weight"):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_blocks))
+        # the lead model keeps PyTorch's default initialisation, like the conditioning MLP
+        self.lead = EnergyLead(cfg.lead_width, cfg.lead_depth, cfg.energy_components, cfg.momentum_scale_gev) if cfg.energy_lead == "mlp" else None
 
     def _value_head(self, n_values: int, vocab: int) -> nn.Module:
         if self.cfg.value_head == "flat":
@@ -354,12 +390,33 @@ class HitGPT(nn.Module):
     def trunk(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         return trunk_forward(self, x, cache)
 
-    def value_hidden(self, h: torch.Tensor, strip: torch.Tensor) -> torch.Tensor:
-        """The input of the ADC and TDC heads for hidden states h (..., d) whose hit has this strip
-        token (...): h itself in the paper's model, else h + MLP(h + embedding of the strip)."""
+    def axis_of(self, momentum: torch.Tensor) -> torch.Tensor | None:
+        """The line of flight's coordinate in every readout layer (B, 9), in strips
+        (tokenizer.axis_coordinates), for models whose value heads see it; else None."""
+        if self.value_axis is None:
+            return None
+        return torch.from_numpy(tok.axis_coordinates(momentum.detach().double().cpu().numpy())).to(momentum.device)
+
+    def axis_features(self, strip: torch.Tensor, axis: torch.Tensor) -> torch.Tensor:
+        """Fourier features (M, 1 + 2 AXIS_OCTAVES) of each hit's offset from the line of flight in
+        its layer, for strip tokens (M,) of events whose axis_of rows are axis (M, 9); 0 at specials."""
+        layer = (torch.searchsorted(self.strip_first, strip, right=True) - 1).clamp(0, tok.N_LAYERS - 1)
+        offset = (strip - self.strip_first[layer]).float() + 0.5 - axis.gather(1, layer[:, None])[:, 0]
+        v = torch.where(strip < tok.N_STRIPS, offset.clamp(-AXIS_RANGE, AXIS_RANGE) / AXIS_RANGE, torch.zeros_like(offset))[:, None]
+        k = torch.pi * 2.0 ** torch.arange(AXIS_OCTAVES, device=strip.device)
+        return torch.cat([v, torch.sin(v * k), torch.cos(v * k)], dim=-1)
+
+    def value_hidden(self, h: torch.Tensor, strip: torch.Tensor, axis: torch.Tensor | None = None) -> torch.Tensor:
+        """The input of the ADC and TDC heads for hidden states h (M, d) whose hit has this strip
+        token (M,): h itself in the paper's model, else h + MLP(h + embedding of the strip), and with
+        value_heads_see_axis + a map of the strip's offset from the line of flight (axis: the rows'
+        axis_of, (M, 9))."""
         if self.value_mlp is None:
             return h
-        return h + self.value_mlp(h + self.value_strip(strip))
+        x = h + self.value_strip(strip)
+        if self.value_axis is not None:
+            x = x + self.value_axis(self.axis_features(strip, axis).to(h.dtype))
+        return h + self.value_mlp(x)
 
     def strip_log_probs(self, h: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(self.head_strip(h).float(), dim=-1)

@@ -95,6 +95,7 @@ class Budget:
         self.layer_sum = torch.zeros(len(momentum), device=momentum.device)
         self.target = torch.zeros(len(momentum), tok.N_LAYERS, device=momentum.device)  # fractions of |p| x ADC_PER_GEV
         self.total: torch.Tensor | None = None  # the drawn total energy token (B,) of total-first models
+        self.axis = model.axis_of(momentum)  # the line of flight per layer (value_heads_see_axis), else None
 
     def set_energy(self, energy: torch.Tensor, rows: torch.Tensor | None = None, total: torch.Tensor | None = None) -> None:
         """The drawn energy tokens of the layers (B, 9) of these rows (all rows when None) and, in
@@ -134,9 +135,13 @@ class Budget:
 
     def select(self, rows: torch.Tensor) -> None:
         self.momentum, self.adc_sum, self.layer_sum, self.target = self.momentum[rows], self.adc_sum[rows], self.layer_sum[rows], self.target[rows]
+        if self.axis is not None:
+            self.axis = self.axis[rows]
 
     def reset(self, rows: torch.Tensor, momentum: torch.Tensor) -> None:
         self.momentum[rows], self.adc_sum[rows], self.layer_sum[rows] = momentum, 0.0, 0.0
+        if self.axis is not None:
+            self.axis[rows] = self.model.axis_of(momentum)
 
 
 class HitSampler:
@@ -173,7 +178,7 @@ class HitSampler:
         is_hit = strip < tok.N_STRIPS
         is_sep = strip == tok.STRIP.sep
         # value tokens: ADC 0..N_ADC-1, TDC 0..TDC_ZERO (the specials follow them)
-        h = model.value_hidden(h, strip)
+        h = model.value_hidden(h, strip, budget.axis)
         section = self.section_of_layer[layer.clamp(max=tok.N_LAYERS - 1)]
         u = [streams.draw_uniforms(keys, position, s) for s in (streams.ADC, streams.ADC_FINE, streams.TDC, streams.TDC_FINE)]
         adc = model.sample_adc(h, section, opts.temperature, opts.value_top_k, u[0], u[1])
@@ -222,6 +227,36 @@ def _continuous(binning, token: torch.Tensor, place: torch.Tensor) -> torch.Tens
     return torch.where(token == tok.ENERGY_ZERO, torch.zeros_like(frac), frac)
 
 
+# the lead model's total (energy_lead = "mlp") draws at the token position after its nine layers'
+LEAD_TOTAL_POSITION = ENERGY_POSITION + tok.N_LAYERS
+
+
+def draw_lead(model: HitGPT, momentum: torch.Tensor, keys: torch.Tensor, opts: SamplingOptions) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lead model's draw (energy_lead = "mlp"): the total, then the nine layers, each placed
+    within its bin by the event's stream, the layers scaled to add up to the total. Returns the
+    layers' tokens of the scaled fractions (B, 9), what the trunk reads, and the scaled fractions
+    (B, 9) float64, what the hits are scaled to (rescale_to_layer_energy)."""
+    b, device = len(momentum), momentum.device
+    lead, m = model.lead, momentum.float()
+    energy = torch.full((b, tok.N_LAYERS), tok.ENERGY_ZERO, dtype=torch.long, device=device)
+    zeros = torch.zeros(b, dtype=torch.long, device=device)
+    position = torch.full((b,), LEAD_TOTAL_POSITION, device=device)
+    total = sample_values(
+        lead.log_probs(m, zeros, energy, 0), opts.temperature, opts.value_top_k, streams.draw_uniforms(keys, position, streams.STRIP)
+    )
+    total_frac = _continuous(tok.TOTAL_BINNING, total[:, None], streams.draw_uniforms(keys, position, streams.ADC)[:, None])
+    place = []
+    for k in range(tok.N_LAYERS):
+        position = torch.full((b,), ENERGY_POSITION + k, device=device)
+        u = streams.draw_uniforms(keys, position, streams.STRIP)
+        energy[:, k] = sample_values(lead.log_probs(m, total, energy, 1 + k), opts.temperature, opts.value_top_k, u)
+        place.append(streams.draw_uniforms(keys, position, streams.ADC))
+    frac = _continuous(tok.ENERGY_BINNING, energy, torch.stack(place, dim=1))
+    frac = frac * total_frac / frac.sum(dim=1, keepdim=True).clamp(min=1e-300)
+    scaled = np.where(frac.cpu().numpy() > 0, tok.ENERGY_BINNING.encode(frac.cpu().numpy()), tok.ENERGY_ZERO)
+    return torch.as_tensor(scaled, dtype=torch.long, device=device), frac
+
+
 def start_tokens(
     model: HitGPT, momentum: torch.Tensor, keys: torch.Tensor, opts: SamplingOptions, cache: KVCache | None, budget: Budget
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
@@ -255,11 +290,16 @@ def start_tokens(
             running = torch.zeros(b, device=device)  # the layer fractions drawn so far
             total = None  # the drawn total fraction (total-first models)
             shift = int(model.cfg.energy_total_first)
+            lead = draw_lead(model, momentum, keys, opts) if model.lead is not None else None  # the lead model draws, the trunk reads
             for k in range(model.n_energy):
                 h = feed(x)
                 position = torch.full((b,), ENERGY_POSITION + k, device=device)
-                u = streams.draw_uniforms(keys, position, streams.STRIP)
-                token = sample_values(model.energy_logits(h), opts.temperature, opts.value_top_k, u)
+                if lead is not None:
+                    token = lead[0][:, k]
+                else:
+                    token = sample_values(
+                        model.energy_logits(h), opts.temperature, opts.value_top_k, streams.draw_uniforms(keys, position, streams.STRIP)
+                    )
                 if k >= shift and total is not None:  # a total drawn empty leaves every layer empty
                     token = torch.where(total == 0, tok.ENERGY_ZERO, token)
                 tokens.append(token)
@@ -274,7 +314,7 @@ def start_tokens(
         energy = torch.stack(tokens[shift:], dim=1)
         budget.set_energy(energy, total=tokens[0] if shift else None)
         if model.cfg.rescale_to_layer_energy:
-            layer_frac = _continuous(tok.ENERGY_BINNING, energy, torch.stack(place[shift:], dim=1))
+            layer_frac = _continuous(tok.ENERGY_BINNING, energy, torch.stack(place[shift:], dim=1)) if lead is None else lead[1]
             if shift:  # the layers scaled to add up to the drawn total
                 total_frac = _continuous(tok.TOTAL_BINNING, tokens[0][:, None], place[0][:, None])
                 layer_frac = layer_frac * total_frac / layer_frac.sum(dim=1, keepdim=True).clamp(min=1e-300)

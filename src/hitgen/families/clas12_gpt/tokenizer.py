@@ -190,6 +190,17 @@ ENERGY_VOCAB = N_ENERGY + 1
 TOTAL_BINNING = LogBinning(0.25, 2.0, N_ENERGY)
 
 
+def axis_coordinates(momentum: np.ndarray) -> np.ndarray:
+    """Where the photon's line of flight crosses each readout layer (at its mean depth), in that
+    layer's strip widths from the edge of its first strip, (N, 9) float32: a hit of strip k (within
+    its layer) lies k + 0.5 - axis strips from the shower's axis."""
+    local = det.lab_to_local(det.shower_axis_points(np.asarray(momentum, dtype=np.float64)))[..., :2]  # (N, 9, 2)
+    out = np.empty((len(local), N_LAYERS))
+    for r in det.READOUT_LAYERS:
+        out[:, r.index] = det.strip_coordinate(local[:, r.index], r) / r.strip_width_cm
+    return out.astype(np.float32)
+
+
 def layer_sums(offsets: np.ndarray, layer: np.ndarray, adc: np.ndarray) -> np.ndarray:
     """ADC summed per event and readout layer, (N, 9) float64."""
     n = len(offsets) - 1
