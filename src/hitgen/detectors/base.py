@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,6 +116,35 @@ class FileFormat:
     help: str
     read: Callable[[Path], EventSet] | None = None
     write: Callable[[EventSet, Path], str] | None = None
+
+
+class PackageParts:
+    """The Detector protocol's info and evaluation methods of a detector package whose ``info`` module
+    defines info_tables and info_plots and whose ``evaluation`` module defines evaluate,
+    summary_tables and render_report, imported when first called (so that simulate does not load
+    matplotlib or scikit-learn). A detector class sets ``package`` to its package's name."""
+
+    package: str
+
+    def _part(self, module: str, name: str) -> Callable:
+        return getattr(importlib.import_module(f"{self.package}.{module}"), name)
+
+    def info_tables(self, events: EventSet) -> list[Table]:
+        return self._part("info", "info_tables")(events)
+
+    def info_plots(self, events: EventSet, folder: Path) -> list[Path]:
+        return self._part("info", "info_plots")(events, folder)
+
+    def evaluate(
+        self, ref: EventSet, cand: EventSet, out: Path, plots: bool, replica: EventSet | None = None
+    ) -> tuple[dict[str, Any], list[tuple[str, Path]]]:
+        return self._part("evaluation", "evaluate")(ref, cand, out, plots, replica)
+
+    def summary_tables(self, metrics: dict[str, Any]) -> list[Table]:
+        return self._part("evaluation", "summary_tables")(metrics)
+
+    def render_report(self, metrics: dict[str, Any], figures: list[tuple[str, Path]], path: Path) -> Path:
+        return self._part("evaluation", "render_report")(metrics, figures, path)
 
 
 @runtime_checkable

@@ -3,13 +3,11 @@ observables, evaluation). The geometry module's names are re-exported here."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hitgen.core.events import EventSet
-from hitgen.detectors.base import Geant4Setup, Option, Table
+from hitgen.detectors.base import Geant4Setup, Option, PackageParts
 from hitgen.detectors.clas12_ecal.geometry import *  # noqa: F403
 from hitgen.detectors.clas12_ecal.geometry import INFO, MAX_MOMENTUM_GEV, N_READOUT_LAYERS, NAME, STRIPS_PER_LAYER, digitize, sample_conditions
 
@@ -26,7 +24,8 @@ def _digitize(conditions: dict[str, np.ndarray], raw, rng: np.random.Generator) 
     return offsets, hits, truth
 
 
-class Clas12Ecal:
+class Clas12Ecal(PackageParts):
+    package = __name__
     name = NAME
     info = INFO
     options = (Option("momentum_range", "positive-range", "|p| range in GeV, LO:HI (default 0.5:10)", limits=(0.0, MAX_MOMENTUM_GEV)),)
@@ -48,31 +47,6 @@ class Clas12Ecal:
     def geant4(self) -> Geant4Setup:
         module = "hitgen.detectors.clas12_ecal.geant4"
         return Geant4Setup(f"{module}:make_construction", f"{module}:Recorder", _digitize)
-
-    def info_tables(self, events: EventSet) -> list[Table]:
-        from hitgen.detectors.clas12_ecal.info import info_tables
-
-        return info_tables(events)
-
-    def info_plots(self, events: EventSet, folder: Path) -> list[Path]:
-        from hitgen.detectors.clas12_ecal.info import info_plots
-
-        return info_plots(events, folder)
-
-    def evaluate(self, ref: EventSet, cand: EventSet, out: Path, plots: bool, replica: EventSet | None = None):
-        from hitgen.detectors.clas12_ecal.evaluation import evaluate
-
-        return evaluate(ref, cand, out, plots, replica)
-
-    def summary_tables(self, metrics: dict[str, Any]) -> list[Table]:
-        from hitgen.detectors.clas12_ecal.evaluation import summary_tables
-
-        return summary_tables(metrics)
-
-    def render_report(self, metrics: dict[str, Any], figures: list[tuple[str, Path]], path: Path) -> Path:
-        from hitgen.detectors.clas12_ecal.evaluation import render_report
-
-        return render_report(metrics, figures, path)
 
 
 DETECTOR = Clas12Ecal()

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from hitgen.core.events import EventSet
-from hitgen.detectors.base import FileFormat, Geant4Setup, Option, Table
+from hitgen.detectors.base import FileFormat, Geant4Setup, Option, PackageParts
 from hitgen.detectors.ild_ecal.geometry import *  # noqa: F403
 from hitgen.detectors.ild_ecal.geometry import (
     ABSORBERS,
@@ -58,7 +58,8 @@ def _digitize(conditions: dict[str, np.ndarray], raw, rng: np.random.Generator) 
     return digitize(raw.offsets, raw.columns["index"].astype(np.int64), raw.columns["edep_mev"])
 
 
-class IldEcal:
+class IldEcal(PackageParts):
+    package = __name__
     name = NAME
     info = INFO
     options = (
@@ -82,31 +83,6 @@ class IldEcal:
     def geant4(self) -> Geant4Setup:
         module = "hitgen.detectors.ild_ecal.geant4"
         return Geant4Setup(f"{module}:make_construction", f"{module}:Recorder", _digitize, ui_commands=MSC_COMMANDS, primaries=primaries)
-
-    def info_tables(self, events: EventSet) -> list[Table]:
-        from hitgen.detectors.ild_ecal.info import info_tables
-
-        return info_tables(events)
-
-    def info_plots(self, events: EventSet, folder: Path) -> list[Path]:
-        from hitgen.detectors.ild_ecal.info import info_plots
-
-        return info_plots(events, folder)
-
-    def evaluate(self, ref: EventSet, cand: EventSet, out: Path, plots: bool, replica: EventSet | None = None):
-        from hitgen.detectors.ild_ecal.evaluation import evaluate
-
-        return evaluate(ref, cand, out, plots, replica)
-
-    def summary_tables(self, metrics: dict[str, Any]) -> list[Table]:
-        from hitgen.detectors.ild_ecal.evaluation import summary_tables
-
-        return summary_tables(metrics)
-
-    def render_report(self, metrics: dict[str, Any], figures: list[tuple[str, Path]], path: Path) -> Path:
-        from hitgen.detectors.ild_ecal.evaluation import render_report
-
-        return render_report(metrics, figures, path)
 
 
 DETECTOR = IldEcal()

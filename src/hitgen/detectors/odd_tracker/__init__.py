@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from hitgen.core.events import EventSet
-from hitgen.detectors.base import Geant4Setup, Option, Table
+from hitgen.detectors.base import Geant4Setup, Option, PackageParts
 from hitgen.detectors.odd_tracker.geometry import *  # noqa: F403
 from hitgen.detectors.odd_tracker.geometry import (
     INFO,
@@ -34,7 +34,8 @@ def _digitize(conditions: dict[str, np.ndarray], raw, rng: np.random.Generator) 
     return raw.offsets, hits_from_steps(cached_modules(), c["module"], position, momentum), {}
 
 
-class OddTracker:
+class OddTracker(PackageParts):
+    package = __name__
     name = NAME
     info = INFO
     options = (
@@ -64,30 +65,10 @@ class OddTracker:
         module = "hitgen.detectors.odd_tracker.geant4"
         return Geant4Setup(f"{module}:make_construction", f"{module}:Recorder", _digitize, decays=True, primary_only=True)
 
-    def info_tables(self, events: EventSet) -> list[Table]:
-        from hitgen.detectors.odd_tracker.info import info_tables
-
-        return info_tables(events)
-
-    def info_plots(self, events: EventSet, folder: Path) -> list[Path]:
-        from hitgen.detectors.odd_tracker.info import info_plots
-
-        return info_plots(events, folder)
-
     def evaluate(self, ref: EventSet, cand: EventSet, out: Path, plots: bool, replica: EventSet | None = None):
         from hitgen.detectors.odd_tracker.evaluation import evaluate_tracker
 
         return evaluate_tracker(ref, cand, out, plots, replica)
-
-    def summary_tables(self, metrics: dict[str, Any]) -> list[Table]:
-        from hitgen.detectors.odd_tracker.evaluation import summary_tables
-
-        return summary_tables(metrics)
-
-    def render_report(self, metrics: dict[str, Any], figures: list[tuple[str, Path]], path: Path) -> Path:
-        from hitgen.detectors.odd_tracker.evaluation import render_report
-
-        return render_report(metrics, figures, path)
 
     def commands(self) -> list[tuple[str, Callable]]:
         """Commands of its own that the CLI adds: the ACTS importer."""
