@@ -3,9 +3,6 @@ evaluation (at its floor and against a distorted copy) and bad command lines."""
 
 from __future__ import annotations
 
-import signal
-import sys
-
 import numpy as np
 import pytest
 
@@ -16,6 +13,7 @@ from hitgen.detectors.ild_ecal import geometry as ild
 from hitgen.detectors.ild_ecal.evaluation import evaluate, summary_tables
 from hitgen.detectors.ild_ecal.info import info_tables
 from hitgen.detectors.ild_ecal.views import HALF_WINDOW, WINDOW, points, voxels
+from test_bad_inputs import run_cli
 
 C = ild.CENTRE_CELL
 
@@ -28,6 +26,12 @@ def events_of(showers: list[list[tuple[int, int, int, float]]], entry: list[tupl
         cond["entry_point"][:, :2] = np.array(entry, np.float32)
     if energy is not None:
         cond["energy"][:] = energy
+    offsets, hits = hits_of(showers)
+    return EventSet(ild.NAME, ild.INFO.spec(), cond, offsets, hits, "test", seed=1)
+
+
+def hits_of(showers: list[list[tuple[int, int, int, float]]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """CSR offsets and typed hit arrays of hand-made showers (per event a list of (layer, cell_x, cell_y, MeV))."""
     flat = [h for s in showers for h in s]
     hits = {
         "layer": np.array([h[0] for h in flat], np.int8),
@@ -35,8 +39,7 @@ def events_of(showers: list[list[tuple[int, int, int, float]]], entry: list[tupl
         "cell_y": np.array([h[2] for h in flat], np.int16),
         "energy": np.array([h[3] for h in flat], np.float32),
     }
-    offsets = np.concatenate([[0], np.cumsum([len(s) for s in showers])]).astype(np.int64)
-    return EventSet(ild.NAME, ild.INFO.spec(), cond, offsets, hits, "test", seed=1)
+    return np.concatenate([[0], np.cumsum([len(s) for s in showers])]).astype(np.int64), hits
 
 
 def test_layer_stack_and_cells():
@@ -181,23 +184,6 @@ def test_info_tables_and_plots(tmp_path):
 
     names = [p.name for p in info_plots(ev, tmp_path)]
     assert names == ["occupancy.png", "hits_per_event.png", "longitudinal_profile.png", "cell_energy.png"]
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str]:
-    from hitgen.cli import main
-
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    old_argv, sys.argv = sys.argv, ["hitgen", *argv]
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    finally:
-        sys.argv = old_argv
-        for s, h in handlers.items():
-            signal.signal(s, h)
-    return code, capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

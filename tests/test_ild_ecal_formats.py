@@ -19,6 +19,7 @@ from hitgen.core.events import EventSet
 from hitgen.detectors import get_detector, reader_of, writer_of
 from hitgen.detectors.ild_ecal import formats
 from hitgen.detectors.ild_ecal import geometry as ild
+from test_ild_ecal import hits_of
 
 showerdata = pytest.importorskip("showerdata")
 
@@ -32,14 +33,7 @@ def events_of(showers: list[list[tuple[int, int, int, float]]], absorber: str = 
     """Hand-made ild-ecal events, per event a list of hits (layer, cell_x, cell_y, MeV), hits sorted."""
     n = len(showers)
     cond = ild.sample_conditions(n, np.random.default_rng(5), energy_range=(2.0, 50.0), max_angle=20.0)
-    flat = [h for s in showers for h in sorted(s)]
-    hits = {
-        "layer": np.array([h[0] for h in flat], np.int8),
-        "cell_x": np.array([h[1] for h in flat], np.int16),
-        "cell_y": np.array([h[2] for h in flat], np.int16),
-        "energy": np.array([h[3] for h in flat], np.float32),
-    }
-    offsets = np.concatenate([[0], np.cumsum([len(s) for s in showers])]).astype(np.int64)
+    offsets, hits = hits_of([sorted(s) for s in showers])
     spec = ild.INFO.spec() | {"absorber": absorber}
     return EventSet(ild.NAME, spec, cond, offsets, hits, "test", seed=1)
 
