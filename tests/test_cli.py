@@ -43,7 +43,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
         (["simulate", "clas12-ecal", "--events", "5", "--momentum-range", "-1:2"], ["0 < LO < HI"]),
         (["simulate", "clas12-ecal", "--events", "5", "--momentum-range", "1:inf"], ["0 < LO < HI"]),
         (["simulate", "clas12-ecal", "--events", "5", "--workers", "-1"], ["--workers must be positive"]),
-        (["simulate", "clas12-ecal", "--events", "5", "--physics", "FTFP_BERT"], ["unknown physics list 'FTFP_BERT'"]),
+        (["simulate", "clas12-ecal", "--events", "5", "--physics", "FTFP_BERT"], ["unknown EM physics 'FTFP_BERT'"]),
     ],
 )
 def test_bad_simulate_options(tmp_path, args, fragments):

@@ -97,11 +97,10 @@ def test_options_parse():
 
 
 def test_digitize_threshold_order_and_truth():
-    n2 = ild.N_CELLS * ild.N_CELLS
     # event 0: three cells (one below threshold), given out of order; event 1: none; event 2: one
-    index = np.array([3 * n2 + 5 * ild.N_CELLS + 7, 0 * n2 + 60 * ild.N_CELLS + 61, 3 * n2 + 5 * ild.N_CELLS + 6, 29 * n2 + 120])
+    layer, cell_x, cell_y = np.array([3, 0, 3, 29]), np.array([5, 60, 5, 0]), np.array([7, 61, 6, 120])
     edep = np.array([0.5, 2.0, 0.05, 0.2])
-    offsets, hits, truth = ild.digitize(np.array([0, 3, 3, 4]), index, edep)
+    offsets, hits, truth = ild.digitize(np.array([0, 3, 3, 4]), layer, cell_x, cell_y, edep, edep >= ild.THRESHOLD_MEV)
     assert offsets.tolist() == [0, 2, 2, 3]
     assert hits["layer"].tolist() == [0, 3, 29] and hits["cell_x"].tolist() == [60, 5, 0] and hits["cell_y"].tolist() == [61, 7, 120]
     assert hits["energy"].dtype == np.float32 and hits["energy"].tolist() == pytest.approx([2.0, 0.5, 0.2])

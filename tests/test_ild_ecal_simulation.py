@@ -8,9 +8,10 @@ import pytest
 
 from hitgen.core.events import EventSet
 from hitgen.detectors import get_detector
-from hitgen.detectors.ild_ecal import MSC_COMMANDS
+from hitgen.detectors.ild_ecal import PHYSICS
 from hitgen.detectors.ild_ecal import geometry as ild
 from hitgen.detectors.ild_ecal.observables import shower_observables
+from hitgen.simulation.physics import PhysicsSettings
 from hitgen.simulation.runner import _producer, simulate
 
 pytestmark = pytest.mark.geant4
@@ -53,16 +54,16 @@ def test_settings_are_recorded_and_replicas_inherit_them(runs):
     for k in pb.conditions:
         assert np.array_equal(pb.conditions[k], rep.conditions[k])
     assert not np.array_equal(pb.hits["energy"][:50], rep.hits["energy"][:50])  # another seed, other showers
-    for cmd in MSC_COMMANDS:
-        assert cmd in w.producer
-    assert "G4EmStandardPhysics_option1" in w.producer
+    assert w.physics == PHYSICS.as_dict() == rep.physics
+    assert w.physics["msc_step_limit"] == "UseDistanceToBoundary" and w.physics["msc_range_factor"] == 0.04
+    assert "G4EmStandardPhysics_option1 (msc UseDistanceToBoundary, range factor 0.04; range cut 0.7 mm)" in w.producer
 
 
 def test_other_detectors_keep_option1_defaults():
     for name in ("clas12-ecal", "odd-tracker"):
-        assert get_detector(name).geant4().ui_commands == ()
-    plain = _producer("geant4-11-04", "G4EmStandardPhysics_option1", 0.7)
-    assert plain == "Geant4 geant4-11-04 + G4EmStandardPhysics_option1 (range cut 0.7 mm), hitgen simulate"
+        assert get_detector(name).geant4().physics == PhysicsSettings()
+    plain = _producer("geant4-11-04", PhysicsSettings())
+    assert plain == "Geant4 geant4-11-04 + G4EmStandardPhysics_option1 (msc Minimal, range factor 0.2; range cut 0.7 mm), hitgen simulate"
 
 
 def test_hits_are_valid_and_sorted(runs):

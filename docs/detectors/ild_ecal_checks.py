@@ -20,14 +20,14 @@ import numpy as np
 def _run(config: dict, jobs: list[tuple[str, float, int, float]], out) -> None:
     import functools
 
-    from hitgen.detectors.ild_ecal import MSC_COMMANDS, PARTICLES, primaries, sample_conditions
+    from hitgen.detectors.ild_ecal import PARTICLES, PHYSICS, primaries, sample_conditions
     from hitgen.detectors.ild_ecal import geometry as det
     from hitgen.detectors.ild_ecal.geant4 import Recorder, make_construction
     from hitgen.simulation.session import Geant4Session, silence_stdout
 
     silence_stdout()
     construction = functools.partial(make_construction, **config)
-    session = Geant4Session(construction, Recorder, ui_commands=MSC_COMMANDS)
+    session = Geant4Session(construction, Recorder, PHYSICS)
     session.run_manager.BeamOn(0)
     results = []
     for particle, energy, n, angle in jobs:
@@ -39,11 +39,12 @@ def _run(config: dict, jobs: list[tuple[str, float, int, float]], out) -> None:
         t0 = time.process_time()
         raw = session.run(pdg, momentum, seeds, vertex)
         cpu = (time.process_time() - t0) / n
-        index, edep = raw.columns["index"].astype(np.int64), raw.columns["edep_mev"]
+        c = raw.columns
+        layer, cell_x, cell_y = (c[k].astype(np.int64) for k in ("layer", "cell_x", "cell_y"))
+        edep = c["edep_mev"]
         event = np.repeat(np.arange(n), np.diff(raw.offsets))
-        cells = det.Cells.of(index)
         layer_e = np.zeros((n, det.N_LAYERS))
-        np.add.at(layer_e, (event, cells.layer), edep)
+        np.add.at(layer_e, (event, layer), edep)
         visible = layer_e.sum(axis=1) / 1000.0  # GeV
         frac = visible / energy
         # layers behind the thick absorber sample half as often: weight them by the thickness ratio
@@ -53,14 +54,14 @@ def _run(config: dict, jobs: list[tuple[str, float, int, float]], out) -> None:
         cog = (layer_e * depth).sum(axis=1) / np.maximum(layer_e.sum(axis=1), 1e-12)
         # distance of every deposit from the shower axis (a straight line from the entry point)
         d = cond["direction"].astype(np.float64)
-        z = depth[cells.layer]
+        z = depth[layer]
         ax = cond["entry_point"][event, 0] + d[event, 0] / d[event, 2] * z
         ay = cond["entry_point"][event, 1] + d[event, 1] / d[event, 2] * z
-        r = np.hypot(det.cell_centre_mm(cells.cell_x) - ax, det.cell_centre_mm(cells.cell_y) - ay)
-        edge = (cells.cell_x == 0) | (cells.cell_x == det.N_CELLS - 1) | (cells.cell_y == 0) | (cells.cell_y == det.N_CELLS - 1)
+        r = np.hypot(det.cell_centre_mm(cell_x) - ax, det.cell_centre_mm(cell_y) - ay)
+        edge = (cell_x == 0) | (cell_x == det.N_CELLS - 1) | (cell_y == 0) | (cell_y == det.N_CELLS - 1)
         above = edep >= det.THRESHOLD_MEV
         hits_layer = np.zeros((n, det.N_LAYERS))
-        np.add.at(hits_layer, (event[above], cells.layer[above]), 1)
+        np.add.at(hits_layer, (event[above], layer[above]), 1)
         results.append(
             {
                 **config,

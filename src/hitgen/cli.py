@@ -99,10 +99,17 @@ def simulate(
     conditions: Annotated[Path | None, typer.Option(help="simulate the conditions of this event file (a replica: use another --seed)")] = None,
     seed: Annotated[int, typer.Option(help="random seed (written into the file)")] = 1,
     workers: Annotated[int, typer.Option(help="Geant4 worker processes (default: one per core)")] = 0,
-    physics: Annotated[str, typer.Option(help="EM physics: emstandard_opt1 or emstandard_opt2")] = "emstandard_opt1",
+    physics: Annotated[str | None, typer.Option(help="EM physics constructor: emstandard_opt1 or emstandard_opt2 (default: the detector's)")] = None,
+    msc_step_limit: Annotated[
+        str | None, typer.Option(help="e+- multiple-scattering step limitation: Minimal, UseSafety, UseSafetyPlus, UseDistanceToBoundary")
+    ] = None,
+    msc_range_factor: Annotated[float | None, typer.Option(help="e+- multiple-scattering range factor, 0 < F <= 1")] = None,
+    range_cut: Annotated[float | None, typer.Option(help="production range cut in mm")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing output file")] = False,
 ) -> None:
-    """Simulate events with Geant4 and write a hitgen-events file. Each detector adds its own options (below)."""
+    """Simulate events with Geant4 and write a hitgen-events file. Each detector adds its own options (below).
+    The physics settings default to the detector's (`hitgen info` of a file shows what ran); with
+    --conditions, to those the conditions file records."""
     from hitgen.simulation.runner import simulate as run
 
     kinematics = _detector_options(detector, ctx.args)
@@ -120,7 +127,7 @@ def simulate(
             seed=seed,
             workers=workers or None,
             overwrite=overwrite,
-            physics=physics,
+            physics={"em": physics, "msc_step_limit": msc_step_limit, "msc_range_factor": msc_range_factor, "range_cut_mm": range_cut},
             progress=lambda done: bar.update(task, completed=done),
             conditions_file=conditions,
             **kinematics,
@@ -159,6 +166,8 @@ def info(
     hpe = events.hits_per_event()
     console.print(f"[bold]{file}[/bold]: {events.n_events} events of {events.detector}, {events.n_hits} hits")
     console.print(f"producer: {events.producer}   seed: {events.seed}")
+    if events.physics:
+        console.print("physics: " + ", ".join(f"{k} {v}" for k, v in sorted(events.physics.items())), markup=False, highlight=False)
     if events.notes:
         console.print(f"notes: {events.notes}", markup=False)
     mean, std = (float(hpe.mean()), float(hpe.std())) if events.n_events else (float("nan"), float("nan"))
@@ -481,6 +490,77 @@ def ship(
         text = notes.read_text(encoding="utf-8")
     dest = run_ship(run, models_dir / name, evaluation, text, overwrite=overwrite)
     console.print(f"shipped {dest}: config.json, model.safetensors, README.md" + (", metrics.json" if evaluation else ""))
+
+
+def _validations() -> dict[str, str]:
+    """Validations against real data the detectors bring: name -> module (run, tables, plots)."""
+    from hitgen.detectors import REGISTRY
+
+    return {name: module for detector in REGISTRY for name, module in getattr(detector, "validations", {}).items()}
+
+
+def _energies(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise HitgenError(f"malformed --energies '{text}': expected numbers separated by commas, e.g. 6,10,20") from None
+
+
+@app.command()
+def validate(
+    name: Annotated[str, typer.Argument(help="the validation: calice-2006 (hitgen's Geant4 against the CALICE Si-W test beam)")],
+    events: Annotated[int | None, typer.Option("--events", "-n", help="electrons per beam energy (default: the validation's)")] = None,
+    energies: Annotated[str | None, typer.Option(help="beam energies in GeV, comma-separated (default: the paper's)")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 2006,
+    workers: Annotated[int, typer.Option(help="Geant4 worker processes (default: one per core)")] = 0,
+    physics: Annotated[str | None, typer.Option(help="EM physics constructor (default: the detector's)")] = None,
+    msc_step_limit: Annotated[str | None, typer.Option(help="e+- multiple-scattering step limitation (default: the detector's)")] = None,
+    msc_range_factor: Annotated[float | None, typer.Option(help="e+- multiple-scattering range factor (default: the detector's)")] = None,
+    range_cut: Annotated[float | None, typer.Option(help="production range cut in mm (default: the detector's)")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the table and the fit as JSON")] = None,
+    plots: Annotated[Path | None, typer.Option(help="write the linearity and resolution plots into this (new) folder")] = None,
+    keep: Annotated[Path | None, typer.Option(help="keep the simulated event files in this folder")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace existing --json and --plots outputs")] = False,
+) -> None:
+    """Simulate a real test beam with hitgen's Geant4 and compare with the published measurement."""
+    import importlib
+    import json
+
+    from hitgen.core.atomic import atomic_folder, atomic_path, check_new_output
+
+    known = _validations()
+    if name not in known:
+        raise HitgenError(f"unknown validation '{name}' (known: {', '.join(known) or 'none'})")
+    module = importlib.import_module(known[name])
+    if workers < 0:
+        raise HitgenError(f"--workers must be positive (got {workers})")
+    _check_seed(seed)
+    if json_out is not None:
+        check_new_output(json_out, overwrite, "--json")
+    if plots is not None:
+        check_new_output(plots, overwrite, "--plots", folder=True)
+    changes = {"em": physics, "msc_step_limit": msc_step_limit, "msc_range_factor": msc_range_factor, "range_cut_mm": range_cut}
+    cfg = module.Run(seed=seed, workers=workers or None, physics=changes, keep=keep)
+    if events is not None:
+        cfg.events = events
+    if energies is not None:
+        cfg.energies = _energies(energies)
+    module.check(cfg)
+    _interruptible()
+    with console.status("simulating") as status:
+        result = module.run(cfg, progress=lambda text: status.update(f"simulating {text}"))
+    for title, columns, rows in module.tables(result):
+        _print_table(title, columns, rows)
+    console.print(f"{result['events_per_energy']} electrons per energy in {result['wall_s']:.0f} s; physics: {result['physics']}", markup=False)
+    if json_out is not None:
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        console.print(f"saved {json_out}")
+    if plots is not None:
+        with atomic_folder(plots, overwrite) as tmp:
+            names = [p.name for p in module.plots(result, tmp)]
+        for n in names:
+            console.print(f"saved {plots / n}")
 
 
 def _add_detector_commands() -> None:

@@ -5,7 +5,8 @@ output and model output.
     /hits/offsets        (N+1,) int64, offsets[0] = 0; hits of event i are [offsets[i], offsets[i+1])
     /hits/<field>        (H,) one flat typed array per hit field
     /truth/<name>        (N, ...) optional per-event simulation truth (never a model input)
-    attrs: format, format_version, detector, detector_spec (JSON), producer, seed, hitgen_version, created
+    attrs: format, format_version, detector, detector_spec (JSON), producer, seed, hitgen_version, created,
+           notes (JSON, optional), physics (JSON, optional: the Geant4 physics settings of a simulation)
 
 Files are written in chunks to a hidden temporary name in the target folder and renamed when
 complete, and the `format` attribute is written last, so a killed writer never leaves a file that
@@ -57,6 +58,9 @@ class EventSet:
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     hitgen_version: str = __version__
     notes: dict[str, Any] = field(default_factory=dict)  # free-form flags, stored as the JSON attribute "notes"
+    # the simulation's physics settings (hitgen.simulation.physics), stored as the JSON attribute "physics";
+    # empty for model output and for files written before it was recorded
+    physics: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         problems = validate_arrays(self.detector_spec, self.conditions, self.offsets, self.hits, self.truth)
@@ -103,6 +107,7 @@ class EventSet:
             created=self.created,
             hitgen_version=self.hitgen_version,
             notes=self.notes,
+            physics=self.physics,
         )
 
     @classmethod
@@ -125,11 +130,12 @@ class EventSet:
             seed=seeds[0] if len(parts) == 1 else None,
             truth={k: np.concatenate([p.truth[k] for p in parts]) for k in truth_keys},
             notes={"seeds": seeds} if len(parts) > 1 else first.notes,
+            physics=first.physics if all(p.physics == first.physics for p in parts) else {},
         )
 
     def write(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write atomically (temporary file, then rename), in chunks of CHUNK_EVENTS events."""
-        with EventWriter(path, self.detector_spec, self.producer, self.seed, overwrite, self.notes) as w:
+        with EventWriter(path, self.detector_spec, self.producer, self.seed, overwrite, self.notes, self.physics) as w:
             for lo in range(0, max(self.n_events, 1), CHUNK_EVENTS):
                 sl = slice(lo, min(lo + CHUNK_EVENTS, self.n_events))
                 o = self.offsets[sl.start : sl.stop + 1]
@@ -163,6 +169,7 @@ class EventSet:
             notes = json.loads(attrs["notes"]) if "notes" in attrs else {}
         except ValueError:
             raise EventFileError(f"{path}: notes attribute is not valid JSON") from None
+        physics = physics_record(attrs, path)
         return cls(
             detector=str(attrs["detector"]),
             detector_spec=spec,
@@ -175,7 +182,21 @@ class EventSet:
             created=str(attrs["created"]),
             hitgen_version=str(attrs["hitgen_version"]),
             notes=notes,
+            physics=physics,
         )
+
+
+def physics_record(attrs: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The physics settings a file records (its JSON attribute "physics"), or {} where it has none."""
+    if "physics" not in attrs:
+        return {}
+    try:
+        record = json.loads(attrs["physics"])
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        raise EventFileError(f"{path}: physics attribute is not a JSON object")
+    return record
 
 
 def open_event_file(path: Path) -> h5py.File:
@@ -297,9 +318,11 @@ class EventWriter:
         seed: int | None,
         overwrite: bool = False,
         notes: dict[str, Any] | None = None,
+        physics: dict[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
         self.notes = notes or {}
+        self.physics = physics or {}
         self.spec = detector_spec
         self.producer = producer
         self.seed = seed
@@ -386,6 +409,8 @@ class EventWriter:
         f.attrs["created"] = datetime.now(UTC).isoformat(timespec="seconds")
         if self.notes:
             f.attrs["notes"] = json.dumps(self.notes, sort_keys=True)
+        if self.physics:
+            f.attrs["physics"] = json.dumps(self.physics, sort_keys=True)
         f.attrs["format"] = FORMAT
         f.close()
         os.replace(self.tmp, self.path)

@@ -14,6 +14,7 @@ import numpy as np
 from hitgen.core.errors import HitgenError
 from hitgen.core.events import EventSet
 from hitgen.core.fields import DetectorInfo
+from hitgen.simulation.physics import DEFAULT_PHYSICS, PhysicsSettings
 
 # (title, column names, rows of strings): how a detector's tables reach the CLI, a report or a card
 Table = tuple[str, list[str], list[list[str]]]
@@ -30,6 +31,8 @@ class Option:
     conditions: `hitgen simulate` hands it to the Geant4 construction and writes it into the file's
     detector spec under its name, and it applies with --conditions as well (where it defaults to
     the value that file's spec records). Its default is the value of the detector's ``info.extra``.
+    A detector whose spec follows its settings (a layout with its own geometry) may define
+    ``configure_spec(spec, given) -> spec``, called with the settings given explicitly.
     """
 
     name: str  # keyword of sample_conditions; the command line spells it --name-with-dashes
@@ -92,9 +95,9 @@ class Geant4Setup:
     digitize: Callable[[dict[str, np.ndarray], Any, np.random.Generator], tuple[np.ndarray, dict, dict]]
     decays: bool = False  # register G4DecayPhysics next to the EM physics
     primary_only: bool = False  # kill secondaries at birth (the detector records the primary only)
-    # Geant4 UI commands applied after the physics list is made and before the run is initialised
-    # (e.g. multiple-scattering step limitation); written into the file's producer with the physics list
-    ui_commands: tuple[str, ...] = ()
+    # the detector's default physics settings (EM constructor, msc step limitation and range factor,
+    # range cut); `hitgen simulate` may change each, and the file records what ran
+    physics: PhysicsSettings = DEFAULT_PHYSICS
     # conditions -> (pdg (n,), momentum (n, 3) GeV, vertex (n, 3) mm or None) of the primaries;
     # None: the conditions hold them as "pdg", "momentum" and, optionally, "vertex"
     primaries: Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray, np.ndarray | None]] | None = None

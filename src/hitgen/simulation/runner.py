@@ -20,6 +20,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,8 @@ from hitgen.core.events import EventWriter
 from hitgen.core.machine import timing_note
 from hitgen.detectors import get_detector
 from hitgen.simulation.g4env import data_dir
-from hitgen.simulation.session import DEFAULT_PHYSICS, DEFAULT_RANGE_CUT_MM, RawEvents, check_physics
+from hitgen.simulation.physics import PhysicsSettings
+from hitgen.simulation.session import RawEvents
 
 TASK_EVENTS = 20  # events per worker task (small: keeps workers balanced and progress smooth)
 DIGI_BLOCK = 1000  # events per digitisation block (fixed, so output is independent of workers)
@@ -60,7 +62,7 @@ def _load(ref: str) -> Callable:
     return getattr(importlib.import_module(module), name)
 
 
-def _worker(detector: str, physics: str, range_cut_mm: float, settings: dict, tasks, results, parent: int) -> None:
+def _worker(detector: str, physics: PhysicsSettings, settings: dict, tasks, results, parent: int) -> None:
     """Worker process: own Geant4 run manager; simulate tasks until the sentinel None. The
     detector's settings (its options of kind setting) are keywords of its construction."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
@@ -72,7 +74,7 @@ def _worker(detector: str, physics: str, range_cut_mm: float, settings: dict, ta
         construction = _load(g4.construction)
         if settings:
             construction = functools.partial(construction, **settings)
-        session = Geant4Session(construction, _load(g4.recorder), physics, range_cut_mm, g4.decays, g4.primary_only, g4.ui_commands)
+        session = Geant4Session(construction, _load(g4.recorder), physics, g4.decays, g4.primary_only)
         session.run_manager.BeamOn(0)  # build physics tables now, outside the timed work
         results.put(("ready", os.getpid(), session.g4.G4RunManager.GetRunManager().GetVersionString().strip()))
         while True:
@@ -105,8 +107,7 @@ def simulate(
     seed: int = 1,
     workers: int | None = None,
     overwrite: bool = False,
-    physics: str = DEFAULT_PHYSICS,
-    range_cut_mm: float = DEFAULT_RANGE_CUT_MM,
+    physics: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
     conditions_file: str | Path | None = None,
     **kinematics,
@@ -114,22 +115,26 @@ def simulate(
     """Simulate n_events with Geant4 and write a hitgen-events file; see the module docstring.
     With conditions_file, the events are those of that file's conditions (n_events None or equal
     to its count; no kinematic options): a replica of a sample, Geant4 again with another seed.
-    The detector's settings (options of kind setting) among the keywords configure its geometry;
-    unset, they are those the conditions file records, else the detector's defaults."""
+    The detector's settings (options of kind setting) among the keywords configure its geometry, and
+    `physics` changes some of the physics settings (hitgen.simulation.physics.FIELDS); unset, both are
+    those the conditions file records, else the detector's defaults."""
     det = get_detector(detector)
     setup = det.geant4()
     digitize = setup.digitize
     setting_names = [o.name for o in det.options if o.setting]
     settings = {k: kinematics.pop(k) for k in list(kinematics) if k in setting_names}
     spec = det.info.spec()
-    given = None
+    given, base_physics = None, setup.physics
     if conditions_file is not None:
-        given, file_spec = _conditions_of(conditions_file, det, kinematics)
+        given, file_spec, file_physics = _conditions_of(conditions_file, det, kinematics)
         settings = {**{k: file_spec[k] for k in setting_names if k in file_spec}, **settings}
+        if file_physics:
+            base_physics = PhysicsSettings.from_record(file_physics)
         n_file = len(next(iter(given.values())))
         if n_events is not None and n_events != n_file:
             raise HitgenError(f"--events {n_events}: --conditions {conditions_file} holds {n_file} events (leave --events out)")
         n_events = n_file
+    physics_settings = base_physics.with_changes(physics or {})
     if n_events is None:
         raise HitgenError("give --events N (or --conditions FILE to simulate the conditions of a file)")
     if n_events <= 0:
@@ -139,10 +144,11 @@ def simulate(
     workers = workers or os.cpu_count() or 1
     if workers <= 0:
         raise HitgenError(f"--workers must be positive (got {workers})")
-    physics_class = check_physics(physics)
     data_dir()  # fail before any work if Geant4 data are missing
     conditions = given if given is not None else det.sample_conditions(n_events, np.random.default_rng([seed, _STREAM_CONDITIONS]), **kinematics)
     spec.update(settings)
+    if hasattr(det, "configure_spec"):  # optional: a detector whose spec follows its settings (a layout)
+        spec = det.configure_spec(spec, settings)
     settings = {k: spec[k] for k in setting_names if k in spec}
     primaries = setup.primaries(conditions) if setup.primaries is not None else _primaries(conditions)
     g4_seeds = np.random.default_rng([seed, _STREAM_G4]).integers(1, 2**31 - 1, size=(n_events, 2))
@@ -151,9 +157,9 @@ def simulate(
     ctx = mp.get_context("spawn")
     tasks, results = ctx.Queue(), ctx.Queue()
     workers = min(workers, -(-n_events // TASK_EVENTS))
-    worker_args = (detector, physics, range_cut_mm, settings, tasks, results, os.getpid())
+    worker_args = (detector, physics_settings, settings, tasks, results, os.getpid())
     procs = [ctx.Process(target=_worker, args=worker_args, daemon=True) for _ in range(workers)]
-    writer: EventWriter | None = EventWriter(out, spec, "", seed, overwrite)
+    writer: EventWriter | None = EventWriter(out, spec, "", seed, overwrite, physics=physics_settings.as_dict())
     started: list = []
     try:
         for p in procs:
@@ -161,7 +167,7 @@ def simulate(
             started.append(p)
         _send_tasks(tasks, primaries, g4_seeds, len(procs))
         collected = _collect_and_write(results, procs, writer, conditions, digitize, seed, progress, t_start)
-        writer.producer = producer = _producer(collected.version, physics_class, range_cut_mm, setup.ui_commands)
+        writer.producer = producer = _producer(collected.version, physics_settings)
         startup = collected.t_ready - t_start
         timing = timing_note(n_events, time.perf_counter() - t_start - startup, startup, workers=len(procs), busy_s=collected.busy)
         writer.notes["timing"] = timing
@@ -249,9 +255,10 @@ def _collect_and_write(results, procs, writer: EventWriter, conditions, digitize
     return _Collected(version, t_ready, busy)
 
 
-def _conditions_of(path: str | Path, detector, kinematics: dict) -> tuple[dict[str, np.ndarray], dict]:
-    """The conditions of an event file of this detector, checked, read block by block, and its spec."""
-    from hitgen.core.events import CHUNK_EVENTS, iter_blocks, read_header
+def _conditions_of(path: str | Path, detector, kinematics: dict) -> tuple[dict[str, np.ndarray], dict, dict]:
+    """The conditions of an event file of this detector, checked, read block by block, its spec and
+    its physics record (empty where the file has none)."""
+    from hitgen.core.events import CHUNK_EVENTS, iter_blocks, physics_record, read_header
     from hitgen.detectors import check_conditions_file, value_problems
 
     if kinematics:
@@ -262,11 +269,11 @@ def _conditions_of(path: str | Path, detector, kinematics: dict) -> tuple[dict[s
     problems = value_problems(detector, conditions, {})
     if problems:
         raise HitgenError(f"{path}: " + "; ".join(problems))
-    return conditions, read_header(path)[1]
+    attrs, spec, _ = read_header(path)
+    return conditions, spec, physics_record(attrs, path)
 
 
-def _producer(version_string: str, physics_class: str, range_cut_mm: float, ui_commands: tuple[str, ...] = ()) -> str:
+def _producer(version_string: str, physics: PhysicsSettings) -> str:
     match = re.search(r"geant4-[0-9a-z-]+", version_string)
     version = match.group(0) if match else version_string
-    settings = "".join(f"; {c}" for c in ui_commands)
-    return f"Geant4 {version} + {physics_class} (range cut {range_cut_mm} mm{settings}), hitgen simulate"
+    return f"Geant4 {version} + {physics.describe()}, hitgen simulate"

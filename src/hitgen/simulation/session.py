@@ -20,13 +20,7 @@ import numpy as np
 from hitgen.core.csr import offsets_from_counts
 from hitgen.core.errors import HitgenError
 from hitgen.simulation.g4env import data_dir, import_geant4, livermore_subdir
-
-PHYSICS_LISTS = {
-    "emstandard_opt1": "G4EmStandardPhysics_option1",
-    "emstandard_opt2": "G4EmStandardPhysics_option2",
-}
-DEFAULT_PHYSICS = "emstandard_opt1"
-DEFAULT_RANGE_CUT_MM = 0.7  # Geant4's default production cut
+from hitgen.simulation.physics import DEFAULT_PHYSICS, PhysicsSettings
 
 
 @dataclass
@@ -56,12 +50,6 @@ class Recorder(Protocol):
         ...
 
 
-def check_physics(name: str) -> str:
-    if name not in PHYSICS_LISTS:
-        raise HitgenError(f"unknown physics list '{name}'; choose one of: {', '.join(PHYSICS_LISTS)}")
-    return PHYSICS_LISTS[name]
-
-
 def silence_stdout() -> None:
     """Send this process's C/C++ stdout (Geant4's banner and G4cout) to /dev/null."""
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -76,15 +64,14 @@ class Geant4Session:
         self,
         make_construction: Callable,
         make_recorder: Callable,
-        physics: str = DEFAULT_PHYSICS,
-        range_cut_mm: float = DEFAULT_RANGE_CUT_MM,
+        physics: PhysicsSettings = DEFAULT_PHYSICS,
         decays: bool = False,
         primary_only: bool = False,
-        ui_commands: tuple[str, ...] = (),
     ) -> None:
         g4 = import_geant4()
         self.g4 = g4
-        em_class = getattr(g4, check_physics(physics))
+        self.settings = physics
+        em_class = getattr(g4, physics.constructor)
         ui = g4.G4UImanager.GetUIpointer()
         self.run_manager = g4.G4RunManagerFactory.CreateRunManager(g4.G4RunManagerType.Serial)
         self.construction = make_construction(g4)
@@ -93,7 +80,7 @@ class Geant4Session:
         self.physics.RegisterPhysics(em_class())
         if decays:
             self.physics.RegisterPhysics(g4.G4DecayPhysics())
-        self.physics.SetDefaultCutValue(range_cut_mm * g4.mm)
+        self.physics.SetDefaultCutValue(physics.range_cut_mm * g4.mm)
         self.run_manager.SetUserInitialization(self.physics)
         livermore = livermore_subdir(data_dir())
         if livermore:
@@ -133,7 +120,7 @@ class Geant4Session:
             self.run_manager.SetUserAction(self._stacking)
         for cmd in ("/control/verbose 0", "/run/verbose 0", "/event/verbose 0", "/tracking/verbose 0"):
             ui.ApplyCommand(cmd)
-        for cmd in ui_commands:  # the detector's own physics settings, before the run is initialised
+        for cmd in physics.ui_commands():  # after the EM constructor set its own values, before the run is initialised
             if ui.GetTree().FindPath(cmd.split()[0]) is None:  # ApplyCommand reports nothing to Python
                 raise HitgenError(f"Geant4 does not know the command '{cmd}'")
             ui.ApplyCommand(cmd)

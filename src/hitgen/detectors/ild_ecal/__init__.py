@@ -13,7 +13,9 @@ from hitgen.detectors.base import FileFormat, Geant4Setup, Option, PackageParts
 from hitgen.detectors.ild_ecal.geometry import *  # noqa: F403
 from hitgen.detectors.ild_ecal.geometry import (
     ABSORBERS,
+    DEFAULT_LAYOUT,
     INFO,
+    LAYOUTS,
     MAX_ANGLE_DEG,
     MAX_ENERGY_GEV,
     NAME,
@@ -24,9 +26,11 @@ from hitgen.detectors.ild_ecal.geometry import (
     primaries,
     sample_conditions,
 )
+from hitgen.simulation.physics import PhysicsSettings
 
-# the accurate multiple-scattering step limitation for thin silicon (see docs/detectors/ild-ecal.md)
-MSC_COMMANDS = ("/process/msc/StepLimit UseDistanceToBoundary", "/process/msc/RangeFactor 0.04")
+# the accurate multiple-scattering step limitation for thin silicon, validated against the CALICE test
+# beam (docs/detectors/calice-2006.md; hitgen validate calice-2006)
+PHYSICS = PhysicsSettings(msc_step_limit="UseDistanceToBoundary", msc_range_factor=0.04)
 
 
 def _format(name: str, read: bool, write: bool):
@@ -55,7 +59,8 @@ FORMATS = (
 
 def _digitize(conditions: dict[str, np.ndarray], raw, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
     """Cells above threshold from the scorer map (no random numbers: the silicon has no noise here)."""
-    return digitize(raw.offsets, raw.columns["index"].astype(np.int64), raw.columns["edep_mev"])
+    c = raw.columns
+    return digitize(raw.offsets, c["layer"], c["cell_x"], c["cell_y"], c["edep_mev"], c["above"] > 0.5)
 
 
 class IldEcal(PackageParts):
@@ -68,21 +73,35 @@ class IldEcal(PackageParts):
         Option("energy_spectrum", "choice", "uniform or log-uniform in the energy range (default uniform)", SPECTRA),
         Option("max_angle", "number", f"largest polar angle, degrees, 0 to {MAX_ANGLE_DEG:g} (default 0: normal)", limits=(0.0, MAX_ANGLE_DEG)),
         Option("absorber", "choice", "absorber material W, Ta or Pb (default W; same thicknesses)", tuple(ABSORBERS), setting=True),
-        Option("field", "choice", "3.5 T field along y, parallel to the layers: on or off (default on)", ("on", "off"), setting=True),
+        Option(
+            "field",
+            "choice",
+            "3.5 T field along y, parallel to the layers: on or off (default: on, off with calice-prototype)",
+            ("on", "off"),
+            setting=True,
+        ),
+        Option("layout", "choice", "ild (default) or calice-prototype (the 2006 CALICE Si-W test-beam prototype)", tuple(LAYOUTS), setting=True),
     )
     generation_options = ("particle", "energy_range", "energy_spectrum", "max_angle")
     bench_options: dict[str, Any] = {"particle": "gamma", "energy_range": (1.0, 10.0)}
     formats = FORMATS  # hitgen import / export --format (hitgen.detectors.ild_ecal.formats)
+    validations = {"calice-2006": "hitgen.detectors.ild_ecal.testbeam"}  # hitgen validate NAME
 
     def sample_conditions(self, n: int, rng: np.random.Generator, **options: Any) -> dict[str, np.ndarray]:
         return sample_conditions(n, rng, **options)
+
+    def configure_spec(self, spec: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+        """The file's detector spec for its settings: the layout's geometry, and its field default."""
+        layout = LAYOUTS[spec.get("layout", DEFAULT_LAYOUT)]
+        field = given.get("field", spec["field"] if "layout" not in given else layout.field)
+        return {**spec, **layout.spec_extra(), "field": field}
 
     def check_events(self, conditions: dict[str, np.ndarray], hits: dict[str, np.ndarray]) -> list[str]:
         return check_conditions(conditions)
 
     def geant4(self) -> Geant4Setup:
         module = "hitgen.detectors.ild_ecal.geant4"
-        return Geant4Setup(f"{module}:make_construction", f"{module}:Recorder", _digitize, ui_commands=MSC_COMMANDS, primaries=primaries)
+        return Geant4Setup(f"{module}:make_construction", f"{module}:Recorder", _digitize, physics=PHYSICS, primaries=primaries)
 
 
 DETECTOR = IldEcal()

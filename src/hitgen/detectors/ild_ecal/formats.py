@@ -49,6 +49,7 @@ from hitgen.detectors.ild_ecal.geometry import (
     NAME,
     THRESHOLD_MEV,
     cell_of,
+    require_ild_layout,
 )
 from hitgen.detectors.ild_ecal.views import HALF_WINDOW, WINDOW, points, voxels
 
@@ -222,6 +223,7 @@ def write_showerdata(events: EventSet, path: Path) -> str:
     GeV), the incident kinetic energy in GeV, directions and PDG codes; the entry points (mm) and
     the detector spec go in the extra dataset ``entry_points`` and attribute ``hitgen_detector_spec``.
     Hits without energy are left out (ShowerData reads a zero energy as padding)."""
+    require_ild_layout(events.detector_spec, "the showerdata export")
     p = points(events)
     keep = p.energy > 0
     counts = np.bincount(events.event_index()[keep], minlength=events.n_events).astype(np.int32)
@@ -313,6 +315,7 @@ def write_calochallenge(events: EventSet, path: Path) -> str:
     ``showers`` (N, 27000) MeV (layer-major, then x, then y); extra datasets ``entry_points`` (N, 3)
     mm, ``directions`` (N, 3), ``pdg`` (N,) and ``energy_outside_window`` (N,) MeV, the energy of
     the hits the 30 x 30 window leaves out (not in ``showers``); attribute ``hitgen_detector_spec``."""
+    require_ild_layout(events.detector_spec, "the calochallenge export")
     n = events.n_events
     outside = np.zeros(n)
     with h5py.File(path, "w") as f:

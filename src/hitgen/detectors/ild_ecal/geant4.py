@@ -32,18 +32,29 @@ def _fr4(g4: ModuleType, nist):
     return fr4
 
 
-def make_construction(g4: ModuleType, absorber: str = det.DEFAULT_ABSORBER, field: str = det.DEFAULT_FIELD, board_mm: float = det.BOARD_MM):
+def make_construction(
+    g4: ModuleType,
+    absorber: str = det.DEFAULT_ABSORBER,
+    field: str = det.DEFAULT_FIELD,
+    layout: str = det.DEFAULT_LAYOUT,
+    board_mm: float | None = None,
+):
     """A G4VUserDetectorConstruction for ild-ecal with the given absorber ("W", "Ta", "Pb"), field
-    ("on": 3.5 T along +y, "off") and readout-board thickness (0: none, for studies of its effect)."""
+    ("on": 3.5 T along +y, "off"), layout (hitgen.detectors.ild_ecal.geometry.LAYOUTS) and
+    readout-board thickness (None: the layout's; 0: none, for studies of its effect)."""
     mm = g4.mm
     material_name = det.absorber_material(absorber)
     if field not in ("on", "off"):
         raise ValueError(f"field must be 'on' or 'off' (got {field!r})")
+    geometry = det.layout_of({"layout": layout})
+    board_mm = geometry.board_mm if board_mm is None else board_mm
+    n_cells, cell_mm, silicon_mm = geometry.n_cells, geometry.cell_size_mm, geometry.silicon_mm
 
     class Construction(g4.G4VUserDetectorConstruction):
         def __init__(self) -> None:
             super().__init__()
             self.cell_logical = None
+            self.layout = geometry
             self._keep: list = []  # geant4_pybind objects must outlive the run
 
         def _box(self, name: str, half_x: float, half_y: float, half_z: float, material):
@@ -61,30 +72,29 @@ def make_construction(g4: ModuleType, absorber: str = det.DEFAULT_ABSORBER, fiel
             silicon = nist.FindOrBuildMaterial("G4_Si")
             radiator = nist.FindOrBuildMaterial(material_name)
             board = _fr4(g4, nist)
-            half = det.HALF_WIDTH_MM
+            half = geometry.half_width_mm
 
             world_s = g4.G4Box("World", WORLD_HALF_MM * mm, WORLD_HALF_MM * mm, WORLD_HALF_MM * mm)
             world_l = g4.G4LogicalVolume(world_s, vacuum, "World")
             world_p = g4.G4PVPlacement(None, g4.G4ThreeVector(), world_l, "World", None, False, 0)
             self._keep += [world_s, world_l]
 
-            si_layer = self._box("SiLayer", half, half, det.SILICON_MM / 2, silicon)
-            si_row = self._box("SiRow", det.CELL_SIZE_MM / 2, half, det.SILICON_MM / 2, silicon)
-            si_cell = self._box("SiCell", det.CELL_SIZE_MM / 2, det.CELL_SIZE_MM / 2, det.SILICON_MM / 2, silicon)
-            cell = det.CELL_SIZE_MM * mm
-            self._keep.append(g4.G4PVReplica("SiRow", si_row, si_layer, g4.EAxis.kXAxis, det.N_CELLS, cell))
-            self._keep.append(g4.G4PVReplica("SiCell", si_cell, si_row, g4.EAxis.kYAxis, det.N_CELLS, cell))
+            si_layer = self._box("SiLayer", half, half, silicon_mm / 2, silicon)
+            si_row = self._box("SiRow", cell_mm / 2, half, silicon_mm / 2, silicon)
+            si_cell = self._box("SiCell", cell_mm / 2, cell_mm / 2, silicon_mm / 2, silicon)
+            self._keep.append(g4.G4PVReplica("SiRow", si_row, si_layer, g4.EAxis.kXAxis, n_cells, cell_mm * mm))
+            self._keep.append(g4.G4PVReplica("SiCell", si_cell, si_row, g4.EAxis.kYAxis, n_cells, cell_mm * mm))
             self.cell_logical = si_cell
 
-            absorbers = {t: self._box(f"Absorber{t:g}", half, half, t / 2, radiator) for t in sorted(set(det.ABSORBER_MM.tolist()))}
+            absorbers = {t: self._box(f"Absorber{t:g}", half, half, t / 2, radiator) for t in sorted(set(geometry.absorber_mm))}
             board_l = self._box("Board", half, half, board_mm / 2, board) if board_mm > 0 else None
             z = 0.0
             for layer in range(det.N_LAYERS):
-                t = float(det.ABSORBER_MM[layer])
+                t = float(geometry.absorber_mm[layer])
                 self._place(absorbers[t], z + t / 2, "Absorber", world_l, layer)
                 z += t
-                self._place(si_layer, z + det.SILICON_MM / 2, "SiLayer", world_l, layer)  # copy number = layer
-                z += det.SILICON_MM
+                self._place(si_layer, z + silicon_mm / 2, "SiLayer", world_l, layer)  # copy number = layer
+                z += silicon_mm
                 if board_l is not None:
                     self._place(board_l, z + board_mm / 2, "Board", world_l, layer)
                     z += board_mm
@@ -94,7 +104,7 @@ def make_construction(g4: ModuleType, absorber: str = det.DEFAULT_ABSORBER, fiel
             mfd = g4.G4MultiFunctionalDetector("ECAL")
             g4.G4SDManager.GetSDMpointer().AddNewDetector(mfd)
             # index = layer * N^2 + row * N + cell, from the copy numbers at depths 2 (layer), 1 (row), 0 (cell)
-            scorer = g4.G4PSEnergyDeposit3D("edep", det.N_LAYERS, det.N_CELLS, det.N_CELLS, 2, 1, 0)
+            scorer = g4.G4PSEnergyDeposit3D("edep", det.N_LAYERS, n_cells, n_cells, 2, 1, 0)
             mfd.RegisterPrimitive(scorer)
             self.SetSensitiveDetector(self.cell_logical, mfd)
             self._keep += [mfd, scorer]
@@ -109,17 +119,26 @@ def make_construction(g4: ModuleType, absorber: str = det.DEFAULT_ABSORBER, fiel
 
 
 class Recorder:
-    """Per event: (scorer index, energy in MeV) of every silicon cell with a deposit, read from the
-    map that Geant4's C++ filled; hitgen.detectors.ild_ecal.geometry.Cells decodes the index."""
+    """Per event: (layer, cell_x, cell_y, energy in MeV, above) of every silicon cell with a deposit,
+    read from the map that Geant4's C++ filled (index = (layer * n + cell_x) * n + cell_y for the
+    layout's n cells a side); ``above`` is 1 where the deposit passes the layout's threshold."""
 
-    columns = ("index", "edep_mev")
+    columns = ("layer", "cell_x", "cell_y", "edep_mev", "above")
 
     def __init__(self, g4: ModuleType, construction) -> None:
         self._id = g4.G4SDManager.GetSDMpointer().GetCollectionID("ECAL/edep")
         if self._id < 0:
             raise RuntimeError("scorer collection ECAL/edep not found")
         self._mev = g4.MeV
+        self._n = construction.layout.n_cells
+        self._threshold = construction.layout.threshold_mev
 
     def end_event(self, event) -> list[tuple[float, ...]]:
         hc = event.GetHCofThisEvent().GetHC(self._id)
-        return [(index, edep / self._mev) for index, edep in hc]
+        n, rows = self._n, []
+        for index, edep in hc:
+            rest, cell_y = divmod(int(index), n)
+            layer, cell_x = divmod(rest, n)
+            mev = edep / self._mev
+            rows.append((layer, cell_x, cell_y, mev, float(mev >= self._threshold)))
+        return rows

@@ -1,6 +1,7 @@
 """`ild-ecal`: an ILD-like silicon-tungsten electromagnetic calorimeter as a flat slab.
 
-Pure geometry, condition sampling and digitisation; the Geant4 description that uses these
+Pure geometry (two layouts: ILD's, the module constants below, and the CALICE physics prototype's,
+``LAYOUTS``), condition sampling and digitisation; the Geant4 description that uses these
 constants is `hitgen.detectors.ild_ecal.geant4`. Sources of every constant: docs/detectors/ild-ecal.md.
 
 Frame
@@ -33,7 +34,7 @@ from hitgen.core.fields import DetectorInfo, FieldSpec
 NAME = "ild-ecal"
 SPEC_VERSION = 1
 
-# --- longitudinal structure (mm) ---------------------------------------------------------------
+# --- longitudinal structure (mm) of the ILD layout ----------------------------------------------
 N_LAYERS = 30
 N_THIN_LAYERS = 20  # layers 0-19 have the thin absorber, 20-29 the thick one
 ABSORBER_THIN_MM = 2.1
@@ -63,6 +64,102 @@ HALF_WIDTH_MM = N_CELLS * CELL_SIZE_MM / 2
 
 # --- readout ------------------------------------------------------------------------------------
 THRESHOLD_MEV = 0.1  # cell threshold (ShowerData's value for ILD's ECAL)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One arrangement of the 30 sampling layers: absorber thickness per layer, silicon, readout board,
+    and a square silicon plane of n_cells x n_cells cells. Cell i covers x in
+    [(i - n_cells/2) * s, (i + 1 - n_cells/2) * s), s the cell size: with an odd n_cells the central
+    cell is centred on the beam axis, with an even one the axis is a cell edge."""
+
+    name: str
+    absorber_mm: tuple[float, ...]
+    silicon_mm: float
+    board_mm: float
+    cell_size_mm: float
+    n_cells: int
+    threshold_mev: float  # the readout's zero suppression: cells below it are not written
+    field: str  # the default of the field setting with this layout
+    doc: str
+
+    @property
+    def half_width_mm(self) -> float:
+        return self.n_cells * self.cell_size_mm / 2
+
+    @property
+    def silicon_z_mm(self) -> np.ndarray:
+        """z of the silicon centre of every layer (the front face at z = 0)."""
+        absorber = np.asarray(self.absorber_mm)
+        front = np.concatenate([[0.0], np.cumsum(absorber + self.silicon_mm + self.board_mm)[:-1]])
+        return front + absorber + self.silicon_mm / 2
+
+    def cell_centre_mm(self, index: np.ndarray) -> np.ndarray:
+        return (np.asarray(index, dtype=np.float64) - (self.n_cells - 1) / 2) * self.cell_size_mm
+
+    def cell_of(self, coordinate_mm: np.ndarray) -> np.ndarray:
+        """The cell index (int64) holding x (or y) in mm; may lie outside 0..n_cells-1 off the plane."""
+        return np.floor(np.asarray(coordinate_mm, dtype=np.float64) / self.cell_size_mm + self.n_cells / 2).astype(np.int64)
+
+    def spec_extra(self) -> dict[str, Any]:
+        """What the detector spec of a file records of this layout."""
+        return {
+            "layout": self.name,
+            "absorber_mm": list(self.absorber_mm),
+            "silicon_mm": self.silicon_mm,
+            "board_mm": self.board_mm,
+            "cell_size_mm": self.cell_size_mm,
+            "n_cells": self.n_cells,
+            "threshold_mev": self.threshold_mev,
+        }
+
+
+LAYOUTS = {
+    "ild": Layout(
+        "ild",
+        tuple([ABSORBER_THIN_MM] * N_THIN_LAYERS + [ABSORBER_THICK_MM] * (N_LAYERS - N_THIN_LAYERS)),
+        SILICON_MM,
+        BOARD_MM,
+        CELL_SIZE_MM,
+        N_CELLS,
+        THRESHOLD_MEV,
+        "on",
+        "ILD's ECAL as a flat slab: 20 x 2.1 + 10 x 4.2 mm absorber, 0.525 mm Si, 1.7 mm FR4 board, 5 mm cells",
+    ),
+    # the CALICE Si-W physics prototype (NIM A 608 (2009) 372): 10 x 1.4, 10 x 2.8, 10 x 4.2 mm W,
+    # 0.525 mm Si, 18 x 18 cm of 1 x 1 cm pads; its readout boards, carbon-fibre structure and the
+    # gaps between wafers are left out (docs/detectors/calice-2006.md says what each would change).
+    # Threshold 0.05 MeV (a third of a MIP) so that the paper's 0.6 MIP cut can be applied afterwards.
+    "calice-prototype": Layout(
+        "calice-prototype",
+        tuple([1.4] * 10 + [2.8] * 10 + [4.2] * 10),
+        0.525,
+        0.0,
+        10.0,
+        18,
+        0.05,
+        "off",
+        "the CALICE Si-W physics prototype (2006): 10 x 1.4, 10 x 2.8, 10 x 4.2 mm W, 0.525 mm Si, 18 x 18 1 cm pads, no field",
+    ),
+}
+DEFAULT_LAYOUT = "ild"
+ILD = LAYOUTS[DEFAULT_LAYOUT]
+
+
+def layout_of(spec: dict[str, Any]) -> Layout:
+    """The layout a file's detector spec records (files written before layouts existed: ild)."""
+    name = spec.get("layout", DEFAULT_LAYOUT)
+    if name not in LAYOUTS:
+        raise HitgenError(f"unknown ild-ecal layout '{name}' (known: {', '.join(LAYOUTS)})")
+    return LAYOUTS[name]
+
+
+def require_ild_layout(spec: dict[str, Any], what: str) -> None:
+    """One clear error where a file of another layout reaches code made for ILD's (views, formats, models)."""
+    name = spec.get("layout", DEFAULT_LAYOUT)
+    if name != DEFAULT_LAYOUT:
+        raise HitgenError(f"{what} is defined for the ild layout; these events are of layout '{name}'")
+
 
 # --- field --------------------------------------------------------------------------------------
 FIELD_TESLA = 3.5  # ILD's solenoid
@@ -136,6 +233,7 @@ INFO = DetectorInfo(
     ),
     extra={
         "absorber": DEFAULT_ABSORBER,  # a setting of simulate (--absorber); one absorber per file
+        "layout": DEFAULT_LAYOUT,  # a setting of simulate (--layout); the entries below are its geometry
         "field": DEFAULT_FIELD,  # a setting of simulate (--field on|off)
         "field_tesla": FIELD_TESLA,
         "field_direction": [0.0, 1.0, 0.0],
@@ -215,39 +313,25 @@ def primaries(conditions: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray
 
 
 # --- digitisation --------------------------------------------------------------------------------
-@dataclass
-class Cells:
-    """Decoded scorer indices (index = layer * N_CELLS**2 + cell_x * N_CELLS + cell_y)."""
-
-    layer: np.ndarray
-    cell_x: np.ndarray
-    cell_y: np.ndarray
-
-    @classmethod
-    def of(cls, index: np.ndarray) -> Cells:
-        index = np.asarray(index, dtype=np.int64)
-        layer, rest = np.divmod(index, N_CELLS * N_CELLS)
-        cell_x, cell_y = np.divmod(rest, N_CELLS)
-        return cls(layer, cell_x, cell_y)
-
-
-def digitize(offsets: np.ndarray, index: np.ndarray, edep_mev: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Cells above THRESHOLD_MEV, sorted by (layer, cell_x, cell_y) within each event; the truth
-    is the silicon energy per layer before the threshold (MeV, (N, 30) float32)."""
+def digitize(
+    offsets: np.ndarray, layer: np.ndarray, cell_x: np.ndarray, cell_y: np.ndarray, edep_mev: np.ndarray, above: np.ndarray
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The cells whose deposit passes the layout's threshold (``above``, decided where the layout is
+    known), sorted by (layer, cell_x, cell_y) within each event; the truth is the silicon energy per
+    layer before the threshold (MeV, (N, 30) float32)."""
     n = len(offsets) - 1
+    layer, cell_x, cell_y = (np.asarray(a, dtype=np.int64) for a in (layer, cell_x, cell_y))
     event = np.repeat(np.arange(n), np.diff(offsets))
-    cells = Cells.of(index)
     visible = np.zeros((n, N_LAYERS))
-    np.add.at(visible, (event, cells.layer), edep_mev)
-    keep = edep_mev >= THRESHOLD_MEV
-    order = np.lexsort((index[keep], event[keep]))
-    ev = event[keep][order]
-    counts = np.bincount(ev, minlength=n)
+    np.add.at(visible, (event, layer), edep_mev)
+    keep = np.asarray(above, dtype=bool)
+    order = np.lexsort((cell_y[keep], cell_x[keep], layer[keep], event[keep]))
+    counts = np.bincount(event[keep], minlength=n)
     new_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     hits = {
-        "layer": cells.layer[keep][order].astype(np.int8),
-        "cell_x": cells.cell_x[keep][order].astype(np.int16),
-        "cell_y": cells.cell_y[keep][order].astype(np.int16),
-        "energy": edep_mev[keep][order].astype(np.float32),
+        "layer": layer[keep][order].astype(np.int8),
+        "cell_x": cell_x[keep][order].astype(np.int16),
+        "cell_y": cell_y[keep][order].astype(np.int16),
+        "energy": np.asarray(edep_mev)[keep][order].astype(np.float32),
     }
     return new_offsets, hits, {"visible_energy_layer": visible.astype(np.float32)}

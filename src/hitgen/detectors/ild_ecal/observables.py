@@ -8,12 +8,12 @@ distance of (cell centre, silicon z) from the axis line in 3-D. Definitions: doc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from hitgen.core.events import EventSet
-from hitgen.detectors.ild_ecal.geometry import N_LAYERS, SILICON_Z_MM, cell_centre_mm
+from hitgen.detectors.ild_ecal.geometry import N_LAYERS, SILICON_Z_MM, layout_of
 from hitgen.detectors.ild_ecal.views import HALF_WINDOW, WINDOW, entry_cells
 
 MIN_EVENTS_PER_BIN = 10  # an energy bin with fewer events (in either sample) gets no response
@@ -46,6 +46,7 @@ class ShowerObservables:
     hit_r: np.ndarray  # (H,) mm from the shower axis
     hit_window: np.ndarray  # (H,) int32 flat index layer * 900 + i * 30 + j in the window, -1 outside
     truth_visible: np.ndarray | None  # (N,) GeV in the silicon before the threshold (Geant4 files only)
+    silicon_z_mm: np.ndarray = field(default_factory=lambda: SILICON_Z_MM)  # (30,) of the events' layout
 
     @property
     def n(self) -> int:
@@ -70,7 +71,7 @@ class ShowerObservables:
         """(N,) energy-weighted mean depth of the silicon layers hit (nan for an empty event)."""
         total = self.layer_energy.sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return (self.layer_energy * SILICON_Z_MM).sum(axis=1) / total
+            return (self.layer_energy * self.silicon_z_mm).sum(axis=1) / total
 
     @property
     def start_layer(self) -> np.ndarray:
@@ -97,7 +98,7 @@ class ShowerObservables:
         parts = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            parts[f.name] = None if v is None else (v[flat] if f.name in per_hit else v[idx])
+            parts[f.name] = None if v is None else v if f.name == "silicon_z_mm" else (v[flat] if f.name in per_hit else v[idx])
         return ShowerObservables(**parts)
 
 
@@ -120,11 +121,13 @@ def shower_observables(events: EventSet) -> ShowerObservables:
     entry = c["entry_point"].astype(np.float64)
 
     # offsets from the shower axis, in the plane of the hit's silicon
-    z = SILICON_Z_MM[layer]
+    geometry = layout_of(events.detector_spec)
+    z = geometry.silicon_z_mm[layer]
     slope = direction[:, :2] / direction[:, 2:3]
-    dx = cell_centre_mm(h["cell_x"]) - (entry[event, 0] + slope[event, 0] * z)
-    dy = cell_centre_mm(h["cell_y"]) - (entry[event, 1] + slope[event, 1] * z)
-    v = np.stack([cell_centre_mm(h["cell_x"]) - entry[event, 0], cell_centre_mm(h["cell_y"]) - entry[event, 1], z - entry[event, 2]], axis=1)
+    x, y = geometry.cell_centre_mm(h["cell_x"]), geometry.cell_centre_mm(h["cell_y"])
+    dx = x - (entry[event, 0] + slope[event, 0] * z)
+    dy = y - (entry[event, 1] + slope[event, 1] * z)
+    v = np.stack([x - entry[event, 0], y - entry[event, 1], z - entry[event, 2]], axis=1)
     along = (v * direction[event]).sum(axis=1)
     r = np.sqrt(np.maximum((v * v).sum(axis=1) - along**2, 0.0))
 
@@ -169,6 +172,7 @@ def shower_observables(events: EventSet) -> ShowerObservables:
         hit_r=r,
         hit_window=window,
         truth_visible=None if truth is None else truth.astype(np.float64).sum(axis=1) / 1000.0,
+        silicon_z_mm=geometry.silicon_z_mm,
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hitgen.core.events import EventSet
-from hitgen.detectors.ild_ecal.geometry import N_LAYERS, cell_centre_mm, cell_of
+from hitgen.detectors.ild_ecal.geometry import N_LAYERS, layout_of
 
 WINDOW = 30  # cells per side of the voxel window
 HALF_WINDOW = WINDOW // 2  # the entry cell sits at index HALF_WINDOW of the window
@@ -38,10 +38,11 @@ class Points:
 
 def points(events: EventSet) -> Points:
     h = events.hits
+    geometry = layout_of(events.detector_spec)
     return Points(
         offsets=events.offsets.copy(),
-        x=cell_centre_mm(h["cell_x"]).astype(np.float32),
-        y=cell_centre_mm(h["cell_y"]).astype(np.float32),
+        x=geometry.cell_centre_mm(h["cell_x"]).astype(np.float32),
+        y=geometry.cell_centre_mm(h["cell_y"]).astype(np.float32),
         layer=h["layer"].astype(np.int8),
         energy=h["energy"].astype(np.float32),
     )
@@ -68,7 +69,8 @@ class Voxels:
 def entry_cells(events: EventSet) -> tuple[np.ndarray, np.ndarray]:
     """The cell (x, y) where each particle enters the front face."""
     entry = events.conditions["entry_point"].astype(np.float64)
-    return cell_of(entry[:, 0]), cell_of(entry[:, 1])
+    geometry = layout_of(events.detector_spec)
+    return geometry.cell_of(entry[:, 0]), geometry.cell_of(entry[:, 1])
 
 
 def voxels(events: EventSet) -> Voxels:
