@@ -75,7 +75,9 @@ def _conditions_file(conditions: dict[str, np.ndarray], path: Path) -> Path:
     spec = DETECTOR.configure_spec({**DETECTOR.info.spec(), "layout": LAYOUT.name}, {"layout": LAYOUT.name})
     n = len(conditions["energy"])
     hits = {name: np.zeros(0, np.dtype(f["dtype"])) for name, f in spec["hit_fields"].items()}
-    EventSet(DETECTOR.name, spec, conditions, np.zeros(n + 1, np.int64), hits, producer="hitgen validate (beam conditions)").write(path)
+    EventSet(DETECTOR.name, spec, conditions, np.zeros(n + 1, np.int64), hits, producer="hitgen validate (beam conditions)").write(
+        path, overwrite=True
+    )
     return path
 
 
