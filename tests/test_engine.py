@@ -34,6 +34,7 @@ EXTRA = {
     "total_first": {"energy_first": True, "energy_total_first": True, "rescale_to_layer_energy": True},
     "value_axis": {"value_heads_see_strip": True, "value_heads_see_axis": True, "tdc_sees_hit": True},
     "lead_mlp": {"energy_first": True, "rescale_to_layer_energy": True, "energy_lead": "mlp", "lead_width": 32, "lead_depth": 2},
+    "lead_total": {"energy_first": True, "rescale_to_layer_energy": True, "energy_lead": "total", "lead_width": 32, "lead_depth": 2},
     "hit_heads": {
         "energy_first": True,
         "rescale_to_layer_energy": True,
@@ -57,6 +58,7 @@ EXTRA = {
         "energy_first_rescaled",
         "total_first",
         "lead_mlp",
+        "lead_total",
         "value_axis",
         "hit_heads",
     ],

@@ -370,6 +370,48 @@ def test_the_lead_model_is_autoregressive_and_the_sampler_draws_its_total():
     assert np.all(np.abs(target[inside] / frac[inside] - 1) < 0.011)
 
 
+def test_lead_total_scales_the_trunks_layers_to_the_leads_total():
+    """energy_lead = "total": the trunk's energy head draws the same layers as without the lead model
+    (same weights, same streams), the hits get those layers in the same proportions, scaled to add up
+    to the total the lead model drew; the loss trains the lead's total alone."""
+    from hitgen.families import SamplingOptions
+    from hitgen.families.clas12_gpt.loss import lead_cross_entropy
+    from hitgen.families.clas12_gpt.sampler import Budget, draw_lead_total, start_tokens
+    from hitgen.nn import streams
+    from hitgen.nn.blocks import new_cache
+
+    torch.manual_seed(6)
+    base = dict(d_model=24, n_blocks=1, n_heads=2, d_ff=48, dropout=0.0, energy_first=True, rescale_to_layer_energy=True)
+    model = HitGPT(GPTConfig(**base, energy_lead="total", lead_width=32, lead_depth=2)).eval()
+    trunk = HitGPT(GPTConfig(**base)).eval()
+    assert model.head_energy is not None and model.lead is not None and len(model.lead.mlp.weights[0]) == 1
+    trunk.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("lead.")})
+    m = torch.tensor([[0.3, 0.1, 4.0], [-0.5, 0.2, 1.5], [0.1, -0.2, 8.0]]).repeat(20, 1)
+    keys = torch.as_tensor(streams.event_keys(3, np.arange(len(m))))
+    opts = SamplingOptions(seed=3)
+    with torch.no_grad():
+        runs = {}
+        for name, net in (("total", model), ("trunk", trunk)):
+            budget = Budget(net, m)
+            layer_adc = start_tokens(net, m, keys, opts, new_cache(net), budget)[3]
+            runs[name] = (budget.target.clone(), layer_adc)
+        _, lead_frac = draw_lead_total(model, m, keys, opts)
+    torch.testing.assert_close(runs["total"][0], runs["trunk"][0], rtol=0, atol=0)  # the trunk's layer draws
+    scale = (lead_frac[:, 0] * m.double().norm(dim=1) * tok.ADC_PER_GEV)[:, None]
+    drawn, plain = runs["total"][1], runs["trunk"][1]
+    nonempty = plain.sum(dim=1) > 0
+    assert nonempty.all()
+    torch.testing.assert_close(drawn.sum(dim=1, keepdim=True), scale, rtol=1e-9, atol=0)
+    scaled = drawn.sum(dim=1) > 0  # an untrained lead draws an empty total now and then: no energy at all
+    assert scaled.float().mean() > 0.5
+    d, q = drawn[scaled], plain[scaled]
+    torch.testing.assert_close(d / d.sum(dim=1, keepdim=True), q / q.sum(dim=1, keepdim=True), rtol=1e-9, atol=1e-12)
+    batch = {"momentum": m, "energy_total": torch.randint(0, tok.N_ENERGY, (len(m), 1))}
+    loss = lead_cross_entropy(model, batch)
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is None for n, p in model.named_parameters() if not n.startswith("lead."))
+
+
 def test_value_heads_see_the_offset_from_the_line_of_flight():
     """value_heads_see_axis starts as the model without it (zero-initialised map); once trained, the
     value heads' input depends on where the hit lies relative to the photon's line of flight, and the

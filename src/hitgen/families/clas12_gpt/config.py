@@ -28,7 +28,7 @@ class ModelSection(TrunkSection):
     energy_total_first: bool = False
     energy_head: Literal["flat", "mixture"] = "mixture"
     energy_components: int = Field(8, ge=1)
-    energy_lead: Literal["trunk", "mlp"] = "trunk"  # see hitgen.families.clas12_gpt.lead
+    energy_lead: Literal["trunk", "mlp", "total"] = "trunk"  # see hitgen.families.clas12_gpt.lead
     lead_width: int = Field(256, ge=1)
     lead_depth: int = Field(3, ge=1)
 
@@ -58,10 +58,10 @@ class Clas12GPTConfig(FamilyConfig):
     @model_validator(mode="after")
     def _lead(self) -> Clas12GPTConfig:
         m = self.model
-        if m.energy_lead == "mlp" and (not m.energy_first or m.energy_total_first):
-            raise ValueError("energy_lead = mlp needs energy_first (and not energy_total_first)")
+        if m.energy_lead != "trunk" and (not m.energy_first or m.energy_total_first):
+            raise ValueError(f"energy_lead = {m.energy_lead} needs energy_first (and not energy_total_first)")
         if m.value_heads_see_axis and not m.value_heads_see_strip:
             raise ValueError("value_heads_see_axis needs value_heads_see_strip")
-        if self.loss.lead_only and m.energy_lead != "mlp":
-            raise ValueError("loss.lead_only trains the lead model: it needs model.energy_lead = mlp")
+        if self.loss.lead_only and m.energy_lead == "trunk":
+            raise ValueError("loss.lead_only trains the lead model: it needs model.energy_lead = mlp or total")
         return self

@@ -75,11 +75,12 @@ class FactorMLP(nn.Module):
 
 
 class EnergyLead(nn.Module):
-    def __init__(self, width: int, depth: int, components: int, momentum_scale_gev: float) -> None:
+    def __init__(self, width: int, depth: int, components: int, momentum_scale_gev: float, factors: int = N_FACTORS) -> None:
+        """factors: N_FACTORS (the total and the nine layers) or 1 (the total alone, energy_lead = "total")."""
         super().__init__()
         self.momentum_scale_gev = momentum_scale_gev
         n_in = 3 + 1 + 6 * LEAD_OCTAVES + 3 + 4 * tok.N_LAYERS + 2
-        self.mlp = FactorMLP(N_FACTORS, n_in, width, depth)
+        self.mlp = FactorMLP(factors, n_in, width, depth)
         self.head = MixtureHead(width, tok.N_ENERGY, 1, components)  # the special: ENERGY_ZERO
         codes = torch.arange(tok.N_ENERGY).numpy()
         fraction = torch.zeros(tok.ENERGY_VOCAB)
@@ -132,6 +133,13 @@ class EnergyLead(nn.Module):
         """log p(token of factor j = . | what it knows), (B, ENERGY_VOCAB): j 0 is the total, 1 + k layer k."""
         x = self.inputs(momentum, total, energy, torch.full((len(energy),), j, dtype=torch.long, device=energy.device))
         return self.head.log_probs(self.mlp.one(x, j))
+
+    def total_log_prob(self, momentum: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+        """log-probabilities (B,) of the true total tokens (B,): the first factor alone (energy_lead = "total")."""
+        b = len(total)
+        none = torch.full((b, tok.N_LAYERS), tok.ENERGY_ZERO, dtype=torch.long, device=total.device)
+        first = torch.zeros(b, dtype=torch.long, device=total.device)
+        return self.head.log_prob(self.mlp.one(self.inputs(momentum, total, none, first), 0), total.long())
 
     def teacher_forced(self, momentum: torch.Tensor, total: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
         """log-probabilities (B, 10) of the true total tokens (B,) and layer tokens (B, 9): all ten

@@ -83,7 +83,10 @@ def expected_layer_lengths(
 
 
 def lead_cross_entropy(model: HitGPT, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The mean cross-entropy of the total and the nine layer-energy tokens under the lead model (energy_lead = "mlp")."""
+    """The mean cross-entropy of the total and the nine layer-energy tokens under the lead model
+    (energy_lead = "mlp"), or of the total alone (energy_lead = "total": the trunk draws the layers)."""
+    if model.cfg.energy_lead == "total":
+        return -model.lead.total_log_prob(batch["momentum"], batch["energy_total"][:, 0]).mean()
     return -model.lead.teacher_forced(batch["momentum"], batch["energy_total"][:, 0], batch["energy"]).mean()
 
 

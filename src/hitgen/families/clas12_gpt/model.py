@@ -37,7 +37,9 @@ layers drawn one after another, each knowing only the running sum, gave a total 
 Optionally (energy_lead = "mlp"; not in the paper) the nine layer energies are drawn by a model of
 their own beside the trunk (hitgen.families.clas12_gpt.lead), trained on its own for many more events
 than the trunk sees; the trunk reads the drawn energies as its inputs, as it read the true ones in
-training, and has no energy head.
+training, and has no energy head. With energy_lead = "total" only the event's total comes from that
+model: the trunk's energy head draws the nine layers as before, and they are scaled to add up to the
+drawn total before the hits are scaled to them (rescale_to_layer_energy).
 Pre-norm causal blocks; output heads: strip, TDC, and one ADC head per calorimeter
 section (PCAL, ECIN, ECOUT) blended by soft section routing, with weights equal to the predicted
 strip probability summed over each section's strips.
@@ -55,7 +57,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from hitgen.families.clas12_gpt import tokenizer as tok
-from hitgen.families.clas12_gpt.lead import EnergyLead
+from hitgen.families.clas12_gpt.lead import N_FACTORS, EnergyLead
 from hitgen.nn.blocks import Block, KVCache, check_config, init_weights, trunk_forward
 from hitgen.nn.heads import FactorisedHead, FlatHead, MixtureHead
 
@@ -122,7 +124,8 @@ class GPTConfig:
     energy_components: int = 8
     # where the nine layer energies are drawn: "trunk" (the trunk's energy head, one position per layer)
     # or "mlp" (a model of their own beside the trunk, hitgen.families.clas12_gpt.lead; not in the paper),
-    # an MLP of lead_depth layers of lead_width
+    # an MLP of lead_depth layers of lead_width; "total": the trunk draws the layers, the lead model the
+    # total they are scaled to
     energy_lead: str = "trunk"
     lead_width: int = 256
     lead_depth: int = 3
@@ -160,10 +163,12 @@ class GPTConfig:
             )
         if self.value_heads_see_axis and not self.value_heads_see_strip:
             raise ValueError("value_heads_see_axis needs value_heads_see_strip")
-        if self.energy_lead not in ("trunk", "mlp") or self.lead_width < 1 or self.lead_depth < 1:
-            raise ValueError(f"energy_lead must be trunk or mlp with lead_width, lead_depth >= 1 (got {self.energy_lead!r})")
-        if self.energy_lead == "mlp" and (not self.energy_first or self.energy_total_first):
-            raise ValueError("energy_lead = mlp draws the nine layer energies of energy-first models (energy_first, not energy_total_first)")
+        if self.energy_lead not in ("trunk", "mlp", "total") or self.lead_width < 1 or self.lead_depth < 1:
+            raise ValueError(f"energy_lead must be trunk, mlp or total with lead_width, lead_depth >= 1 (got {self.energy_lead!r})")
+        if self.energy_lead != "trunk" and (not self.energy_first or self.energy_total_first):
+            raise ValueError(f"energy_lead = {self.energy_lead} draws the energies of energy-first models (energy_first, not energy_total_first)")
+        if self.energy_lead == "total" and not self.rescale_to_layer_energy:
+            raise ValueError("energy_lead = total scales the layers to the drawn total: it needs rescale_to_layer_energy")
         if self.value_head not in ("flat", "factorised") or self.value_group < 2:
             raise ValueError(f"value_head must be flat or factorised with value_group >= 2 (got {self.value_head!r}, {self.value_group!r})")
 
@@ -267,7 +272,11 @@ class HitGPT(nn.Module):
             if name.endswith("proj.weight") and "emb" not in name or name.endswith("ff.2.weight"):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_blocks))
         # the lead model keeps PyTorch's default initialisation, like the conditioning MLP
-        self.lead = EnergyLead(cfg.lead_width, cfg.lead_depth, cfg.energy_components, cfg.momentum_scale_gev) if cfg.energy_lead == "mlp" else None
+        self.lead = (
+            EnergyLead(cfg.lead_width, cfg.lead_depth, cfg.energy_components, cfg.momentum_scale_gev, 1 if cfg.energy_lead == "total" else N_FACTORS)
+            if cfg.energy_lead != "trunk"
+            else None
+        )
 
     def _value_head(self, n_values: int, vocab: int) -> nn.Module:
         if self.cfg.value_head == "flat":

@@ -231,6 +231,18 @@ def _continuous(binning, token: torch.Tensor, place: torch.Tensor) -> torch.Tens
 LEAD_TOTAL_POSITION = ENERGY_POSITION + tok.N_LAYERS
 
 
+def draw_lead_total(model: HitGPT, momentum: torch.Tensor, keys: torch.Tensor, opts: SamplingOptions) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lead model's total (its first factor): the token (B,) and the fraction of |p| x ADC_PER_GEV
+    (B, 1) float64, placed within its bin by the event's stream."""
+    b, device = len(momentum), momentum.device
+    energy = torch.full((b, tok.N_LAYERS), tok.ENERGY_ZERO, dtype=torch.long, device=device)
+    zeros = torch.zeros(b, dtype=torch.long, device=device)
+    position = torch.full((b,), LEAD_TOTAL_POSITION, device=device)
+    log_probs = model.lead.log_probs(momentum.float(), zeros, energy, 0)
+    total = sample_values(log_probs, opts.temperature, opts.value_top_k, streams.draw_uniforms(keys, position, streams.STRIP))
+    return total, _continuous(tok.TOTAL_BINNING, total[:, None], streams.draw_uniforms(keys, position, streams.ADC)[:, None])
+
+
 def draw_lead(model: HitGPT, momentum: torch.Tensor, keys: torch.Tensor, opts: SamplingOptions) -> tuple[torch.Tensor, torch.Tensor]:
     """The lead model's draw (energy_lead = "mlp"): the total, then the nine layers, each placed
     within its bin by the event's stream, the layers scaled to add up to the total. Returns the
@@ -239,12 +251,7 @@ def draw_lead(model: HitGPT, momentum: torch.Tensor, keys: torch.Tensor, opts: S
     b, device = len(momentum), momentum.device
     lead, m = model.lead, momentum.float()
     energy = torch.full((b, tok.N_LAYERS), tok.ENERGY_ZERO, dtype=torch.long, device=device)
-    zeros = torch.zeros(b, dtype=torch.long, device=device)
-    position = torch.full((b,), LEAD_TOTAL_POSITION, device=device)
-    total = sample_values(
-        lead.log_probs(m, zeros, energy, 0), opts.temperature, opts.value_top_k, streams.draw_uniforms(keys, position, streams.STRIP)
-    )
-    total_frac = _continuous(tok.TOTAL_BINNING, total[:, None], streams.draw_uniforms(keys, position, streams.ADC)[:, None])
+    total, total_frac = draw_lead_total(model, momentum, keys, opts)
     place = []
     for k in range(tok.N_LAYERS):
         position = torch.full((b,), ENERGY_POSITION + k, device=device)
@@ -290,7 +297,9 @@ def start_tokens(
             running = torch.zeros(b, device=device)  # the layer fractions drawn so far
             total = None  # the drawn total fraction (total-first models)
             shift = int(model.cfg.energy_total_first)
-            lead = draw_lead(model, momentum, keys, opts) if model.lead is not None else None  # the lead model draws, the trunk reads
+            mode = model.cfg.energy_lead
+            lead = draw_lead(model, momentum, keys, opts) if mode == "mlp" else None  # the lead model draws, the trunk reads
+            lead_total = draw_lead_total(model, momentum, keys, opts)[1] if mode == "total" else None
             for k in range(model.n_energy):
                 h = feed(x)
                 position = torch.full((b,), ENERGY_POSITION + k, device=device)
@@ -315,8 +324,8 @@ def start_tokens(
         budget.set_energy(energy, total=tokens[0] if shift else None)
         if model.cfg.rescale_to_layer_energy:
             layer_frac = _continuous(tok.ENERGY_BINNING, energy, torch.stack(place[shift:], dim=1)) if lead is None else lead[1]
-            if shift:  # the layers scaled to add up to the drawn total
-                total_frac = _continuous(tok.TOTAL_BINNING, tokens[0][:, None], place[0][:, None])
+            if shift or lead_total is not None:  # the layers scaled to add up to the drawn total
+                total_frac = _continuous(tok.TOTAL_BINNING, tokens[0][:, None], place[0][:, None]) if shift else lead_total
                 layer_frac = layer_frac * total_frac / layer_frac.sum(dim=1, keepdim=True).clamp(min=1e-300)
             layer_adc = layer_frac * momentum.double().norm(dim=-1, keepdim=True) * tok.ADC_PER_GEV
         feed(x)  # the last energy: one position at a time, as the cache takes them after a prefill
