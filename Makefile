@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[test,onnx]"
+	$(BIN)/pip install --quiet -e ".[test,onnx,dask]"
 	touch $@
 
 # The main job: a fresh Geant4 sample (seed 1: never used in training), its replica (Geant4 again at

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from hitgen.core.events import EventSet
+from hitgen.core.physics import PhysicsSettings
 from hitgen.detectors import get_detector
 from hitgen.detectors.ild_ecal import PHYSICS
 from hitgen.detectors.ild_ecal import geometry as ild
 from hitgen.detectors.ild_ecal.observables import shower_observables
-from hitgen.simulation.physics import PhysicsSettings
 from hitgen.simulation.runner import _producer, simulate
 
 pytestmark = pytest.mark.geant4

@@ -13,11 +13,12 @@ from scipy import stats
 
 from hitgen.core.errors import HitgenError
 from hitgen.core.events import EventSet
+from hitgen.core.physics import PhysicsSettings
 from hitgen.detectors import get_detector
 from hitgen.detectors.ild_ecal import PHYSICS, testbeam
 from hitgen.detectors.ild_ecal import geometry as ild
 from hitgen.detectors.ild_ecal.views import points
-from hitgen.simulation.physics import PhysicsSettings
+from hitgen.simulation.runner import simulate
 from test_cli import assert_one_line_error, hitgen
 
 CALICE = ild.LAYOUTS["calice-prototype"]
@@ -143,7 +144,7 @@ _SESSION = textwrap.dedent(
     from hitgen.detectors.ild_ecal import primaries
     from hitgen.detectors.ild_ecal.geant4 import Recorder, make_construction
     from hitgen.detectors.ild_ecal.testbeam import beam_conditions
-    from hitgen.simulation.physics import PhysicsSettings
+    from hitgen.core.physics import PhysicsSettings
     from hitgen.simulation.session import Geant4Session, silence_stdout
 
     class AsIs(PhysicsSettings):  # the EM constructor's own values: no UI command at all
@@ -176,7 +177,7 @@ def test_option1_own_msc_values_are_what_the_default_applies(tmp_path):
 
 
 # Recorded with the default physics (UseDistanceToBoundary, 0.04) on the Intel Xeon (2 cores) by
-#   testbeam.quick_check(electrons=2000, muons=500, seed=7, work=...)
+#   testbeam.quick_check(simulate, electrons=2000, muons=500, seed=7, work=...)
 # and held here so that a change of geometry or physics that moves them fails CI.
 # (muons 0.1534 MeV; response 280.49 +- 0.36 MIP/GeV; resolution 0.0568 +- 0.0009)
 RECORDED = {"mip_mev": 0.15341, "response_mip_per_gev": 280.49, "resolution": 0.05682}
@@ -184,7 +185,7 @@ RECORDED = {"mip_mev": 0.15341, "response_mip_per_gev": 280.49, "resolution": 0.
 
 @pytest.mark.geant4
 def test_calice_small_beam_matches_the_recorded_response_and_resolution(tmp_path):
-    got = testbeam.quick_check(electrons=50, muons=200, seed=11, work=tmp_path)
+    got = testbeam.quick_check(simulate, electrons=50, muons=200, seed=11, work=tmp_path)
     assert got["events"] == 50
     assert got["mip_mev"] == pytest.approx(RECORDED["mip_mev"], rel=0.02)
     assert abs(got["response_mip_per_gev"] - RECORDED["response_mip_per_gev"]) < 3.5 * got["response_err"]

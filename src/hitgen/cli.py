@@ -87,6 +87,17 @@ def _options_help() -> str:
     return "Detector options: " + " | ".join(lines)
 
 
+def _check_executor(executor: str, scheduler: str | None, units: str | None) -> tuple[int, int] | None:
+    """The distribution options of simulate and generate, checked; the share K/N or None."""
+    from hitgen.distributed.units import parse_share
+
+    if executor not in ("local", "dask"):
+        raise HitgenError(f"unknown --executor '{executor}' (known: local, dask)")
+    if scheduler is not None and executor != "dask":
+        raise HitgenError("--scheduler goes with --executor dask")
+    return parse_share(units) if units is not None else None
+
+
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
@@ -105,6 +116,10 @@ def simulate(
     ] = None,
     msc_range_factor: Annotated[float | None, typer.Option(help="e+- multiple-scattering range factor, 0 < F <= 1")] = None,
     range_cut: Annotated[float | None, typer.Option(help="production range cut in mm")] = None,
+    executor: Annotated[str, typer.Option(help="local (worker processes here) or dask (a Dask cluster: --scheduler)")] = "local",
+    scheduler: Annotated[str | None, typer.Option(help="the Dask scheduler: tcp://HOST:PORT or a scheduler file")] = None,
+    resume: Annotated[bool, typer.Option(help="continue an interrupted run of the same command from the units it finished")] = False,
+    units: Annotated[str | None, typer.Option(help="K/N: run only the K-th of N shares (a job array); hitgen merge joins them")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing output file")] = False,
 ) -> None:
     """Simulate events with Geant4 and write a hitgen-events file. Each detector adds its own options (below).
@@ -115,6 +130,7 @@ def simulate(
     kinematics = _detector_options(detector, ctx.args)
     if workers < 0:
         raise HitgenError(f"--workers must be positive (got {workers})")
+    share = _check_executor(executor, scheduler, units)
     _check_seed(seed)
     _interruptible()
     columns = (TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
@@ -130,13 +146,35 @@ def simulate(
             physics={"em": physics, "msc_step_limit": msc_step_limit, "msc_range_factor": msc_range_factor, "range_cut_mm": range_cut},
             progress=lambda done: bar.update(task, completed=done),
             conditions_file=conditions,
+            executor=executor,
+            scheduler=scheduler,
+            resume=resume,
+            unit_share=share,
             **kinematics,
         )
+    if summary.units_reused or executor == "dask" or share is not None:
+        console.print(f"units: {summary.units_run} run, {summary.units_reused} reused from the interrupted run; {summary.workers} workers")
     console.print(
         f"{summary.n_events} events, {summary.n_hits} hits -> {summary.path} in {summary.wall_s:.1f} s: "
         f"{summary.events_per_s:.1f} events/s with {summary.workers} workers, "
         f"{summary.events_per_s_per_core:.1f} events/s per core (Geant4 start-up {summary.startup_s:.1f} s excluded)"
     )
+
+
+@app.command()
+def merge(
+    parts: Annotated[list[Path], typer.Argument(help="the shares of one run (simulate or generate with --units K/N), any order")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the joined event file")],
+    overwrite: Annotated[bool, typer.Option(help="replace an existing output file")] = False,
+) -> None:
+    """Join the shares of one run into the file one machine's run writes: each share exactly once, in event order."""
+    from hitgen.core.atomic import check_new_output
+    from hitgen.distributed.units import merge as run_merge
+
+    check_new_output(out, overwrite, "--out")
+    _interruptible()
+    path, n_events, n_hits = run_merge(parts, out, overwrite)
+    console.print(f"{len(parts)} shares, {n_events} events, {n_hits} hits -> {path}")
 
 
 def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
@@ -273,11 +311,17 @@ def generate(
     dtype: Annotated[str, typer.Option(help="fp32, or bf16 autocast (faster on CPUs with AVX512-BF16 and on GPUs)")] = "fp32",
     backend: Annotated[str, typer.Option(help="torch, or onnxruntime (the trunk as an ONNX graph; same events)")] = "torch",
     onnx: Annotated[Path | None, typer.Option(help="the export folder of --backend onnxruntime (default: exported afresh)")] = None,
+    executor: Annotated[str, typer.Option(help="local (this process) or dask (a Dask cluster: --scheduler)")] = "local",
+    scheduler: Annotated[str | None, typer.Option(help="the Dask scheduler: tcp://HOST:PORT or a scheduler file")] = None,
+    resume: Annotated[bool, typer.Option(help="continue an interrupted run of the same command from the units it finished")] = False,
+    units: Annotated[str | None, typer.Option(help="K/N: run only the K-th of N shares (a job array); hitgen merge joins them")] = None,
 ) -> None:
     """Generate events with a trained model for given or sampled conditions."""
     from hitgen.families import SamplingOptions
     from hitgen.generation.job import generate_file
     from hitgen.models.io import load_model
+
+    share = _check_executor(executor, scheduler, units)
 
     options = {}
     if ctx.args:
@@ -304,7 +348,13 @@ def generate(
             dtype=dtype,
             backend=backend,
             onnx_dir=onnx,
+            executor=executor,
+            scheduler=scheduler,
+            resume=resume,
+            unit_share=share,
         )
+    if summary.units_run or summary.units_reused:
+        console.print(f"units: {summary.units_run} run, {summary.units_reused} reused from the interrupted run")
     if summary.wrote_output:
         console.print(
             f"{summary.n_events} events, {summary.n_hits} hits -> {summary.path} in {summary.seconds:.1f} s ({summary.events_per_s:.1f} events/s)"
@@ -527,6 +577,7 @@ def validate(
     import json
 
     from hitgen.core.atomic import atomic_folder, atomic_path, check_new_output
+    from hitgen.simulation.runner import simulate
 
     known = _validations()
     if name not in known:
@@ -548,7 +599,7 @@ def validate(
     module.check(cfg)
     _interruptible()
     with console.status("simulating") as status:
-        result = module.run(cfg, progress=lambda text: status.update(f"simulating {text}"))
+        result = module.run(cfg, simulate, progress=lambda text: status.update(f"simulating {text}"))
     for title, columns, rows in module.tables(result):
         _print_table(title, columns, rows)
     console.print(f"{result['events_per_energy']} electrons per energy in {result['wall_s']:.0f} s; physics: {result['physics']}", markup=False)

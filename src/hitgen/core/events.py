@@ -58,7 +58,7 @@ class EventSet:
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     hitgen_version: str = __version__
     notes: dict[str, Any] = field(default_factory=dict)  # free-form flags, stored as the JSON attribute "notes"
-    # the simulation's physics settings (hitgen.simulation.physics), stored as the JSON attribute "physics";
+    # the simulation's physics settings (hitgen.core.physics), stored as the JSON attribute "physics";
     # empty for model output and for files written before it was recorded
     physics: dict[str, Any] = field(default_factory=dict)
 

@@ -14,7 +14,7 @@ import numpy as np
 from hitgen.core.errors import HitgenError
 from hitgen.core.events import EventSet
 from hitgen.core.fields import DetectorInfo
-from hitgen.simulation.physics import DEFAULT_PHYSICS, PhysicsSettings
+from hitgen.core.physics import DEFAULT_PHYSICS, PhysicsSettings
 
 # (title, column names, rows of strings): how a detector's tables reach the CLI, a report or a card
 Table = tuple[str, list[str], list[list[str]]]

@@ -9,6 +9,9 @@ file, so their random streams and the merged file equal a single-process run's."
 from __future__ import annotations
 
 import math
+import os
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -23,6 +26,7 @@ from hitgen.core.errors import HitgenError
 from hitgen.core.events import EventWriter, iter_blocks
 from hitgen.core.machine import machine_description, timing_note
 from hitgen.detectors import check_conditions_file, get_detector, value_problems
+from hitgen.distributed import units
 from hitgen.families import Family, SamplingOptions
 from hitgen.models.export import attach_backend
 from hitgen.models.io import LoadedModel, load_model
@@ -37,6 +41,8 @@ class GenerationSummary:
     seconds: float
     outside_training_range: int
     wrote_output: bool = True  # False in the processes of a torchrun job other than the first
+    units_run: int = 0  # run in units (--executor dask, --resume, --units): units generated now
+    units_reused: int = 0  # ... and units an interrupted run had finished
 
     @property
     def events_per_s(self) -> float:
@@ -172,10 +178,16 @@ def generate_file(
     dtype: str = "fp32",
     backend: str = "torch",
     onnx_dir: Path | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
+    resume: bool = False,
+    unit_share: tuple[int, int] | None = None,
 ) -> GenerationSummary:
     """Generate events for the conditions of a file, or sampled from the detector's generation
     `options` (for n_events), and write them to `out`, block by block (BLOCK_EVENTS): memory does
-    not grow with the run. Everything that can be checked is checked before the first event."""
+    not grow with the run. Everything that can be checked is checked before the first event.
+    With executor "dask", resume or unit_share, the run is cut into units written as blocks beside
+    the output (hitgen.distributed.units), run here or on a Dask cluster, and joined."""
     device = check_device(device)
     dtype = check_dtype(device, dtype)
     opts = opts or SamplingOptions()
@@ -192,6 +204,29 @@ def generate_file(
         if warn:
             p_lo, p_hi = trained
             warn(f"{outside} of {source.n_events} events have |p| outside the training range {p_lo:.2f}-{p_hi:.2f} GeV; flagged in the file's notes")
+    if executor not in ("local", "dask"):
+        raise HitgenError(f"unknown --executor '{executor}' (known: local, dask)")
+    if executor == "dask" or resume or unit_share is not None:
+        return _generate_units(
+            loaded,
+            model_ref,
+            source,
+            out,
+            opts,
+            device,
+            dtype,
+            backend,
+            onnx_dir,
+            notes,
+            used,
+            executor,
+            scheduler,
+            resume,
+            unit_share,
+            progress,
+            overwrite,
+            outside,
+        )
     ddp = Distributed.from_env(torch.device(device))
     device = str(ddp.local_device(torch.device(device)))
     n = source.n_events
@@ -238,3 +273,116 @@ def _join_shares(out: Path, spec: dict, producer: str, seed: int, notes: dict, d
             part.unlink()
     ddp.barrier()
     return share
+
+
+def _generate_units(
+    loaded,
+    model_ref,
+    source,
+    out,
+    opts,
+    device,
+    dtype,
+    backend,
+    onnx_dir,
+    notes,
+    used,
+    executor,
+    scheduler,
+    resume,
+    unit_share,
+    progress,
+    overwrite,
+    outside,
+):
+    """The run in units (hitgen.distributed.units): each unit generates its events (their random
+    streams are those of their index in the whole run) and writes its block; then the blocks are joined."""
+    cond_all = {}
+    for _, cond in source.blocks():
+        for k, v in cond.items():
+            cond_all.setdefault(k, []).append(v)
+    conditions = {k: np.concatenate(v) for k, v in cond_all.items()}
+    n = source.n_events
+    key = {
+        "command": "generate",
+        "weights_sha256": loaded.weights_sha256,
+        "n_events": n,
+        "seed": opts.seed,
+        "sampling": notes["sampling"],
+        "conditions": units.digest_arrays(conditions),
+        "unit_events": units.UNIT_EVENTS,
+    }
+    run = units.run_id(key)
+    todo = units.plan(n)
+    if unit_share is not None:
+        todo = units.share_of(todo, *unit_share)
+    units.check_no_stale_blocks(out, run, resume)
+    done = units.finished_blocks(out, run, todo, n) if resume else {}
+    missing = [u for u in todo if u not in done]
+    common = {
+        "model": str(loaded.path.resolve()),
+        "opts": opts,
+        "device": device,
+        "dtype": dtype,
+        "backend": backend,
+        "onnx_dir": None if onnx_dir is None else str(Path(onnx_dir).resolve()),
+        "spec": loaded.config["detector_spec"],
+        "producer": loaded.producer,
+        "n_events": n,
+        "out": str(Path(out).resolve()),
+        "run": run,
+    }
+    payloads = [{**common, "unit": u, "conditions": {k: v[u.start : u.stop] for k, v in conditions.items()}} for u in missing]
+    t0 = time.perf_counter()
+    finished = sum(u.events for u in done)
+    if executor == "dask":
+        from hitgen.distributed.dask import run_units
+
+        run_units(scheduler, generate_unit, payloads, progress, finished)
+    else:
+        _LOADED[(common["model"], device, dtype, backend, common["onnx_dir"], opts.decoder)] = loaded  # this process has it already
+        for p in payloads:
+            r = generate_unit(p)
+            finished += r["events"]
+            if progress:
+                progress(finished)
+    n_share = sum(u.events for u in todo)
+    notes = dict(notes)
+    notes["timing"] = timing_note(n_share, time.perf_counter() - t0, device=str(device), executor=executor, units_run=len(missing))
+    if unit_share is not None:
+        notes.update(units.share_note(run, *unit_share, todo, n))
+    blocks = [units.block_path(Path(out), run, u) for u in todo]
+    path, n_written, n_hits = units.join(Path(out), blocks, overwrite, notes)
+    units.remove(blocks)
+    return GenerationSummary(path, n_written, n_hits, time.perf_counter() - t0, outside, True, len(missing), len(done))
+
+
+_LOADED: dict = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def generate_unit(payload: dict) -> dict:
+    """One unit (here or on a Dask worker): the model loaded once per process, the unit's events
+    generated with the streams of their index in the run, written as its block beside the output."""
+    with _LOADED_LOCK:
+        t0 = time.perf_counter()
+        opts = payload["opts"]
+        key = (payload["model"], payload["device"], payload["dtype"], payload["backend"], payload["onnx_dir"], opts.decoder)
+        if key not in _LOADED:
+            loaded = load_model(payload["model"], payload["device"])
+            onnx_dir = None if payload["onnx_dir"] is None else Path(payload["onnx_dir"])
+            _LOADED.clear()
+            _LOADED[key] = attach_backend(loaded, payload["backend"], onnx_dir, payload["dtype"], payload["device"], opts.decoder)
+        loaded = _LOADED[key]
+        startup = time.perf_counter() - t0
+        unit = payload["unit"]
+        t1 = time.perf_counter()
+        with autocast(payload["device"], payload["dtype"]):
+            offsets, hits = generate_share(loaded, payload["conditions"], opts, payload["device"], unit.start)
+        busy = time.perf_counter() - t1
+        path = units.block_path(Path(payload["out"]), payload["run"], unit)
+        with EventWriter(
+            path, payload["spec"], payload["producer"], opts.seed, True, units.unit_note(payload["run"], unit, payload["n_events"])
+        ) as w:
+            w.append(payload["conditions"], offsets, hits)
+        return {"events": unit.events, "busy_s": busy, "startup_s": startup, "worker": f"{socket.gethostname()}:{os.getpid()}"}

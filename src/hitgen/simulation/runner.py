@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import multiprocessing as mp
 import os
 import queue
 import re
 import signal
+import socket
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -24,12 +27,14 @@ from typing import Any
 
 import numpy as np
 
+from hitgen.core.atomic import check_new_output
 from hitgen.core.errors import HitgenError
 from hitgen.core.events import EventWriter
 from hitgen.core.machine import timing_note
+from hitgen.core.physics import PhysicsSettings
 from hitgen.detectors import get_detector
+from hitgen.distributed import units
 from hitgen.simulation.g4env import data_dir
-from hitgen.simulation.physics import PhysicsSettings
 from hitgen.simulation.session import RawEvents
 
 TASK_EVENTS = 20  # events per worker task (small: keeps workers balanced and progress smooth)
@@ -47,6 +52,8 @@ class SimulationSummary:
     busy_s: float  # summed Geant4 time of all workers (start-up excluded)
     workers: int
     producer: str
+    units_run: int = 0
+    units_reused: int = 0
 
     @property
     def events_per_s(self) -> float:
@@ -110,14 +117,23 @@ def simulate(
     physics: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
     conditions_file: str | Path | None = None,
+    executor: str = "local",
+    scheduler: str | None = None,
+    resume: bool = False,
+    unit_share: tuple[int, int] | None = None,
     **kinematics,
 ) -> SimulationSummary:
     """Simulate n_events with Geant4 and write a hitgen-events file; see the module docstring.
     With conditions_file, the events are those of that file's conditions (n_events None or equal
     to its count; no kinematic options): a replica of a sample, Geant4 again with another seed.
     The detector's settings (options of kind setting) among the keywords configure its geometry, and
-    `physics` changes some of the physics settings (hitgen.simulation.physics.FIELDS); unset, both are
-    those the conditions file records, else the detector's defaults."""
+    `physics` changes some of the physics settings (hitgen.core.physics.FIELDS); unset, both are
+    those the conditions file records, else the detector's defaults.
+
+    The run is cut into units of hitgen.distributed.units.UNIT_EVENTS events, each written as a block
+    beside the output and joined at the end: executor "local" (worker processes here) or "dask" (a
+    Dask cluster at `scheduler`); resume uses the blocks an interrupted run of the same command left;
+    unit_share (K, N) runs only the K-th of N shares (`hitgen merge` joins them)."""
     det = get_detector(detector)
     setup = det.geant4()
     digitize = setup.digitize
@@ -153,30 +169,196 @@ def simulate(
     primaries = setup.primaries(conditions) if setup.primaries is not None else _primaries(conditions)
     g4_seeds = np.random.default_rng([seed, _STREAM_G4]).integers(1, 2**31 - 1, size=(n_events, 2))
 
+    out = Path(out)
+    check_new_output(out, overwrite, "--out")
+    key = {
+        "command": "simulate",
+        "detector": detector,
+        "n_events": n_events,
+        "seed": seed,
+        "settings": settings,
+        "physics": physics_settings.as_dict(),
+        "conditions": units.digest_arrays(conditions),
+        "unit_events": units.UNIT_EVENTS,
+    }
+    run = units.run_id(key)
+    todo = units.plan(n_events)
+    share = None
+    if unit_share is not None:
+        share = unit_share
+        todo = units.share_of(todo, *share)
+    units.check_no_stale_blocks(out, run, resume)
+    done = units.finished_blocks(out, run, todo, n_events) if resume else {}
+    missing = [u for u in todo if u not in done]
+    job = _Job(detector, spec, settings, physics_settings, seed, n_events, conditions, primaries, g4_seeds, digitize, out, run)
     t_start = time.perf_counter()
+    if progress:
+        progress(sum(u.events for u in done))
+    if executor == "dask":
+        from hitgen.distributed.dask import run_units
+
+        ran = run_units(scheduler, simulate_unit, [job.payload(u) for u in missing], progress, sum(u.events for u in done))
+        collected = _Collected(ran.first("version", "?"), t_start + ran.startup_s, ran.busy_s, ran.workers)
+    elif executor == "local":
+        collected = _run_local(job, missing, workers, progress, t_start, sum(u.events for u in done))
+    else:
+        raise HitgenError(f"unknown --executor '{executor}' (known: local, dask)")
+    n_share = sum(u.events for u in todo)
+    startup = collected.t_ready - t_start
+    notes = {"timing": timing_note(n_share, time.perf_counter() - t_start - startup, startup, workers=collected.workers, busy_s=collected.busy)}
+    if share is not None:
+        notes.update(units.share_note(run, *share, todo, n_events))
+    blocks = [units.block_path(out, run, u) for u in todo]
+    path, n_written, n_hits = units.join(out, blocks, overwrite, notes)
+    units.remove(blocks)
+    wall = time.perf_counter() - t_start
+    producer = _producer(collected.version, physics_settings)
+    return SimulationSummary(
+        path, n_written, n_hits, wall, startup, collected.busy, collected.workers, producer, units_run=len(missing), units_reused=len(done)
+    )
+
+
+@dataclass
+class _Job:
+    """Everything that decides a run's events, and how its units are written."""
+
+    detector: str
+    spec: dict
+    settings: dict
+    physics: PhysicsSettings
+    seed: int
+    n_events: int
+    conditions: dict[str, np.ndarray]
+    primaries: tuple[np.ndarray, np.ndarray, np.ndarray | None]
+    g4_seeds: np.ndarray
+    digitize: Callable
+    out: Path
+    run: str
+
+    def payload(self, unit: units.Unit) -> dict[str, Any]:
+        """What a remote worker needs to simulate one unit and write its block."""
+        sl = slice(unit.start, unit.stop)
+        pdg, momentum, vertex = self.primaries
+        return {
+            "detector": self.detector,
+            "spec": self.spec,
+            "settings": self.settings,
+            "physics": self.physics,
+            "seed": self.seed,
+            "n_events": self.n_events,
+            "unit": unit,
+            "conditions": {k: v[sl] for k, v in self.conditions.items()},
+            "primaries": (pdg[sl], momentum[sl], None if vertex is None else vertex[sl]),
+            "g4_seeds": self.g4_seeds[sl],
+            "out": str(self.out.resolve()),  # the workers' current folder is not ours
+            "run": self.run,
+        }
+
+    def write_block(self, unit: units.Unit, raw: RawEvents, version: str) -> None:
+        """Digitise a unit (its own numpy stream per digitisation block) and write its block."""
+        write_unit_block(
+            self.detector,
+            self.spec,
+            self.physics,
+            self.seed,
+            self.n_events,
+            unit,
+            raw,
+            version,
+            self.out,
+            self.run,
+            self.digitize,
+            {k: v[unit.start : unit.stop] for k, v in self.conditions.items()},
+        )
+
+
+def write_unit_block(detector, spec, physics, seed, n_events, unit, raw, version, out, run, digitize, conditions) -> Path:
+    path = units.block_path(Path(out), run, unit)
+    with EventWriter(path, spec, _producer(version, physics), seed, True, units.unit_note(run, unit, n_events), physics.as_dict()) as writer:
+        for lo in range(0, unit.events, DIGI_BLOCK):
+            hi = min(lo + DIGI_BLOCK, unit.events)
+            sub = RawEvents(raw.offsets[lo : hi + 1] - raw.offsets[lo], {k: v[raw.offsets[lo] : raw.offsets[hi]] for k, v in raw.columns.items()})
+            cond = {k: v[lo:hi] for k, v in conditions.items()}
+            rng = np.random.default_rng([seed, _STREAM_DIGI, (unit.start + lo) // DIGI_BLOCK])
+            offsets, hits, truth = digitize(cond, sub, rng)
+            writer.append(cond, offsets, hits, truth)
+    return path
+
+
+_SESSIONS: dict = {}
+_SESSION_LOCK = threading.Lock()
+
+
+def simulate_unit(payload: dict[str, Any]) -> dict[str, Any]:
+    """One unit on a remote worker (hitgen.distributed.dask): Geant4 in this process (one run manager
+    per process, kept for the next unit of the same run; units of one process run one at a time),
+    digitised and written as its block beside the output. Returns its timing."""
+    with _SESSION_LOCK:
+        t0 = time.perf_counter()
+        data_dir()  # a worker without the Geant4 data says so
+        key = (payload["detector"], json.dumps(payload["settings"], sort_keys=True), payload["physics"])
+        if key not in _SESSIONS:
+            from hitgen.simulation.session import Geant4Session, silence_stdout
+
+            if not _SESSIONS:
+                silence_stdout()
+            setup = get_detector(payload["detector"]).geant4()
+            construction = functools.partial(_load(setup.construction), **payload["settings"])
+            session = Geant4Session(construction, _load(setup.recorder), payload["physics"], setup.decays, setup.primary_only)
+            session.run_manager.BeamOn(0)
+            _SESSIONS.clear()  # Geant4 allows one run manager per process: a new run replaces the last
+            _SESSIONS[key] = session
+        session = _SESSIONS[key]
+        startup = time.perf_counter() - t0
+        pdg, momentum, vertex = payload["primaries"]
+        t1 = time.perf_counter()
+        raw = session.run(pdg, momentum, payload["g4_seeds"], vertex)
+        busy = time.perf_counter() - t1
+        version = session.g4.G4RunManager.GetRunManager().GetVersionString().strip()
+        setup = get_detector(payload["detector"]).geant4()
+        write_unit_block(
+            payload["detector"],
+            payload["spec"],
+            payload["physics"],
+            payload["seed"],
+            payload["n_events"],
+            payload["unit"],
+            raw,
+            version,
+            payload["out"],
+            payload["run"],
+            setup.digitize,
+            payload["conditions"],
+        )
+        return {
+            "events": payload["unit"].events,
+            "busy_s": busy,
+            "startup_s": startup,
+            "version": version,
+            "worker": f"{socket.gethostname()}:{os.getpid()}",
+        }
+
+
+def _run_local(job: _Job, missing: list[units.Unit], workers: int, progress, t_start: float, already: int) -> _Collected:
+    """The units on this machine: `workers` processes, each with its own Geant4, take tasks of
+    TASK_EVENTS events from a queue; this process digitises and writes each unit's block once all
+    its events are in."""
+    if not missing:
+        return _Collected("?", t_start, 0.0, 0)
     ctx = mp.get_context("spawn")
     tasks, results = ctx.Queue(), ctx.Queue()
-    workers = min(workers, -(-n_events // TASK_EVENTS))
-    worker_args = (detector, physics_settings, settings, tasks, results, os.getpid())
+    n_missing = sum(u.events for u in missing)
+    workers = min(workers, -(-n_missing // TASK_EVENTS))
+    worker_args = (job.detector, job.physics, job.settings, tasks, results, os.getpid())
     procs = [ctx.Process(target=_worker, args=worker_args, daemon=True) for _ in range(workers)]
-    writer: EventWriter | None = EventWriter(out, spec, "", seed, overwrite, physics=physics_settings.as_dict())
     started: list = []
     try:
         for p in procs:
             p.start()
             started.append(p)
-        _send_tasks(tasks, primaries, g4_seeds, len(procs))
-        collected = _collect_and_write(results, procs, writer, conditions, digitize, seed, progress, t_start)
-        writer.producer = producer = _producer(collected.version, physics_settings)
-        startup = collected.t_ready - t_start
-        timing = timing_note(n_events, time.perf_counter() - t_start - startup, startup, workers=len(procs), busy_s=collected.busy)
-        writer.notes["timing"] = timing
-        n_hits = writer.n_hits
-        path = writer.close()
-        writer = None
+        _send_tasks(tasks, job.primaries, job.g4_seeds, missing, len(procs))
+        return _collect_and_write(results, procs, job, missing, progress, t_start, already)
     finally:
-        if writer is not None:
-            writer.abort()
         tasks.cancel_join_thread()  # tasks never sent must not block our exit
         results.cancel_join_thread()
         for p in started:
@@ -184,8 +366,6 @@ def simulate(
                 p.terminate()
         for p in started:
             p.join(timeout=5)
-    wall = time.perf_counter() - t_start
-    return SimulationSummary(Path(path), n_events, n_hits, wall, collected.t_ready - t_start, collected.busy, len(procs), producer)
 
 
 def _primaries(conditions: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -193,14 +373,14 @@ def _primaries(conditions: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarra
     return conditions["pdg"], conditions["momentum"], conditions.get("vertex")
 
 
-def _send_tasks(tasks, primaries: tuple[np.ndarray, np.ndarray, np.ndarray | None], g4_seeds: np.ndarray, n_workers: int) -> None:
-    """Every event range of TASK_EVENTS events as one task, then one stop sentinel per worker."""
+def _send_tasks(tasks, primaries, g4_seeds: np.ndarray, missing: list[units.Unit], n_workers: int) -> None:
+    """Every event range of TASK_EVENTS events of the missing units as one task, then one stop sentinel per worker."""
     pdg, momentum, vertex = primaries
-    n_events = len(g4_seeds)
-    for start in range(0, n_events, TASK_EVENTS):
-        stop = min(start + TASK_EVENTS, n_events)
-        part = vertex[start:stop] if vertex is not None else None
-        tasks.put((start, pdg[start:stop], momentum[start:stop], part, g4_seeds[start:stop]))
+    for unit in missing:
+        for start in range(unit.start, unit.stop, TASK_EVENTS):
+            stop = min(start + TASK_EVENTS, unit.stop)
+            part = vertex[start:stop] if vertex is not None else None
+            tasks.put((start, pdg[start:stop], momentum[start:stop], part, g4_seeds[start:stop]))
     for _ in range(n_workers):
         tasks.put(None)
 
@@ -210,16 +390,16 @@ class _Collected:
     version: str  # Geant4's version string, as the workers report it
     t_ready: float  # when the last worker had built its physics tables
     busy: float  # summed Geant4 time of all workers
+    workers: int
 
 
-def _collect_and_write(results, procs, writer: EventWriter, conditions, digitize, seed: int, progress, t_start: float) -> _Collected:
-    """Take the workers' results as they come, and digitise and append every complete block of
-    DIGI_BLOCK events in event order (each block with its own numpy stream)."""
-    n_events = len(next(iter(conditions.values())))
+def _collect_and_write(results, procs, job: _Job, missing: list[units.Unit], progress, t_start: float, already: int) -> _Collected:
+    """Take the workers' results as they come, and write every unit whose events are all in as its block."""
     pending: dict[int, RawEvents] = {}
-    ready, done, written, busy, version = 0, 0, 0, 0.0, "?"
+    ready, done, busy, version = 0, already, 0.0, "?"
     t_ready = t_start
-    while written < n_events:
+    left = list(missing)
+    while left:
         try:
             msg = results.get(timeout=5.0)
         except queue.Empty:
@@ -241,18 +421,10 @@ def _collect_and_write(results, procs, writer: EventWriter, conditions, digitize
         done += len(raw.offsets) - 1
         if progress:
             progress(done)
-        while written < n_events:
-            stop = min(written + DIGI_BLOCK, n_events)
-            starts = list(range(written, stop, TASK_EVENTS))
-            if not all(s in pending for s in starts):
-                break
-            raw_block = RawEvents.concat([pending.pop(s) for s in starts])
-            cond = {k: v[written:stop] for k, v in conditions.items()}
-            rng = np.random.default_rng([seed, _STREAM_DIGI, written // DIGI_BLOCK])
-            offsets, hits, truth = digitize(cond, raw_block, rng)
-            writer.append(cond, offsets, hits, truth)
-            written = stop
-    return _Collected(version, t_ready, busy)
+        for unit in [u for u in left if all(s in pending for s in range(u.start, u.stop, TASK_EVENTS))]:
+            job.write_block(unit, RawEvents.concat([pending.pop(s) for s in range(unit.start, unit.stop, TASK_EVENTS)]), version)
+            left.remove(unit)
+    return _Collected(version, t_ready, busy, len(procs))
 
 
 def _conditions_of(path: str | Path, detector, kinematics: dict) -> tuple[dict[str, np.ndarray], dict, dict]:

@@ -19,8 +19,8 @@ import numpy as np
 
 from hitgen.core.csr import offsets_from_counts
 from hitgen.core.errors import HitgenError
+from hitgen.core.physics import DEFAULT_PHYSICS, PhysicsSettings
 from hitgen.simulation.g4env import data_dir, import_geant4, livermore_subdir
-from hitgen.simulation.physics import DEFAULT_PHYSICS, PhysicsSettings
 
 
 @dataclass

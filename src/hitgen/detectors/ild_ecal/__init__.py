@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from hitgen.core.events import EventSet
+from hitgen.core.physics import PhysicsSettings
 from hitgen.detectors.base import FileFormat, Geant4Setup, Option, PackageParts
 from hitgen.detectors.ild_ecal.geometry import *  # noqa: F403
 from hitgen.detectors.ild_ecal.geometry import (
@@ -26,7 +27,6 @@ from hitgen.detectors.ild_ecal.geometry import (
     primaries,
     sample_conditions,
 )
-from hitgen.simulation.physics import PhysicsSettings
 
 # the accurate multiple-scattering step limitation for thin silicon, validated against the CALICE test
 # beam (docs/detectors/calice-2006.md; hitgen validate calice-2006)

@@ -241,6 +241,7 @@ def check(cfg: Run) -> None:
 
 
 def simulate_beam(
+    simulate: Callable,
     particle: str,
     energy: float,
     n: int,
@@ -251,9 +252,8 @@ def simulate_beam(
     physics: dict[str, Any] | None = None,
 ) -> tuple[EventSet, float]:
     """n particles of the beam (beam_conditions) through the calice-prototype layout with Geant4,
-    written to `out`; (the events, Geant4 CPU seconds per event)."""
-    from hitgen.simulation.runner import simulate
-
+    written to `out`; (the events, Geant4 CPU seconds per event). `simulate` is
+    hitgen.simulation.runner.simulate, given by the caller (detectors do not import the simulation layer)."""
     cond = _conditions_file(beam_conditions(n, energy, particle, rng), out.parent / f".beam-{out.name}")
     try:
         summary = simulate("ild-ecal", None, out, seed=seed, workers=workers, conditions_file=cond, physics=physics, overwrite=True)
@@ -262,8 +262,9 @@ def simulate_beam(
     return EventSet.read(summary.path), summary.busy_s / n
 
 
-def run(cfg: Run, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Simulate and analyse; returns the JSON-able result (see analyse) with the physics and timing."""
+def run(cfg: Run, simulate: Callable, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Simulate (with hitgen.simulation.runner.simulate) and analyse; returns the JSON-able result
+    (see analyse) with the physics and timing."""
     check(cfg)
     rng = np.random.default_rng([cfg.seed, 0])
     jobs = [("mu-", MUON_ENERGY_GEV, MUON_EVENTS)] + [("e-", float(e), cfg.events) for e in sorted(cfg.energies)]
@@ -279,7 +280,7 @@ def run(cfg: Run, progress: Callable[[str], None] | None = None) -> dict[str, An
             if progress:
                 progress(f"{n} {particle} at {energy:g} GeV")
             out = work / f"{particle}_{energy:g}GeV.h5"
-            events, cpu_s = simulate_beam(particle, energy, n, rng, cfg.seed + k, out, cfg.workers, cfg.physics)
+            events, cpu_s = simulate_beam(simulate, particle, energy, n, rng, cfg.seed + k, out, cfg.workers, cfg.physics)
             physics = events.physics
             timing[f"{particle} {energy:g} GeV"] = 1000.0 * cpu_s
             if particle == "mu-":
@@ -313,12 +314,14 @@ def run(cfg: Run, progress: Callable[[str], None] | None = None) -> dict[str, An
     return result
 
 
-def quick_check(electrons: int, muons: int, seed: int, work: Path, energy: float = 10.0, physics: dict[str, Any] | None = None) -> dict[str, float]:
+def quick_check(
+    simulate: Callable, electrons: int, muons: int, seed: int, work: Path, energy: float = 10.0, physics: dict[str, Any] | None = None
+) -> dict[str, float]:
     """The small version for CI: `muons` calibrate the MIP, `electrons` at `energy` give the mean weighted
     response (MIPs per GeV) and the resolution (std / mean of E_w), with their statistical errors."""
     rng = np.random.default_rng([seed, 0])
-    mu, _ = simulate_beam("mu-", MUON_ENERGY_GEV, muons, rng, seed, work / "muons.h5", physics=physics)
-    el, _ = simulate_beam("e-", energy, electrons, rng, seed + 1, work / "electrons.h5", physics=physics)
+    mu, _ = simulate_beam(simulate, "mu-", MUON_ENERGY_GEV, muons, rng, seed, work / "muons.h5", physics=physics)
+    el, _ = simulate_beam(simulate, "e-", energy, electrons, rng, seed + 1, work / "electrons.h5", physics=physics)
     mip = mip_mev(mu.hits["energy"])[0]
     ew = weighted_energy(el, mip)
     mean, std = float(ew.mean()), float(ew.std(ddof=1))

@@ -1,0 +1,1 @@
+"""Runs cut into units of events, run by local processes or a Dask cluster, resumable (hitgen.distributed.units)."""
