@@ -8,13 +8,14 @@ file, so their random streams and the merged file equal a single-process run's."
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -297,11 +298,9 @@ def _generate_units(
 ):
     """The run in units (hitgen.distributed.units): each unit generates its events (their random
     streams are those of their index in the whole run) and writes its block; then the blocks are joined."""
-    cond_all = {}
+    digest = hashlib.sha256()  # of every condition, block by block: memory bounded by the block
     for _, cond in source.blocks():
-        for k, v in cond.items():
-            cond_all.setdefault(k, []).append(v)
-    conditions = {k: np.concatenate(v) for k, v in cond_all.items()}
+        digest.update(units.digest_arrays(cond).encode())
     n = source.n_events
     key = {
         "command": "generate",
@@ -309,7 +308,7 @@ def _generate_units(
         "n_events": n,
         "seed": opts.seed,
         "sampling": notes["sampling"],
-        "conditions": units.digest_arrays(conditions),
+        "conditions": digest.hexdigest(),
         "unit_events": units.UNIT_EVENTS,
     }
     run = units.run_id(key)
@@ -332,7 +331,11 @@ def _generate_units(
         "out": str(Path(out).resolve()),
         "run": run,
     }
-    payloads = [{**common, "unit": u, "conditions": {k: v[u.start : u.stop] for k, v in conditions.items()}} for u in missing]
+    # a unit reads or draws its own conditions (the source is a file path or the detector's sampling
+    # options and seed): no condition arrays pass through the scheduler
+    if source.path is not None:  # the workers' current folder is not ours
+        source = replace(source, path=source.path.resolve())
+    payloads = [{**common, "unit": u, "source": source} for u in missing]
     t0 = time.perf_counter()
     finished = sum(u.events for u in done)
     if executor == "dask":
@@ -377,12 +380,12 @@ def generate_unit(payload: dict) -> dict:
         startup = time.perf_counter() - t0
         unit = payload["unit"]
         t1 = time.perf_counter()
-        with autocast(payload["device"], payload["dtype"]):
-            offsets, hits = generate_share(loaded, payload["conditions"], opts, payload["device"], unit.start)
-        busy = time.perf_counter() - t1
         path = units.block_path(Path(payload["out"]), payload["run"], unit)
-        with EventWriter(
-            path, payload["spec"], payload["producer"], opts.seed, True, units.unit_note(payload["run"], unit, payload["n_events"])
-        ) as w:
-            w.append(payload["conditions"], offsets, hits)
+        note = units.unit_note(payload["run"], unit, payload["n_events"])
+        with EventWriter(path, payload["spec"], payload["producer"], opts.seed, True, note) as w:
+            for first, cond in payload["source"].blocks(unit.start, unit.stop):
+                with autocast(payload["device"], payload["dtype"]):
+                    offsets, hits = generate_share(loaded, cond, opts, payload["device"], first)
+                w.append(cond, offsets, hits)
+        busy = time.perf_counter() - t1
         return {"events": unit.events, "busy_s": busy, "startup_s": startup, "worker": f"{socket.gethostname()}:{os.getpid()}"}
