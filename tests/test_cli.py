@@ -108,6 +108,8 @@ def test_simulate_then_info_then_truncated(tmp_path):
 
 
 def _start_long_simulation(out: Path) -> subprocess.Popen:
+    """A long run, returned once its first unit's block is written (work has begun, and an interrupt
+    now has finished work to keep and unfinished work to throw away)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "hitgen", "simulate", "clas12-ecal", "--events", "100000", "--out", str(out)],
         stdout=subprocess.PIPE,
@@ -115,12 +117,37 @@ def _start_long_simulation(out: Path) -> subprocess.Popen:
         text=True,
         start_new_session=True,
     )
-    deadline = time.time() + 120
-    while not list(out.parent.glob(f".{out.name}.partial-*")):  # the writer is open: work has begun
-        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else "timeout"
-        time.sleep(0.2)
-    time.sleep(4)  # let the workers simulate for a while
+    deadline = time.time() + 150
+    try:
+        while not _blocks(out):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.time() < deadline, "no block written in 150 s"
+            time.sleep(0.2)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+        raise
+    time.sleep(2)  # let the workers simulate for a while
     return proc
+
+
+def _blocks(out: Path) -> list[Path]:
+    """The finished units' blocks of a run writing `out`: hidden, named .OUT.<run>.<start>-<stop>.h5."""
+    return [p for p in out.parent.glob(f".{out.name}.*-*.h5")]
+
+
+def _check_left_behind(out: Path) -> None:
+    """What an interrupted or killed run may leave: no output, nothing that is not hidden, and hidden
+    files that are either whole blocks of finished units (kept for --resume) or unreadable partials."""
+    assert not out.exists()
+    left = list(out.parent.iterdir())
+    assert all(p.name.startswith(".") for p in left), left
+    for block in _blocks(out):
+        events = EventSet.read(block)
+        assert events.n_events == 1000  # one whole unit
+    for partial in set(left) - set(_blocks(out)):
+        assert ".partial-" in partial.name, partial
+        with pytest.raises(EventFileError):
+            EventSet.read(partial)
 
 
 @pytest.mark.geant4
@@ -134,7 +161,9 @@ def test_interrupted_simulation_leaves_nothing(tmp_path, sig):
         code, word = (130, "interrupted") if sig == signal.SIGINT else (143, "terminated")
         assert proc.returncode == code
         assert stderr.strip().splitlines()[-1] == f"error: {word}; no output written"
-        assert list(tmp_path.iterdir()) == []
+        _check_left_behind(out)
+        assert not list(tmp_path.glob("*.partial-*"))  # a clean stop removes what it was writing
+        assert _blocks(out)  # and keeps the finished units
     finally:
         os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
 
@@ -145,11 +174,7 @@ def test_killed_simulation_leaves_no_complete_looking_file(tmp_path):
     proc = _start_long_simulation(out)
     proc.kill()  # SIGKILL: no clean-up code runs
     proc.wait(timeout=30)
-    assert not out.exists()
-    leftovers = list(tmp_path.glob(".big.h5.partial-*"))
-    assert len(leftovers) == 1  # hidden, and not a valid event file
-    with pytest.raises(EventFileError):
-        EventSet.read(leftovers[0])
+    _check_left_behind(out)
     # the workers notice that their parent is gone and stop by themselves
     deadline = time.time() + 20
     while time.time() < deadline:

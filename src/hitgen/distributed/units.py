@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -105,8 +106,20 @@ def stale_blocks(out: Path, run: str) -> list[Path]:
     return sorted(out.parent.glob(f".{out.name}.{run}.*-*.h5"))
 
 
+def check_writable(out: Path) -> None:
+    """Before any work: the output's folder takes new files (os.access is not enough: /proc, read-only mounts)."""
+    probe = out.parent / f".{out.name}.probe-{os.getpid()}"
+    try:
+        probe.open("w").close()
+        probe.unlink()
+    except OSError as e:
+        raise HitgenError(f"{out}: cannot write here ({e.strerror or e})") from None
+
+
 def check_no_stale_blocks(out: Path, run: str, resume: bool) -> None:
-    """Without --resume, blocks of an interrupted run of the same command are not silently reused or lost."""
+    """Without --resume, blocks of an interrupted run of the same command are not silently reused or
+    lost; also checks that the output's folder takes new files."""
+    check_writable(out)
     stale = stale_blocks(out, run)
     if stale and not resume:
         raise HitgenError(
