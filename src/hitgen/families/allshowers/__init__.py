@@ -1,0 +1,82 @@
+"""AllShowers (`allshowers`): one flow-matching model of the showers of every particle in ild-ecal
+(a count-per-layer flow, then a point-cloud transformer CNF); docs/families/allshowers.md."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from hitgen.core.events import EventSet
+from hitgen.families.base import SamplingOptions
+
+
+class AllShowersFamily:
+    name = "allshowers"
+    detector = "ild-ecal"
+    tokenizer = (
+        "ild-ecal cells as points (x, y mm dequantised within the cell, log E MeV), counts and energies per layer "
+        "(hitgen.families.allshowers.data)"
+    )
+    sampling_options = ("batch_size", "seed", "decoder")
+    has_kv_cache = False
+
+    @property
+    def decoders(self) -> tuple[str, ...]:
+        from hitgen.families.allshowers.sampler import DECODERS
+
+        return DECODERS
+
+    @property
+    def config_type(self) -> type:
+        from hitgen.families.allshowers.config import AllShowersTrainConfig
+
+        return AllShowersTrainConfig
+
+    def build(self, cfg, data) -> torch.nn.Module:
+        from hitgen.families.allshowers.model import AllShowers, AllShowersConfig
+
+        fields = cfg.model.model_dump(exclude={"architecture"})
+        return AllShowers(AllShowersConfig(**fields, stats=data.stats))
+
+    def model_from_config(self, model_config: dict[str, Any]) -> torch.nn.Module:
+        from hitgen.families.allshowers.model import AllShowers, AllShowersConfig
+
+        return AllShowers(AllShowersConfig.from_dict(model_config))
+
+    def training_data(self, events: EventSet):
+        from hitgen.families.allshowers.data import ShowerData
+
+        return ShowerData.from_events(events)
+
+    def loss(self, cfg):
+        from hitgen.families.allshowers.loss import flow_matching_loss
+
+        weight = cfg.loss.count_weight
+        return lambda model, batch: flow_matching_loss(model, batch, weight)
+
+    def loss_fields(self, cfg) -> tuple[str, ...]:
+        return ("loss", "points", "counts")
+
+    def generate(self, model, conditions, opts: SamplingOptions, device: str, progress: Callable[[int], None] | None, first_event: int):
+        from hitgen.families.allshowers.sampler import generate_showers
+
+        return generate_showers(model, conditions, opts.seed, opts.batch_size, opts.decoder, device, progress, first_event)
+
+    def check_conditions(self, conditions: dict[str, np.ndarray]) -> list[str]:
+        from hitgen.families.allshowers.sampler import particle_problems
+
+        return particle_problems(conditions)
+
+    def sequence_lengths(self, events: EventSet) -> np.ndarray:
+        return events.hits_per_event()
+
+    def flops_per_event(self, model_config, lengths: np.ndarray) -> float:
+        from hitgen.families.allshowers.flops import flops_per_shower
+
+        return flops_per_shower(model_config, lengths)
+
+
+FAMILY = AllShowersFamily()

@@ -1,0 +1,30 @@
+"""AllShowers' training config: the point transformer's trunk, the count model's MLP, the attention
+band, and the weight of the count model's loss."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from hitgen.core.config import FamilyConfig, Strict, TrunkSection
+
+
+class ModelSection(TrunkSection):
+    architecture: Literal["allshowers"]
+    band: int = Field(2, ge=0)  # a point attends to the points of layers within +-band of its own
+    count_width: int = Field(256, gt=0)  # the first stage's MLP (PointCountFM)
+    count_depth: int = Field(3, gt=0)
+    time_frequencies: int = Field(8, gt=0)  # Fourier features of the flow time
+    ot_pairing: bool = True  # shower- and layer-wise optimal-transport pairing of noise and points
+    layer_energies: bool = True  # the first stage also draws each layer's energy (beyond the paper)
+    default_solver: str = "heun-32"  # solver and function evaluations of generation by default
+
+
+class LossSection(Strict):
+    count_weight: float = Field(1.0, ge=0)  # the first stage's flow-matching loss beside the points'
+
+
+class AllShowersTrainConfig(FamilyConfig):
+    model: ModelSection
+    loss: LossSection = LossSection()

@@ -1,0 +1,126 @@
+"""AllShowers ("AllShowers: One model for all calorimeter showers"; docs/families/allshowers.md): two conditional
+flow-matching models of an ild-ecal shower.
+
+1. The first stage (the paper's PointCountFM): an MLP velocity field over the number of points of
+   each of the 30 layers, log(n + 0.5) standardised per layer; here also, beyond the paper, the
+   energy of each layer, log(E + 0.01 MeV) standardised (`layer_energies`).
+2. The point CNF: a transformer velocity field over the shower's points (x, y in mm, log energy in
+   MeV; standardised), given the flow time (Fourier features), the condition and the first stage's
+   numbers as a global context added to every point, and a learned embedding of each point's layer.
+   Attention is restricted to the points of layers within `band` of a point's own (the paper's
+   layer mask), as a boolean mask of dense attention (the CPU path).
+
+Flow matching convention: x_t = (1 - t) x0 + t x1 with x0 standard normal and x1 the data, so the
+velocity to learn is x1 - x0, and generation integrates from t = 0 to t = 1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from hitgen.detectors.ild_ecal.geometry import N_LAYERS
+from hitgen.nn.blocks import Block
+
+# particles the model has an embedding for, in the order of its one-hot (PDG codes)
+PARTICLE_PDGS = (22, 11, -11, 13, -13)
+N_COND = len(PARTICLE_PDGS) + 1 + 3 + 2  # one-hot, standardised log energy, direction, entry point / half cell
+
+
+@dataclass
+class AllShowersConfig:
+    d_model: int = 64
+    n_blocks: int = 3
+    n_heads: int = 4
+    d_ff: int = 256
+    dropout: float = 0.0
+    band: int = 2
+    count_width: int = 256
+    count_depth: int = 3
+    time_frequencies: int = 8
+    ot_pairing: bool = True
+    layer_energies: bool = True
+    default_solver: str = "heun-32"
+    # standardisation of the training data (set from it when the model is built, then fixed)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_stage(self) -> int:
+        """Numbers the first stage draws: counts per layer, and energies per layer with layer_energies."""
+        return N_LAYERS * (2 if self.layer_energies else 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AllShowersConfig:
+        return cls(**d)
+
+
+def fourier(t: torch.Tensor, n: int) -> torch.Tensor:
+    """Fourier features (B, 2n) of times t (B,) in [0, 1]: sin and cos of pi 2^k t."""
+    f = math.pi * 2.0 ** torch.arange(n, device=t.device, dtype=t.dtype)
+    a = t[:, None] * f
+    return torch.cat([a.sin(), a.cos()], dim=1)
+
+
+def mlp(n_in: int, width: int, depth: int, n_out: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(depth):
+        layers += [nn.Linear(n_in if i == 0 else width, width), nn.GELU()]
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
+class BandAttention:
+    """Attention of Block (the cache protocol: attend(index, q, k, v)) over the points of layers
+    within `band` of each point's own; padding is never attended to (a padded row attends to itself,
+    so it stays finite, and is ignored by the loss and the sampler)."""
+
+    def __init__(self, layer: torch.Tensor, valid: torch.Tensor, band: int) -> None:
+        near = (layer[:, :, None] - layer[:, None, :]).abs() <= band
+        allowed = near & valid[:, None, :]
+        allowed |= torch.eye(layer.shape[1], dtype=torch.bool, device=layer.device)[None]
+        self.mask = allowed[:, None]  # (B, 1, P, P): broadcast over heads
+
+    def attend(self, index: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask)
+
+
+class AllShowers(nn.Module):
+    def __init__(self, cfg: AllShowersConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d, nf, k = cfg.d_model, 2 * cfg.time_frequencies, cfg.n_stage
+        self.count_net = mlp(k + nf + N_COND, cfg.count_width, cfg.count_depth, k)
+        self.point_in = nn.Linear(3, d)
+        self.layer_emb = nn.Embedding(N_LAYERS, d)
+        self.context = mlp(N_COND + k + nf, d, 2, d)
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_blocks)])
+        self.ln_f = nn.LayerNorm(d)
+        self.point_out = nn.Linear(d, 3)
+        nn.init.zeros_(self.point_out.weight)  # the flow starts at zero velocity
+        nn.init.zeros_(self.point_out.bias)
+        nn.init.normal_(self.layer_emb.weight, std=0.02)
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def count_velocity(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """First stage: velocity (B, K) at x (B, K), times t (B,), conditions (B, N_COND)."""
+        return self.count_net(torch.cat([x, fourier(t, self.cfg.time_frequencies), cond], dim=1))
+
+    def point_velocity(
+        self, x: torch.Tensor, t: torch.Tensor, layer: torch.Tensor, attention: BandAttention, cond: torch.Tensor, stage: torch.Tensor
+    ) -> torch.Tensor:
+        """Point CNF: velocity (B, P, 3) at points x (B, P, 3) of layers `layer` (B, P), times t (B,)."""
+        ctx = self.context(torch.cat([cond, stage, fourier(t, self.cfg.time_frequencies)], dim=1))
+        h = self.point_in(x) + self.layer_emb(layer) + ctx[:, None, :]
+        for i, block in enumerate(self.blocks):
+            h = block(h, attention, i)
+        return self.point_out(self.ln_f(h))

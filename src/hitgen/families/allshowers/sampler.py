@@ -1,0 +1,185 @@
+"""Generation: the first stage's ODE gives the points (and energy) of every layer, the point CNF's
+ODE moves that many standard-normal points to the shower, and the points become ild-ecal cells.
+
+Solvers (`--decoder SOLVER-NFE`, NFE function evaluations of each stage): euler, midpoint and heun
+(Heun's second-order method; its last step is a plain Euler step, so NFE may be odd). Every noise
+number comes from the event's own random stream (hitgen.nn.streams), so an event does not depend on
+the batch it is generated in (up to the last bits of batched matrix products).
+
+From points to cells: a point's x, y fall in one cell (5 mm); several points in one cell add up; a
+cell keeps its energy where the sum reaches the layout's threshold (0.1 MeV), as the digitisation
+of `hitgen simulate` does; points off the plane are dropped (the
+plane is 60 cm wide, the showers a few cm). With layer_energies, the energies of an e/gamma
+shower's points in each layer are scaled to the layer energy the first stage drew; muons keep the
+CNF's energies (a muon's layer holds one or two MIP deposits, the CNF's own energy spectrum).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from hitgen.core.errors import HitgenError
+from hitgen.detectors.ild_ecal.geometry import ILD, N_LAYERS
+from hitgen.families.allshowers.data import ENERGY_FLOOR_MEV, condition_vector
+from hitgen.families.allshowers.model import PARTICLE_PDGS, AllShowers, BandAttention
+from hitgen.nn import streams
+
+SOLVERS = ("heun", "midpoint", "euler")
+NFES = (1, 2, 4, 8, 16, 32, 64, 100)
+DECODERS = ("plain", *(f"{s}-{n}" for s in SOLVERS for n in NFES))  # plain: the model's default_solver
+MAX_POINTS_PER_LAYER = 1000  # a guard against a first stage far outside its data
+_POINT_COUNTER = 1 << 20  # stream counters of the point noise start here (the first stage's below)
+MUONS = (13, -13)
+
+
+def parse_decoder(decoder: str) -> tuple[str, int]:
+    solver, _, nfe = decoder.partition("-")
+    if solver not in SOLVERS or not nfe.isdigit() or int(nfe) < 1:
+        raise HitgenError(f"unknown decoder '{decoder}' (AllShowers: SOLVER-NFE with SOLVER one of {', '.join(SOLVERS)}, e.g. heun-32)")
+    return solver, int(nfe)
+
+
+def normals(keys: torch.Tensor, counter: torch.Tensor) -> torch.Tensor:
+    """Standard normals (B, M) float32 from the events' streams: keys (B, 2), counters (B, M) int64 (Box-Muller, two uniforms each)."""
+    b, m = counter.shape
+    k = keys[:, None, :].expand(b, m, 2).reshape(-1, 2)
+    c = counter.reshape(-1)
+    u1 = streams.uniforms(k, 2 * c)
+    u2 = streams.uniforms(k, 2 * c + 1)
+    z = torch.sqrt(-2.0 * torch.log1p(-u1)) * torch.cos(2 * torch.pi * u2)
+    return z.reshape(b, m).float()
+
+
+def integrate(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, solver: str, nfe: int) -> torch.Tensor:
+    """x at t = 1 from x at t = 0 with `nfe` evaluations of velocity(x, t) (t a scalar tensor)."""
+    if solver == "euler":
+        steps = [(i / nfe, 1.0 / nfe) for i in range(nfe)]
+        for t, h in steps:
+            x = x + h * velocity(x, torch.tensor(t))
+        return x
+    n_steps, extra = divmod(nfe, 2)
+    n_steps = max(n_steps, 1) if nfe >= 2 else 0
+    h = 1.0 / (n_steps + extra)
+    t = 0.0
+    for _ in range(n_steps):
+        v1 = velocity(x, torch.tensor(t))
+        if solver == "midpoint":
+            x = x + h * velocity(x + 0.5 * h * v1, torch.tensor(t + 0.5 * h))
+        else:
+            x = x + 0.5 * h * (v1 + velocity(x + h * v1, torch.tensor(t + h)))
+        t += h
+    if extra:  # an odd number of evaluations: the last one as an Euler step
+        x = x + h * velocity(x, torch.tensor(t))
+    return x
+
+
+@torch.no_grad()
+def generate_showers(
+    model: AllShowers,
+    conditions: dict[str, np.ndarray],
+    seed: int,
+    batch_size: int,
+    decoder: str,
+    device: str = "cpu",
+    progress: Callable[[int], None] | None = None,
+    first_event: int = 0,
+    rescale: bool | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Showers for the conditions: CSR offsets and ild-ecal hit fields (layer, cell_x, cell_y, energy).
+    rescale: scale e/gamma points to the first stage's layer energies (default: with layer_energies)."""
+    model = model.to(device).eval()
+    cfg = model.cfg
+    solver, nfe = parse_decoder(cfg.default_solver if decoder == "plain" else decoder)
+    rescale = cfg.layer_energies if rescale is None else rescale
+    if rescale and not cfg.layer_energies:
+        raise HitgenError("this AllShowers model draws no layer energies to scale to")
+    n = len(conditions["energy"])
+    cond_all = torch.from_numpy(condition_vector(conditions, cfg.stats)).to(device)
+    keys_all = torch.as_tensor(streams.event_keys(seed, first_event + np.arange(n)), device=device)
+    parts = []
+    for lo in range(0, n, batch_size):
+        hi = min(lo + batch_size, n)
+        parts.append(_batch(model, cond_all[lo:hi], keys_all[lo:hi], conditions["pdg"][lo:hi], solver, nfe, rescale))
+        if progress:
+            progress(hi)
+    counts = np.concatenate([p[0] for p in parts])
+    hits = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), hits
+
+
+def _batch(model: AllShowers, cond, keys, pdg, solver: str, nfe: int, rescale: bool):
+    cfg, device = model.cfg, cond.device
+    b, k = len(cond), cfg.n_stage
+    stage_mean = torch.tensor(cfg.stats["stage_mean"][:k], device=device)
+    stage_std = torch.tensor(cfg.stats["stage_std"][:k], device=device)
+    x0 = normals(keys, torch.arange(k, device=device).expand(b, k))
+    stage = integrate(lambda x, t: model.count_velocity(x, t.expand(b).to(device), cond), x0, solver, nfe)
+    raw = stage.double() * stage_std.double() + stage_mean.double()
+    counts = torch.clamp(torch.round(torch.exp(raw[:, :N_LAYERS]) - 0.5), 0, MAX_POINTS_PER_LAYER).long()
+    layer_energy = (torch.exp(raw[:, N_LAYERS:]) - ENERGY_FLOOR_MEV).clamp(min=0.0) if cfg.layer_energies else None
+    layer, valid = point_layers(counts)
+    p = layer.shape[1]
+    index = torch.arange(p, device=device)[None, :, None] * 3 + torch.arange(3, device=device)[None, None, :]
+    x0 = normals(keys, (_POINT_COUNTER + index).expand(b, p, 3).reshape(b, -1)).reshape(b, p, 3)
+    attention = BandAttention(layer, valid, cfg.band)
+    x = integrate(lambda x, t: model.point_velocity(x, t.expand(b).to(device), layer, attention, cond, stage), x0, solver, nfe)
+    return _to_cells(x, layer, valid, counts, layer_energy, pdg, cfg.stats, rescale)
+
+
+def point_layers(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layer (B, P) of every point of each event, in layer order, exactly counts[b, l] points in
+    layer l, and which positions hold a point (B, P) (past them: padding, never attended to)."""
+    b = len(counts)
+    per_event = counts.sum(1)
+    p = max(int(per_event.max()), 1) if b else 1
+    pos = torch.arange(p, device=counts.device).expand(b, p).contiguous()
+    layer = torch.searchsorted(counts.cumsum(1), pos, right=True).clamp(max=N_LAYERS - 1)
+    return layer, pos < per_event[:, None]
+
+
+def _to_cells(x, layer, valid, counts, layer_energy, pdg, stats, rescale: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    pts = x.double().cpu().numpy() * np.array(stats["point_std"]) + np.array(stats["point_mean"])
+    valid = valid.cpu().numpy()
+    layer = layer.cpu().numpy()
+    b = len(valid)
+    event = np.repeat(np.arange(b), valid.sum(1))
+    pts, layer = pts[valid], layer[valid]
+    energy = np.exp(pts[:, 2])
+    if rescale:
+        sums = np.zeros((b, N_LAYERS))
+        np.add.at(sums, (event, layer), energy)
+        target = layer_energy.cpu().numpy()
+        scale = np.divide(target, sums, out=np.ones_like(sums), where=sums > 0)
+        scale[np.isin(pdg, MUONS)] = 1.0
+        energy = energy * scale[event, layer]
+    cx, cy = ILD.cell_of(pts[:, 0]), ILD.cell_of(pts[:, 1])
+    on = (cx >= 0) & (cx < ILD.n_cells) & (cy >= 0) & (cy < ILD.n_cells)
+    event, layer, cx, cy, energy = event[on], layer[on], cx[on], cy[on], energy[on]
+    cell = ((event * N_LAYERS + layer) * ILD.n_cells + cx) * ILD.n_cells + cy
+    unique, inverse = np.unique(cell, return_inverse=True)  # sorted by (event, layer, x, y), as simulate writes them
+    summed = np.bincount(inverse, weights=energy, minlength=len(unique))
+    keep = summed >= ILD.threshold_mev
+    unique, summed = unique[keep], summed[keep]
+    cy_u = unique % ILD.n_cells
+    rest = unique // ILD.n_cells
+    cx_u = rest % ILD.n_cells
+    rest //= ILD.n_cells
+    layer_u = rest % N_LAYERS
+    event_u = rest // N_LAYERS
+    hits = {
+        "layer": layer_u.astype(np.int8),
+        "cell_x": cx_u.astype(np.int16),
+        "cell_y": cy_u.astype(np.int16),
+        "energy": summed.astype(np.float32),
+    }
+    return np.bincount(event_u, minlength=b), hits
+
+
+def particle_problems(conditions: dict[str, np.ndarray]) -> list[str]:
+    known = np.isin(conditions["pdg"], PARTICLE_PDGS)
+    if known.all():
+        return []
+    return [f"particle PDG {int(conditions['pdg'][~known][0])} has no embedding in an AllShowers model (known: {list(PARTICLE_PDGS)})"]
