@@ -208,3 +208,14 @@ def test_the_family_is_known_to_the_trainer_and_generator():
     family = get_family("allshowers")
     assert family.detector == "ild-ecal" and "heun-32" in family.decoders and family.decoders[0] == "plain"
     assert SamplingOptions().decoder in family.decoders
+
+
+def test_onnx_export_says_it_is_not_built(showers, tmp_path):
+    model, _ = _model(showers)
+    from hitgen.models.io import save_model_dir
+
+    folder = save_model_dir(tmp_path / "m", model, "allshowers", {"detector_spec": showers.detector_spec})
+    args = ["export", str(folder), "--format", "onnx", "--out", str(tmp_path / "x")]
+    r = subprocess.run([sys.executable, "-m", "hitgen", *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "no ONNX export yet" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "x").exists()

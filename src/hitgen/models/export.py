@@ -39,6 +39,8 @@ def _require_onnx() -> None:
 
 def _check_exportable(loaded: LoadedModel) -> None:
     model = loaded.model
+    if not getattr(loaded.family, "exports_trunk", True):  # optional family attribute: its network is not a decoding trunk
+        raise HitgenError(f"a {loaded.config['architecture']} model has no ONNX export yet (its network is not a hitgen decoding trunk)")
     if not hasattr(model, "blocks") or not hasattr(model, "ln_f"):
         raise HitgenError(f"a {loaded.config['architecture']} model has no hitgen trunk (blocks and ln_f) to export")
 

@@ -22,6 +22,7 @@ class AllShowersFamily:
     )
     sampling_options = ("batch_size", "seed", "decoder")
     has_kv_cache = False
+    exports_trunk = False  # `hitgen export --format onnx` refuses it: the CNF's graph is not built yet
 
     @property
     def decoders(self) -> tuple[str, ...]:
