@@ -371,7 +371,7 @@ def bench(
     repeats: Annotated[int, typer.Option(help="timed runs per batch size (the median is reported)")] = 3,
     geant4_events: Annotated[int, typer.Option(help="Geant4 events (one worker per core); 0 = skip Geant4")] = 400,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the results here (JSON)")] = None,
-    decoder: Annotated[str, typer.Option(help="plain or static (preallocated cache, continuous batching)")] = "plain",
+    decoder: Annotated[str, typer.Option(help="plain, static (preallocated cache, continuous batching) or a family's own (heun-32, ...)")] = "plain",
     processes: Annotated[int, typer.Option(help="CPU generation processes, each with cores/K threads (naive decoding: one)")] = 1,
     overwrite: Annotated[bool, typer.Option(help="replace an existing --json file")] = False,
     backend: Annotated[str, typer.Option(help="torch, or onnxruntime (the trunk as an ONNX graph)")] = "torch",
@@ -418,8 +418,10 @@ def bench(
         g = r["geant4"]
         speedup = r["speedup_vs_geant4"]
         console.print(f"Geant4: {r['geant4_events_per_s']:.1f} events/s ({g['workers']} workers, {g['events']} events); model/Geant4 {speedup:.2f}x")
-    naive = f"naive decoding (no KV cache), batch {r['naive_batch_size']}: {r['naive_events_per_s']:.1f} events/s; "
-    if r["kv_cache"]:
+    naive = f"naive decoding (no KV cache), batch {r['naive_batch_size']}: {r['naive_events_per_s']:.1f} events/s; " if r["naive"] else ""
+    if not r["naive"]:
+        console.print("no naive decoding to compare (the model does not decode token by token)")
+    elif r["kv_cache"]:
         console.print(naive + f"KV cache {r['speedup_vs_naive']:.1f}x faster")
     else:
         console.print(naive + "the model has no cache to compare (its window slides: every step recomputes it)")
