@@ -253,7 +253,7 @@ def test_momenta_outside_the_training_range_are_flagged(straight, tmp_path):
     run, _ = straight
     r = hitgen("generate", str(run), "--momentum-range", "12:14", "--events", "8", "--out", str(tmp_path / "far.h5"))
     assert r.returncode == 0, r.stderr
-    assert "warning: 8 of 8 events have |p| outside the training range" in r.stderr
+    assert "warning: 8 of 8 events lie outside the training range (momentum" in r.stderr
     assert EventSet.read(tmp_path / "far.h5").notes["momentum_outside_training_range"] == 8
 
 

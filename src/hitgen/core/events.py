@@ -468,3 +468,16 @@ def iter_blocks(path: str | Path, block: int, hits: bool = True):
             if problems:
                 raise EventFileError(f"{path}: " + "; ".join(problems))
             yield lo, conditions, offsets, h
+
+
+def condition_quantities(conditions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The kinematic quantities whose training range a model records, keyed by the range's name:
+    |p| in GeV (momentum), kinetic energy in GeV (energy), polar angle to +z in degrees (direction)."""
+    out = {}
+    if "momentum" in conditions:
+        out["momentum_range_gev"] = np.linalg.norm(conditions["momentum"].astype(np.float64), axis=1)
+    if "energy" in conditions:
+        out["energy_range_gev"] = conditions["energy"].astype(np.float64)
+    if "direction" in conditions:
+        out["polar_angle_range_deg"] = np.degrees(np.arccos(np.clip(conditions["direction"][:, 2].astype(np.float64), -1.0, 1.0)))
+    return out

@@ -24,7 +24,7 @@ import torch
 from hitgen.core.atomic import check_new_output
 from hitgen.core.distributed import Distributed
 from hitgen.core.errors import HitgenError
-from hitgen.core.events import EventWriter, iter_blocks
+from hitgen.core.events import EventWriter, condition_quantities, iter_blocks
 from hitgen.core.machine import machine_description, timing_note
 from hitgen.detectors import check_conditions_file, get_detector, value_problems
 from hitgen.distributed import units
@@ -134,10 +134,10 @@ def condition_source(detector_name: str, conditions: Path | None, options: dict,
     return ConditionSource(n_events, detector=detector, options=options, seed=seed)
 
 
-def check_conditions(loaded: LoadedModel, source: ConditionSource, where: str) -> tuple[int, tuple[float, float] | None]:
+def check_conditions(loaded: LoadedModel, source: ConditionSource, where: str) -> tuple[int, dict[str, list[float]] | None]:
     """Every condition finite and inside the detector's ranges (and what the family can take), in
-    one pass over the blocks before anything is generated; returns the events with |p| outside the
-    model's training range (generated, flagged) and that range."""
+    one pass over the blocks before anything is generated; returns the events outside the model's
+    training ranges (generated, flagged) and those ranges."""
     detector = get_detector(loaded.detector)
     family_check = getattr(loaded.family, "check_conditions", lambda c: [])
     outside, trained = 0, None
@@ -150,14 +150,28 @@ def check_conditions(loaded: LoadedModel, source: ConditionSource, where: str) -
     return outside, trained
 
 
-def _outside_training_range(loaded: LoadedModel, cond: dict[str, np.ndarray]) -> tuple[int, tuple[float, float] | None]:
-    """How many events have |p| outside the range the model was trained on (where both are known)."""
-    trained = loaded.config.get("data", {}).get("momentum_range_gev")
-    if "momentum" not in cond or not trained:
+def _outside_training_range(loaded: LoadedModel, cond: dict[str, np.ndarray]) -> tuple[int, dict[str, list[float]] | None]:
+    """How many events lie outside a kinematic range the model was trained on (|p|, energy, polar
+    angle: where both the model's record and the conditions have it), and those ranges."""
+    record = loaded.config.get("data", {})
+    ranges = {key: record[key] for key in condition_quantities(cond) if record.get(key)}
+    if not ranges:
         return 0, None
-    p = np.linalg.norm(cond["momentum"].astype(np.float64), axis=1)
-    lo, hi = trained
-    return int(((p < lo) | (p > hi)).sum()), (lo, hi)
+    quantities = condition_quantities(cond)
+    outside = np.zeros(len(next(iter(quantities.values()))), bool)
+    for key, (lo, hi) in ranges.items():
+        tolerance = ANGLE_TOLERANCE_DEG if key.endswith("_deg") else 0.0
+        outside |= (quantities[key] < lo - tolerance) | (quantities[key] > hi + tolerance)
+    return int(outside.sum()), ranges
+
+
+def _range_name(key: str) -> str:
+    """momentum_range_gev -> momentum (GeV), polar_angle_range_deg -> polar angle (deg)."""
+    name, _, unit = key.rpartition("_range_")
+    return f"{name.replace('_', ' ')} ({'GeV' if unit == 'gev' else unit})"
+
+
+ANGLE_TOLERANCE_DEG = 0.01  # float32 unit vectors: a normal incidence reads up to about 0.003 degrees
 
 
 def _part_path(out: Path, rank: int, world: int) -> Path:
@@ -201,10 +215,12 @@ def generate_file(
     outside, trained = check_conditions(loaded, source, str(conditions) if conditions else "the sampled conditions")
     notes: dict = {"sampling": used | {"dtype": dtype, "backend": backend}}
     if outside:
-        notes |= {"momentum_outside_training_range": outside, "training_momentum_range_gev": list(trained)}
+        notes |= {"outside_training_range": outside, "training_ranges": trained}
+        if "momentum_range_gev" in trained:
+            notes |= {"momentum_outside_training_range": outside, "training_momentum_range_gev": list(trained["momentum_range_gev"])}
         if warn:
-            p_lo, p_hi = trained
-            warn(f"{outside} of {source.n_events} events have |p| outside the training range {p_lo:.2f}-{p_hi:.2f} GeV; flagged in the file's notes")
+            said = ", ".join(f"{_range_name(k)} {lo:.3g}-{hi:.3g}" for k, (lo, hi) in trained.items())
+            warn(f"{outside} of {source.n_events} events lie outside the training range ({said}); flagged in the file's notes")
     if executor not in ("local", "dask"):
         raise HitgenError(f"unknown --executor '{executor}' (known: local, dask)")
     if executor == "dask" or resume or unit_share is not None:

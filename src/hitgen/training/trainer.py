@@ -27,7 +27,7 @@ from hitgen.core.atomic import atomic_path, write_text_atomic
 from hitgen.core.config import FamilyConfig
 from hitgen.core.distributed import Distributed
 from hitgen.core.errors import HitgenError
-from hitgen.core.events import EventSet
+from hitgen.core.events import EventSet, condition_quantities
 from hitgen.core.machine import machine_description
 from hitgen.detectors import read_events
 from hitgen.families import get_family
@@ -329,7 +329,7 @@ def run_record(events, events_per_file, data_paths, train_data, val_data, cfg_js
             "n_events": events.n_events,
             "n_train": len(train_data),
             "n_val": len(val_data),
-            **({"momentum_range_gev": _p_range(events)} if "momentum" in events.conditions else {}),
+            **_condition_ranges(events),
         },
         "steps": steps,
         "finished": steps == cfg_json["train"]["max_steps"],
@@ -338,7 +338,7 @@ def run_record(events, events_per_file, data_paths, train_data, val_data, cfg_js
     }
 
 
-def _p_range(events: EventSet) -> list[float]:
-    """The |p| range of the training events (generation flags conditions outside it)."""
-    p = np.linalg.norm(events.conditions["momentum"].astype(np.float64), axis=1)
-    return [float(p.min()), float(p.max())]
+def _condition_ranges(events: EventSet) -> dict[str, list[float]]:
+    """The ranges of the training events' kinematics (generation flags conditions outside them):
+    |p| (momentum), kinetic energy (energy), polar angle to +z (direction), where the detector has them."""
+    return {key: [float(v.min()), float(v.max())] for key, v in condition_quantities(events.conditions).items()}
