@@ -4,6 +4,7 @@ and generation (seeded, independent of the batch, exactly the requested points p
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 import sys
 import tomllib
@@ -210,12 +211,39 @@ def test_the_family_is_known_to_the_trainer_and_generator():
     assert SamplingOptions().decoder in family.decoders
 
 
-def test_onnx_export_says_it_is_not_built(showers, tmp_path):
+def test_onnx_export_generates_the_same_showers_through_onnxruntime(showers, tmp_path):
+    pytest.importorskip("onnxruntime")
     model, _ = _model(showers)
     from hitgen.models.io import save_model_dir
 
     folder = save_model_dir(tmp_path / "m", model, "allshowers", {"detector_spec": showers.detector_spec})
-    args = ["export", str(folder), "--format", "onnx", "--out", str(tmp_path / "x")]
-    r = subprocess.run([sys.executable, "-m", "hitgen", *args], capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0 and "no ONNX export yet" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert not (tmp_path / "x").exists()
+    hitgen = [sys.executable, "-m", "hitgen"]
+    export = ["export", str(folder), "--format", "onnx", "--out", str(tmp_path / "x")]
+    r = subprocess.run([*hitgen, *export], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((tmp_path / "x" / "manifest.json").read_text())
+    assert set(manifest["graphs"]) == {"count_velocity", "point_velocity"}
+    runs = {}
+    for backend in ("torch", "onnxruntime"):
+        out = tmp_path / f"{backend}.h5"
+        args = ["generate", str(folder), "--conditions", str(_some(showers, tmp_path)), "--decoder", "heun-4", "--seed", "3"]
+        r = subprocess.run([*hitgen, *args, "--backend", backend, "--out", str(out)], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        ev = EventSet.read(out)
+        runs[backend] = (ev.offsets, ev.hits)
+    assert len(differing_events(runs["torch"], runs["onnxruntime"], atol=1e-3)) <= allowed(12)
+    # an altered graph is refused in one line
+    graph = tmp_path / "x" / "point_velocity.onnx"
+    graph.write_bytes(graph.read_bytes()[:-10])
+    args = ["generate", str(folder), "--events", "2", "--backend", "onnxruntime", "--onnx", str(tmp_path / "x"), "--out", str(tmp_path / "bad.h5")]
+    r = subprocess.run([*hitgen, *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "checksum differs" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def _some(showers: EventSet, tmp_path: Path) -> Path:
+    """12 events of each particle of the sample, as a conditions file."""
+    path = tmp_path / "some.h5"
+    if not path.exists():
+        idx = np.concatenate([np.flatnonzero(showers.conditions["pdg"] == p)[:4] for p in (22, 11, 13)])
+        showers.select(idx).write(path)
+    return path

@@ -480,8 +480,8 @@ def export(
         raise HitgenError(f"--format must be onnx for a model (got {format!r}); other formats take an event file of a detector that writes them")
     _interruptible()
     manifest = export_onnx(model, out, overwrite)
-    g = manifest["graphs"]["trunk"]
-    console.print(f"{manifest['model']} ({manifest['architecture']}): {out / g['file']} (sha256 {g['sha256'][:12]}), {out / 'manifest.json'}")
+    graphs = ", ".join(f"{out / g['file']} (sha256 {g['sha256'][:12]})" for g in manifest["graphs"].values())
+    console.print(f"{manifest['model']} ({manifest['architecture']}): {graphs}, {out / 'manifest.json'}")
 
 
 def _formats_help() -> str:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,6 @@ class AllShowersFamily:
     )
     sampling_options = ("batch_size", "seed", "decoder")
     has_kv_cache = False
-    exports_trunk = False  # `hitgen export --format onnx` refuses it: the CNF's graph is not built yet
 
     @property
     def decoders(self) -> tuple[str, ...]:
@@ -65,6 +65,20 @@ class AllShowersFamily:
         from hitgen.families.allshowers.sampler import generate_showers
 
         return generate_showers(model, conditions, opts.seed, opts.batch_size, opts.decoder, device, progress, first_event)
+
+    def onnx_graphs(self, model, folder: Path) -> dict[str, dict[str, Any]]:
+        """`hitgen export --format onnx`: the two velocity fields (hitgen.families.allshowers.onnx)."""
+        from hitgen.families.allshowers.onnx import export_graphs
+
+        return export_graphs(model, folder)
+
+    def onnx_backend(self, model, files: dict[str, Path]) -> None:
+        """`--backend onnxruntime`: the sampler's velocity fields run over the exported graphs."""
+        from hitgen.families.allshowers.onnx import OrtVelocities
+
+        model.backend = OrtVelocities(files)
+
+    onnx_usage = "see hitgen.families.allshowers.onnx"
 
     def check_conditions(self, conditions: dict[str, np.ndarray]) -> list[str]:
         from hitgen.families.allshowers.sampler import particle_problems

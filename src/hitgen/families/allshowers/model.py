@@ -83,9 +83,11 @@ class BandAttention:
     so it stays finite, and is ignored by the loss and the sampler)."""
 
     def __init__(self, layer: torch.Tensor, valid: torch.Tensor, band: int) -> None:
+        self.valid = valid
         near = (layer[:, :, None] - layer[:, None, :]).abs() <= band
         allowed = near & valid[:, None, :]
-        allowed |= torch.eye(layer.shape[1], dtype=torch.bool, device=layer.device)[None]
+        index = torch.arange(layer.shape[1], device=layer.device)
+        allowed = allowed | (index[:, None] == index[None, :])[None]
         self.mask = allowed[:, None]  # (B, 1, P, P): broadcast over heads
 
     def attend(self, index: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

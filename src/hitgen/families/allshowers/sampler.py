@@ -112,11 +112,12 @@ def generate_showers(
 
 def _batch(model: AllShowers, cond, keys, pdg, solver: str, nfe: int, rescale: bool):
     cfg, device = model.cfg, cond.device
+    net = getattr(model, "backend", None) or model  # the velocity fields in ONNX Runtime where attached
     b, k = len(cond), cfg.n_stage
     stage_mean = torch.tensor(cfg.stats["stage_mean"][:k], device=device)
     stage_std = torch.tensor(cfg.stats["stage_std"][:k], device=device)
     x0 = normals(keys, torch.arange(k, device=device).expand(b, k))
-    stage = integrate(lambda x, t: model.count_velocity(x, t.expand(b).to(device), cond), x0, solver, nfe)
+    stage = integrate(lambda x, t: net.count_velocity(x, t.expand(b).to(device), cond), x0, solver, nfe)
     raw = stage.double() * stage_std.double() + stage_mean.double()
     counts = torch.clamp(torch.round(torch.exp(raw[:, :N_LAYERS]) - 0.5), 0, MAX_POINTS_PER_LAYER).long()
     layer_energy = (torch.exp(raw[:, N_LAYERS:]) - ENERGY_FLOOR_MEV).clamp(min=0.0) if cfg.layer_energies else None
@@ -125,7 +126,7 @@ def _batch(model: AllShowers, cond, keys, pdg, solver: str, nfe: int, rescale: b
     index = torch.arange(p, device=device)[None, :, None] * 3 + torch.arange(3, device=device)[None, None, :]
     x0 = normals(keys, (_POINT_COUNTER + index).expand(b, p, 3).reshape(b, -1)).reshape(b, p, 3)
     attention = BandAttention(layer, valid, cfg.band)
-    x = integrate(lambda x, t: model.point_velocity(x, t.expand(b).to(device), layer, attention, cond, stage), x0, solver, nfe)
+    x = integrate(lambda x, t: net.point_velocity(x, t.expand(b).to(device), layer, attention, cond, stage), x0, solver, nfe)
     return _to_cells(x, layer, valid, counts, layer_energy, pdg, cfg.stats, rescale)
 
 
