@@ -247,3 +247,22 @@ def _some(showers: EventSet, tmp_path: Path) -> Path:
         idx = np.concatenate([np.flatnonzero(showers.conditions["pdg"] == p)[:4] for p in (22, 11, 13)])
         showers.select(idx).write(path)
     return path
+
+
+def test_the_shipped_model_makes_showers_of_every_particle(tmp_path):
+    from hitgen.models.io import SHIPPED, load_model
+
+    if not (SHIPPED / "ild-ecal-allshowers" / "config.json").is_file():
+        pytest.skip("no shipped AllShowers model")
+    loaded = load_model("ild-ecal-allshowers")
+    from hitgen.detectors.ild_ecal.geometry import sample_conditions
+
+    parts = [sample_conditions(8, np.random.default_rng(1), particle=p, energy_range=(5.0, 6.0)) for p in ("gamma", "e-", "e+", "mu-", "mu+")]
+    cond = {k: np.concatenate([c[k] for c in parts]) for k in parts[0]}
+    offsets, hits = generate_showers(loaded.model, cond, 1, 40, "heun-8")
+    per_event = np.diff(offsets)
+    em, mu = per_event[:24], per_event[24:]
+    # electromagnetic showers of 5-6 GeV light far more cells than a muon, which lights about one per layer
+    assert em.min() > 60 and 15 < np.median(mu) < 60, (em, mu)  # Geant4, 5-6 GeV photons: at least 92 cells (median 162); muons: 31
+    visible = np.bincount(np.repeat(np.arange(40), per_event), weights=hits["energy"], minlength=40)
+    assert np.all((visible[:24] > 50) & (visible[:24] < 250))  # MeV; Geant4: 90-173 MeV at 5-6 GeV (2.5% in the silicon)
