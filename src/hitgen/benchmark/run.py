@@ -145,7 +145,7 @@ def bench(
     if backend != "torch" and processes > 1:
         raise HitgenError("--processes applies to the torch backend")
     loaded = attach_backend(load_model(model_ref, device), backend, onnx_dir, dtype, device, decoder)
-    if decoder == "naive" or decoder not in loaded.family.decoders:
+    if decoder != "plain" and (decoder == "naive" or decoder not in loaded.family.decoders):
         own = [d for d in loaded.family.decoders if d != "naive"]
         listed = ", ".join(own[:4]) + (", ..." if len(own) > 4 else "")
         raise HitgenError(f"--decoder {decoder}: the {loaded.family.name} family benchmarks with {listed}")
@@ -176,7 +176,8 @@ def bench(
         # the naive baseline runs in one process: compare it with one process at the same batch
         cached = next((r for r in per_batch if r["batch_size"] == nb), None) if processes == 1 else None
         naive = None
-        if "naive" in loaded.family.decoders:  # a family that decodes token by token: the baseline without the cache
+        decoders = loaded.family.decoders
+        if not decoders or "naive" in decoders:  # a family that decodes token by token: the baseline without the cache
             if cached is None:
                 cached, _ = measure_model(loaded, _take(conditions, events_per_run(nb, events)), nb, device, dtype, repeats, folder, decoder)
             nn = naive_events or min(cached["events"], 2 * nb)
