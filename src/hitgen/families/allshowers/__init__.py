@@ -81,7 +81,7 @@ class AllShowersFamily:
     onnx_usage = "see hitgen.families.allshowers.onnx"
 
     def check_conditions(self, conditions: dict[str, np.ndarray]) -> list[str]:
-        from hitgen.families.allshowers.sampler import particle_problems
+        from hitgen.families.allshowers.data import particle_problems
 
         return particle_problems(conditions)
 

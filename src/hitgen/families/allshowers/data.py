@@ -22,12 +22,19 @@ ENERGY_FLOOR_MEV = 0.01  # log(E_layer + floor): an empty layer is a finite numb
 _DEQUANT_SEED = 20
 
 
+def particle_problems(conditions: dict[str, np.ndarray]) -> list[str]:
+    """A particle without an embedding, as one line (empty when every particle is known)."""
+    known = np.isin(conditions["pdg"], PARTICLE_PDGS)
+    if known.all():
+        return []
+    return [f"particle PDG {int(conditions['pdg'][~known][0])} has no embedding in an AllShowers model (known: {list(PARTICLE_PDGS)})"]
+
+
 def particle_index(pdg: np.ndarray) -> np.ndarray:
     """Index of each PDG code in PARTICLE_PDGS; one clear error for another particle."""
-    pdg = np.asarray(pdg)
-    known = np.isin(pdg, PARTICLE_PDGS)
-    if not known.all():
-        raise HitgenError(f"particle PDG {int(pdg[~known][0])} has no embedding in an AllShowers model (known: {list(PARTICLE_PDGS)})")
+    problems = particle_problems({"pdg": np.asarray(pdg)})
+    if problems:
+        raise HitgenError(problems[0])
     lookup = {code: i for i, code in enumerate(PARTICLE_PDGS)}
     return np.array([lookup[int(p)] for p in pdg], dtype=np.int64)
 
@@ -73,12 +80,10 @@ def dequantised_points(events: EventSet) -> tuple[np.ndarray, np.ndarray, np.nda
     return np.stack([x, y, np.log(h["energy"].astype(np.float64))], axis=1), h["layer"].astype(np.int64), h["energy"].astype(np.float64)
 
 
-def compute_stats(events: EventSet) -> dict:
-    """The standardisation of a training sample (recorded in the model's config)."""
-    pts, layer, energy = dequantised_points(events)
-    counts, energies = layer_numbers(events.offsets, layer, energy)
-    stage = stage_raw(counts, energies)
-    log_e = np.log(events.conditions["energy"].astype(np.float64))
+def compute_stats(pts: np.ndarray, stage: np.ndarray, energy_gev: np.ndarray) -> dict:
+    """The standardisation of a training sample (recorded in the model's config): of its points
+    (dequantised_points), first-stage numbers (stage_raw) and incident energies."""
+    log_e = np.log(energy_gev.astype(np.float64))
     return {
         "point_mean": pts.mean(0).tolist(),
         "point_std": np.maximum(pts.std(0), 1e-3).tolist(),
@@ -108,10 +113,10 @@ class ShowerData:
     @classmethod
     def from_events(cls, events: EventSet, stats: dict | None = None) -> ShowerData:
         require_ild_layout(events.detector_spec, "AllShowers")
-        stats = stats or compute_stats(events)
         pts, layer, energy = dequantised_points(events)
-        counts, energies = layer_numbers(events.offsets, layer, energy)
-        stage = (stage_raw(counts, energies) - np.array(stats["stage_mean"])) / np.array(stats["stage_std"])
+        stage = stage_raw(*layer_numbers(events.offsets, layer, energy))
+        stats = stats or compute_stats(pts, stage, events.conditions["energy"])
+        stage = (stage - np.array(stats["stage_mean"])) / np.array(stats["stage_std"])
         pts = (pts - np.array(stats["point_mean"])) / np.array(stats["point_std"])
         event = np.repeat(np.arange(events.n_events), np.diff(events.offsets))
         order = np.lexsort((layer, event))  # hits come sorted by (layer, x, y) already; made sure here

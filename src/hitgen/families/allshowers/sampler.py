@@ -21,10 +21,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from hitgen.core.csr import offsets_from_counts
 from hitgen.core.errors import HitgenError
-from hitgen.detectors.ild_ecal.geometry import ILD, N_LAYERS
+from hitgen.detectors.ild_ecal.geometry import ILD, N_LAYERS, digitize
 from hitgen.families.allshowers.data import ENERGY_FLOOR_MEV, condition_vector
-from hitgen.families.allshowers.model import PARTICLE_PDGS, AllShowers, BandAttention
+from hitgen.families.allshowers.model import AllShowers, BandAttention
 from hitgen.nn import streams
 
 SOLVERS = ("heun", "midpoint", "euler")
@@ -61,7 +62,6 @@ def integrate(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x:
             x = x + h * velocity(x, torch.tensor(t))
         return x
     n_steps, extra = divmod(nfe, 2)
-    n_steps = max(n_steps, 1) if nfe >= 2 else 0
     h = 1.0 / (n_steps + extra)
     t = 0.0
     for _ in range(n_steps):
@@ -160,27 +160,13 @@ def _to_cells(x, layer, valid, counts, layer_energy, pdg, stats, rescale: bool) 
     on = (cx >= 0) & (cx < ILD.n_cells) & (cy >= 0) & (cy < ILD.n_cells)
     event, layer, cx, cy, energy = event[on], layer[on], cx[on], cy[on], energy[on]
     cell = ((event * N_LAYERS + layer) * ILD.n_cells + cx) * ILD.n_cells + cy
-    unique, inverse = np.unique(cell, return_inverse=True)  # sorted by (event, layer, x, y), as simulate writes them
+    unique, inverse = np.unique(cell, return_inverse=True)
     summed = np.bincount(inverse, weights=energy, minlength=len(unique))
-    keep = summed >= ILD.threshold_mev
-    unique, summed = unique[keep], summed[keep]
     cy_u = unique % ILD.n_cells
     rest = unique // ILD.n_cells
     cx_u = rest % ILD.n_cells
     rest //= ILD.n_cells
-    layer_u = rest % N_LAYERS
-    event_u = rest // N_LAYERS
-    hits = {
-        "layer": layer_u.astype(np.int8),
-        "cell_x": cx_u.astype(np.int16),
-        "cell_y": cy_u.astype(np.int16),
-        "energy": summed.astype(np.float32),
-    }
-    return np.bincount(event_u, minlength=b), hits
-
-
-def particle_problems(conditions: dict[str, np.ndarray]) -> list[str]:
-    known = np.isin(conditions["pdg"], PARTICLE_PDGS)
-    if known.all():
-        return []
-    return [f"particle PDG {int(conditions['pdg'][~known][0])} has no embedding in an AllShowers model (known: {list(PARTICLE_PDGS)})"]
+    layer_u, event_u = rest % N_LAYERS, rest // N_LAYERS
+    # the cells as `hitgen simulate ild-ecal` digitises them: the threshold, the order, the dtypes
+    offsets, hits, _ = digitize(offsets_from_counts(np.bincount(event_u, minlength=b)), layer_u, cx_u, cy_u, summed, summed >= ILD.threshold_mev)
+    return np.diff(offsets), hits
