@@ -286,6 +286,33 @@ def train(
     console.print(f"run folder {out}: log.csv, checkpoint.safetensors; model.safetensors + config.json once finished")
 
 
+@app.command()
+def extend(
+    base: Annotated[str, typer.Argument(help="the model to grow (a folder or shipped name)")],
+    add: Annotated[str, typer.Option(help="the module to add: an expert <particle>-<material>, e.g. gamma-Pb")],
+    data: Annotated[list[Path], typer.Option(help="its training event file(s); repeat for several")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the new model folder (the run in OUT/run; rerun to resume)")],
+    config: Annotated[Path, typer.Option(help="a [train] table for the module's training")],
+    mode: Annotated[str, typer.Option(help="module (train only the new module; the base frozen) or full (fine-tune everything)")] = "module",
+    events: Annotated[int | None, typer.Option(help="train on this many showers drawn from the data")] = None,
+    draw: Annotated[int, typer.Option(help="the seed of that draw")] = 0,
+    stop_after: Annotated[int | None, typer.Option(help="stop (with a checkpoint) after this many steps of this call")] = None,
+) -> None:
+    """Grow a model by one module trained on new data, the rest frozen (families that grow by modules)."""
+    from hitgen.models.io import load_model
+
+    family = load_model(base).family
+    if not hasattr(family, "extend"):
+        raise HitgenError(f"a {family.name} model does not grow by modules")
+    _interruptible()
+    with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task("steps", total=None)
+        folder = family.extend(
+            base, add, data, out, config, mode, events, draw, stop_after, lambda step, total, row: bar.update(task, completed=step, total=total)
+        )
+    console.print(f"{folder}: {'model folder' if (folder / 'config.json').exists() and folder == out else 'run in progress (rerun to resume)'}")
+
+
 def _generation_help() -> str:
     from hitgen.detectors import REGISTRY
 
@@ -323,12 +350,17 @@ def generate(
 
     share = _check_executor(executor, scheduler, units)
 
-    options = {}
+    options: dict = {}
+    settings: dict = {}
     if ctx.args:
-        detector = get_detector(load_model(model).detector)
-        if not detector.generation_options:
+        loaded = load_model(model)
+        detector = get_detector(loaded.detector)
+        # a model of several detector settings (an expert per absorber) takes them as options too
+        setting_names = tuple(o.name for o in detector.options if o.setting) if hasattr(loaded.family, "settings_of") else ()
+        if not detector.generation_options and not setting_names:
             raise HitgenError(f"a {detector.name} model generates for the conditions of an event file: give --conditions FILE")
-        options = _detector_options(detector.name, ctx.args, detector.generation_options)
+        options = _detector_options(detector.name, ctx.args, tuple(detector.generation_options) + setting_names)
+        settings = {k: options.pop(k) for k in list(options) if k in setting_names}
     _check_seed(seed)
     opts = SamplingOptions(temperature=temperature, top_k=top_k, value_top_k=value_top_k, batch_size=batch_size, seed=seed, decoder=decoder)
     _interruptible()
@@ -352,6 +384,7 @@ def generate(
             scheduler=scheduler,
             resume=resume,
             unit_share=share,
+            settings=settings,
         )
     if summary.units_run or summary.units_reused:
         console.print(f"units: {summary.units_run} run, {summary.units_reused} reused from the interrupted run")

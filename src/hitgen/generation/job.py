@@ -24,7 +24,7 @@ import torch
 from hitgen.core.atomic import check_new_output
 from hitgen.core.distributed import Distributed
 from hitgen.core.errors import HitgenError
-from hitgen.core.events import EventWriter, condition_quantities, iter_blocks
+from hitgen.core.events import EventWriter, condition_quantities, iter_blocks, read_header
 from hitgen.core.machine import machine_description, timing_note
 from hitgen.detectors import check_conditions_file, get_detector, value_problems
 from hitgen.distributed import units
@@ -50,10 +50,41 @@ class GenerationSummary:
         return self.n_events / max(self.seconds, 1e-9)
 
 
-def generate_share(loaded: LoadedModel, conditions: dict[str, np.ndarray], opts: SamplingOptions, device: str, first_event: int = 0, progress=None):
+def generate_share(
+    loaded: LoadedModel, conditions: dict[str, np.ndarray], opts: SamplingOptions, device: str, first_event: int = 0, progress=None, spec=None
+):
     """CSR offsets and hits for conditions whose first event has global index first_event, by the
-    model family's own generator."""
+    model family's own generator (routed to the settings of `spec` where the family has several)."""
+    use = getattr(loaded.family, "use_settings", None)
+    if use is not None:
+        use(loaded.model, dict(spec or loaded.config["detector_spec"]))
     return loaded.family.generate(loaded.model, conditions, opts, device, progress, first_event)
+
+
+def output_spec(loaded: LoadedModel, source_spec: dict | None, settings: dict) -> dict:
+    """The detector spec of the generated file. A model trained for several settings of its detector
+    (a family with ``settings_of``, e.g. one expert per absorber) generates for the settings given
+    (--absorber Pb), else for those of the conditions file, else for its default; settings it was not
+    trained for are one clear error. Other models generate for their one spec."""
+    default = loaded.config["detector_spec"]
+    settings_of = getattr(loaded.family, "settings_of", None)
+    if settings_of is None:
+        if settings:
+            raise HitgenError(f"--{next(iter(settings))} does not apply to a {loaded.family.name} model: it generates for its training spec only")
+        return default
+    known = settings_of(loaded.config["model"])
+    names = sorted({k for s in known for k in s})
+    wanted = dict(settings) or {k: source_spec[k] for k in names if source_spec and k in source_spec}
+    for option in known:
+        if all(wanted.get(k, option[k]) == option[k] for k in names):
+            specs = loaded.config.get("detector_specs") or [default]
+            for spec in specs:
+                if all(spec.get(k) == option[k] for k in names):
+                    return spec
+            return {**default, **option}
+    said = ", ".join(f"{k} {v}" for k, v in wanted.items())
+    offered = " or ".join(", ".join(f"{k} {v}" for k, v in o.items()) for o in known)
+    raise HitgenError(f"this model generates for {offered}, not for {said}")
 
 
 def options_used(family: Family, opts: SamplingOptions) -> dict:
@@ -197,6 +228,7 @@ def generate_file(
     scheduler: str | None = None,
     resume: bool = False,
     unit_share: tuple[int, int] | None = None,
+    settings: dict | None = None,
 ) -> GenerationSummary:
     """Generate events for the conditions of a file, or sampled from the detector's generation
     `options` (for n_events), and write them to `out`, block by block (BLOCK_EVENTS): memory does
@@ -213,6 +245,7 @@ def generate_file(
     loaded = attach_backend(loaded, backend, onnx_dir, dtype, device, opts.decoder)
     source = condition_source(loaded.detector, conditions, options or {}, n_events, opts.seed)
     outside, trained = check_conditions(loaded, source, str(conditions) if conditions else "the sampled conditions")
+    spec = output_spec(loaded, read_header(conditions)[1] if conditions is not None else None, settings or {})
     notes: dict = {"sampling": used | {"dtype": dtype, "backend": backend}}
     if outside:
         notes |= {"outside_training_range": outside, "training_ranges": trained}
@@ -243,12 +276,12 @@ def generate_file(
             progress,
             overwrite,
             outside,
+            spec,
         )
     ddp = Distributed.from_env(torch.device(device))
     device = str(ddp.local_device(torch.device(device)))
     n = source.n_events
     lo, hi = n * ddp.rank // ddp.world, n * (ddp.rank + 1) // ddp.world  # this process's share
-    spec = loaded.config["detector_spec"]
     t0 = time.perf_counter()
     target = _part_path(out, ddp.rank, ddp.world) if ddp.world > 1 else out
     with EventWriter(target, spec, loaded.producer, opts.seed, overwrite=ddp.world > 1 or overwrite, notes=notes) as writer:
@@ -256,7 +289,7 @@ def generate_file(
             done = first - lo
             tick = (lambda k, done=done: progress(done + k)) if progress else None
             with autocast(device, dtype):
-                offsets, hits = generate_share(loaded, cond, opts, device, first, tick)
+                offsets, hits = generate_share(loaded, cond, opts, device, first, tick, spec)
             writer.append(cond, offsets, hits)
         share = (writer.n_events, writer.n_hits)
         if ddp.world == 1:
@@ -311,6 +344,7 @@ def _generate_units(
     progress,
     overwrite,
     outside,
+    spec,
 ):
     """The run in units (hitgen.distributed.units): each unit generates its events (their random
     streams are those of their index in the whole run) and writes its block; then the blocks are joined."""
@@ -325,6 +359,7 @@ def _generate_units(
         "seed": opts.seed,
         "sampling": notes["sampling"],
         "conditions": digest.hexdigest(),
+        "spec": spec,
         "unit_events": units.UNIT_EVENTS,
     }
     run = units.run_id(key)
@@ -341,7 +376,7 @@ def _generate_units(
         "dtype": dtype,
         "backend": backend,
         "onnx_dir": None if onnx_dir is None else str(Path(onnx_dir).resolve()),
-        "spec": loaded.config["detector_spec"],
+        "spec": spec,
         "producer": loaded.producer,
         "n_events": n,
         "out": str(Path(out).resolve()),
@@ -401,7 +436,7 @@ def generate_unit(payload: dict) -> dict:
         with EventWriter(path, payload["spec"], payload["producer"], opts.seed, True, note) as w:
             for first, cond in payload["source"].blocks(unit.start, unit.stop):
                 with autocast(payload["device"], payload["dtype"]):
-                    offsets, hits = generate_share(loaded, cond, opts, payload["device"], first)
+                    offsets, hits = generate_share(loaded, cond, opts, payload["device"], first, spec=payload["spec"])
                 w.append(cond, offsets, hits)
         busy = time.perf_counter() - t1
         return {"events": unit.events, "busy_s": busy, "startup_s": startup, "worker": f"{socket.gethostname()}:{os.getpid()}"}

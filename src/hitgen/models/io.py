@@ -3,6 +3,11 @@
 config.json records the model configuration, the tokenizer, the detector spec, the training
 configuration and data, and the SHA-256 of model.safetensors; loading checks that checksum, so a
 missing, truncated or altered weights file is refused with one clear line.
+
+A model that grows by modules (the calo-moe family) keeps its base's model.safetensors unchanged
+and each added module in a file of its own (config.json "modules": name, file, sha256, and the
+checksum of the backbone it was trained on); loading composes them, checking every checksum, that
+each module was trained on this backbone, and that no module replaces a parameter.
 """
 
 from __future__ import annotations
@@ -50,7 +55,12 @@ class LoadedModel:
 
     @property
     def weights_sha256(self) -> str:
-        return self.config["weights_sha256"]
+        """The identity of the weights: model.safetensors's checksum; for a model composed of a base and
+        module files (config "modules"), the checksum of all their checksums in order."""
+        modules = self.config.get("modules") or []
+        if not modules:
+            return self.config["weights_sha256"]
+        return hashlib.sha256(" ".join([self.config["weights_sha256"], *(m["sha256"] for m in modules)]).encode()).hexdigest()
 
     @property
     def producer(self) -> str:
@@ -120,6 +130,32 @@ def read_json_object(path: Path, what: str) -> dict[str, Any]:
     return value
 
 
+def _module_state(folder: Path, module: Any, config: dict[str, Any], state: dict, device) -> dict[str, torch.Tensor]:
+    """The tensors of one module file of a composed model folder, checked: its checksum, the backbone it
+    was trained on (the folder's model.safetensors), and that it adds parameters without replacing any."""
+    if not isinstance(module, dict) or not {"name", "file", "sha256", "backbone_sha256"} <= set(module):
+        raise HitgenError(f"{folder}/config.json: a module entry needs name, file, sha256 and backbone_sha256")
+    name, rel = str(module["name"]), Path(str(module["file"]))
+    path = folder / rel
+    if rel.is_absolute() or ".." in rel.parts or not path.is_file():
+        raise HitgenError(f"{folder}: module {name}: no file {rel} inside the model folder")
+    if module["backbone_sha256"] != config["weights_sha256"]:
+        raise HitgenError(
+            f"{path}: module {name} was trained on backbone {str(module['backbone_sha256'])[:12]}, "
+            f"but this model's backbone is {config['weights_sha256'][:12]}"
+        )
+    if sha256_of(path) != module["sha256"]:
+        raise HitgenError(f"{path}: checksum differs from config.json; module {name} was altered or is incomplete")
+    try:
+        tensors = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError) as e:
+        raise HitgenError(f"{path}: unreadable ({e})") from None
+    clash = sorted(set(tensors) & set(state))
+    if clash:
+        raise HitgenError(f"{path}: module {name} would replace parameter {clash[0]} of the backbone or of another module")
+    return tensors
+
+
 def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     folder = resolve(name_or_path)
     cfg_path, weights = folder / "config.json", folder / "model.safetensors"
@@ -151,6 +187,8 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
         model = family.model_from_config(config["model"])
     except (TypeError, KeyError, ValueError, AttributeError) as e:
         raise HitgenError(f"{cfg_path}: model configuration does not fit {config['architecture']} ({e})") from None
+    for module in config.get("modules") or []:
+        state.update(_module_state(folder, module, config, state, device))
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

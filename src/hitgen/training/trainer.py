@@ -16,7 +16,9 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -126,14 +128,24 @@ def _write_log(path: Path, rows: list[dict], fields: tuple[str, ...]) -> None:
         w.writerows(rows)
 
 
-def load_training_events(paths: list[Path]) -> tuple[EventSet, list[int]]:
-    """The events of all files, in order, and the number of events of each file."""
+def training_data_of(family, paths: list[Path]) -> tuple[EventSet, list[int], Any, list[dict]]:
+    """The training data of the family from the files, the events (for the run's record), the events
+    per file and the detector specs. Files whose detector settings differ (an absorber) train together
+    only in a family that routes them itself (``training_data_of_files``); the record then keeps the
+    first file's spec as the model's default and every spec under ``detector_specs``."""
     parts = [read_events(p) for p in paths]
-    return EventSet.concatenate(parts), [p.n_events for p in parts]
+    specs = list({json.dumps(p.detector_spec, sort_keys=True): p.detector_spec for p in parts}.values())
+    if len(specs) > 1 and hasattr(family, "training_data_of_files") and len({p.detector for p in parts}) == 1:
+        data = family.training_data_of_files(parts)
+        events = EventSet.concatenate([replace(p, detector_spec=parts[0].detector_spec, physics=parts[0].physics) for p in parts])
+    else:
+        events = EventSet.concatenate(parts)
+        data = None
+    return events, [p.n_events for p in parts], data, specs
 
 
 def train(
-    config_path: str | Path,
+    config_path: str | Path | FamilyConfig,
     data_path: str | Path | list[str | Path],
     out: str | Path,
     device: str = "cpu",
@@ -146,7 +158,8 @@ def train(
     `init_from` (a model folder or shipped name) starts a new run from that model's weights: every
     parameter of the same name and shape is copied, the configuration's new modules keep their
     initialisation; a resumed run continues from its own checkpoint."""
-    cfg = load_config(config_path)
+    cfg = config_path if isinstance(config_path, FamilyConfig) else load_config(config_path)
+    config_path = config_path.model.architecture + " config built by hitgen extend" if isinstance(config_path, FamilyConfig) else config_path
     family = get_family(cfg.architecture)
     if stop_after is not None and stop_after < 1:
         raise HitgenError(f"--stop-after must be at least 1 (got {stop_after})")
@@ -162,10 +175,10 @@ def train(
     if out.exists() and not out.is_dir():
         raise HitgenError(f"{out}: exists and is not a folder; choose another --out")
     data_paths = [Path(p) for p in (data_path if isinstance(data_path, list) else [data_path])]
-    events, events_per_file = load_training_events(data_paths)
+    events, events_per_file, data, specs = training_data_of(family, data_paths)
     if events.detector != family.detector:
         raise HitgenError(f"{family.name} trains on {family.detector} event files, not {events.detector} ({data_paths[0]})")
-    data = family.training_data(events)
+    data = family.training_data(events) if data is None else data
     train_data, val_data = split(data, t.val_fraction, t.seed)
     cfg_json = json.loads(cfg.model_dump_json())
     torch.manual_seed(t.seed)
@@ -204,6 +217,8 @@ def train(
                 record["tokenizer"] = family.tokenizer
                 if init is not None:
                     record["init_from"] = init
+                if len(specs) > 1:
+                    record["detector_specs"] = specs
                 save_model_dir(out, model, family.name, record)
                 _write_log(out / LOG, log_rows, (*LOG_HEAD, *loss_fields, *LOG_TAIL))
             if progress:

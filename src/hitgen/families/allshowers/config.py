@@ -18,6 +18,8 @@ class ModelSection(TrunkSection):
     time_frequencies: int = Field(8, gt=0)  # Fourier features of the flow time
     ot_pairing: bool = True  # shower- and layer-wise optimal-transport pairing of noise and points
     layer_energies: bool = True  # the first stage also draws each layer's energy (beyond the paper)
+    # generation scales e/gamma points to the drawn layer energies (False: the points keep the CNF's own)
+    scale_to_layer_energies: bool = True
     default_solver: str = "heun-32"  # solver and function evaluations of generation by default
 
 

@@ -45,6 +45,7 @@ class AllShowersConfig:
     time_frequencies: int = 8
     ot_pairing: bool = True
     layer_energies: bool = True
+    scale_to_layer_energies: bool = True
     default_solver: str = "heun-32"
     # standardisation of the training data (set from it when the model is built, then fixed)
     stats: dict[str, Any] = field(default_factory=dict)

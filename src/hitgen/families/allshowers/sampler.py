@@ -89,11 +89,12 @@ def generate_showers(
     rescale: bool | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Showers for the conditions: CSR offsets and ild-ecal hit fields (layer, cell_x, cell_y, energy).
-    rescale: scale e/gamma points to the first stage's layer energies (default: with layer_energies)."""
+    rescale: scale e/gamma points to the first stage's layer energies (default: the model's
+    scale_to_layer_energies, where it draws layer energies)."""
     model = model.to(device).eval()
     cfg = model.cfg
     solver, nfe = parse_decoder(cfg.default_solver if decoder == "plain" else decoder)
-    rescale = cfg.layer_energies if rescale is None else rescale
+    rescale = (cfg.layer_energies and cfg.scale_to_layer_energies) if rescale is None else rescale
     if rescale and not cfg.layer_energies:
         raise HitgenError("this AllShowers model draws no layer energies to scale to")
     n = len(conditions["energy"])

@@ -1,0 +1,36 @@
+"""The foundation model's training config: the trunk, the experts it holds, the rotary settings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from hitgen.core.config import FamilyConfig, NoLoss, TrunkSection
+from hitgen.families.calo_moe.tokens import EXPERT_KEYS
+
+
+class ModelSection(TrunkSection):
+    architecture: Literal["calo-moe"]
+    experts: list[str] = Field(min_length=1)  # <particle>-<material>, e.g. gamma-W
+    rope_base: float = Field(1000.0, gt=0)
+    rope_fraction: float = Field(0.5, gt=0, le=1)
+    head_width: int = Field(128, gt=0)
+    max_voxels: int = Field(600, gt=0)
+    # a fixed standardisation of the log energy (an extension keeps its base's); None: from the data
+    stats: dict[str, float] | None = None
+
+    @field_validator("experts")
+    @classmethod
+    def _known(cls, experts: list[str]) -> list[str]:
+        unknown = [k for k in experts if k not in EXPERT_KEYS]
+        if unknown:
+            raise ValueError(f"unknown expert {unknown[0]!r} (known: {', '.join(EXPERT_KEYS)})")
+        if len(set(experts)) != len(experts):
+            raise ValueError("an expert is named twice")
+        return experts
+
+
+class CaloMoETrainConfig(FamilyConfig):
+    model: ModelSection
+    loss: NoLoss = NoLoss()

@@ -1,0 +1,132 @@
+"""Training data of the foundation model: voxel token sequences of one or more event files, each file
+routed to the expert of its (particle, absorber), and the loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from hitgen.core.errors import HitgenError
+from hitgen.core.events import EventSet
+from hitgen.families.calo_moe.tokens import EOS_LAYER, EXPERT_KEYS, condition_vector, expert_key, particle_names, tokenize
+
+IGNORE = -100
+
+
+def expert_names(events: EventSet) -> np.ndarray:
+    """The expert key of every event: its particle and the file's absorber."""
+    material = events.detector_spec.get("absorber", "W")
+    return np.array([expert_key(p, material) for p in particle_names(events.conditions["pdg"])])
+
+
+@dataclass
+class VoxelData:
+    offsets: np.ndarray
+    layer: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    ebin: np.ndarray
+    cond: np.ndarray  # (N, N_COND) float32
+    expert: np.ndarray  # (N,) int64 index into tokens.EXPERT_KEYS
+
+    @property
+    def length(self) -> np.ndarray:
+        return np.diff(self.offsets) + 1  # the prefix and one position per voxel
+
+    def __len__(self) -> int:
+        return len(self.cond)
+
+    @classmethod
+    def from_parts(cls, parts: list[EventSet]) -> VoxelData:
+        pieces = []
+        for events in parts:
+            seq = tokenize(events)
+            codes = np.array([EXPERT_KEYS.index(k) for k in expert_names(events)], dtype=np.int64)
+            pieces.append(cls(seq.offsets, seq.layer, seq.x, seq.y, seq.ebin, condition_vector(events.conditions), codes))
+        if len(pieces) == 1:
+            return pieces[0]
+        starts = np.cumsum([0] + [p.offsets[-1] for p in pieces[:-1]])
+        offsets = np.concatenate([pieces[0].offsets[:1]] + [p.offsets[1:] + s for p, s in zip(pieces, starts, strict=True)])
+        cat = {k: np.concatenate([getattr(p, k) for p in pieces]) for k in ("layer", "x", "y", "ebin", "cond", "expert")}
+        return cls(offsets=offsets, **cat)
+
+    def experts(self) -> list[str]:
+        return [EXPERT_KEYS[c] for c in np.unique(self.expert)]
+
+    def log_energy_stats(self) -> dict[str, float]:
+        log_e = self.cond[:, 0].astype(np.float64)
+        return {"log_energy_mean": float(log_e.mean()), "log_energy_std": float(max(log_e.std(), 1e-3))}
+
+    def subset(self, idx: np.ndarray) -> VoxelData:
+        idx = np.asarray(idx)
+        counts = np.diff(self.offsets)[idx]
+        take = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in idx]) if len(idx) else np.zeros(0, np.int64)
+        return VoxelData(
+            np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            self.layer[take],
+            self.x[take],
+            self.y[take],
+            self.ebin[take],
+            self.cond[idx],
+            self.expert[idx],
+        )
+
+    def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
+        """Inputs (B, T) of the voxel positions, targets (B, T + 1) of every position (the end at the
+        last; IGNORE past it, and for x, y, energy at the end)."""
+        idx = np.asarray(idx)
+        n = np.diff(self.offsets)[idx]
+        t = int(n.max()) if len(n) else 0
+        b = len(idx)
+        fields = {k: np.zeros((b, t), np.int64) for k in ("layer", "x", "y", "ebin")}
+        targets = {k: np.full((b, t + 1), IGNORE, np.int64) for k in ("layer", "x", "y", "ebin")}
+        for r, i in enumerate(idx):
+            s = slice(self.offsets[i], self.offsets[i + 1])
+            for k in fields:
+                fields[k][r, : n[r]] = getattr(self, k)[s]
+                targets[k][r, : n[r]] = getattr(self, k)[s]
+            targets["layer"][r, n[r]] = EOS_LAYER
+        out = {k: torch.from_numpy(v) for k, v in fields.items()}
+        out |= {f"t_{k}": torch.from_numpy(v) for k, v in targets.items()}
+        out["cond"] = torch.from_numpy(self.cond[idx])
+        out["expert"] = torch.from_numpy(self.expert[idx])
+        return out
+
+
+def check_experts(data: VoxelData, experts: list[str]) -> None:
+    missing = [k for k in data.experts() if k not in experts]
+    if missing:
+        raise HitgenError(f"the training data hold {missing[0]} showers, but the model config has no expert for them (experts: {experts})")
+
+
+LOSS_FIELDS = ("loss", "ce_layer", "ce_x", "ce_y", "ce_energy")
+
+
+def moe_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross entropy per position of the four heads (layer or end; x, y and energy bin of a voxel),
+    summed over heads and averaged over positions; each part per position as logged."""
+    experts = [EXPERT_KEYS[c] for c in batch["expert"].tolist()]
+    h = model(batch, experts)
+    particles = [k.rsplit("-", 1)[0] for k in experts]
+    sums = {k: h.new_zeros(()) for k in LOSS_FIELDS[1:]}
+    for particle in dict.fromkeys(particles):
+        rows = torch.tensor([r for r, p in enumerate(particles) if p == particle], device=h.device)
+        heads = model.heads[particle]
+        hp = h[rows]
+        t_layer = batch["t_layer"][rows]
+        sums["ce_layer"] = sums["ce_layer"] + F.cross_entropy(heads.layer(hp).flatten(0, 1), t_layer.flatten(), ignore_index=IGNORE, reduction="sum")
+        vox = batch["t_x"][rows] != IGNORE
+        hv = hp[vox]
+        hl = heads.after_layer(hv, t_layer[vox])
+        hx = heads.after_x(hl, batch["t_x"][rows][vox])
+        hy = heads.after_y(hx, batch["t_y"][rows][vox])
+        sums["ce_x"] = sums["ce_x"] + F.cross_entropy(heads.x(hl), batch["t_x"][rows][vox], reduction="sum")
+        sums["ce_y"] = sums["ce_y"] + F.cross_entropy(heads.y(hx), batch["t_y"][rows][vox], reduction="sum")
+        sums["ce_energy"] = sums["ce_energy"] + F.cross_entropy(heads.energy(hy), batch["t_ebin"][rows][vox], reduction="sum")
+    positions = (batch["t_layer"] != IGNORE).sum().clamp(min=1)
+    parts = {k: v / positions for k, v in sums.items()}
+    loss = sum(parts.values())
+    return loss, {"loss": float(loss.detach())} | {k: float(v.detach()) for k, v in parts.items()}

@@ -1,0 +1,183 @@
+"""Growing a foundation model by modules: `hitgen extend BASE --add gamma-Pb --data Pb.h5 --out OUT`.
+
+mode "module" (the default) trains only the new module, everything else frozen: the expert of the new
+(particle, material), and the heads of its particle where the base has none. The model folder OUT
+then holds the base's weights unchanged (model.safetensors, the same bytes and checksum) and the
+base's modules and the new one as files of their own (modules/<name>.safetensors), each with its
+checksum and the checksum of the backbone it was trained on; `load_model` composes them. A module
+trained on another backbone is refused there with one line.
+
+mode "full": the same model and data, every parameter trained (full fine-tuning, the comparison that
+shows forgetting); OUT is then a plain model folder.
+
+The training itself is hitgen's trainer (checkpoints, exact resume: the same command continues an
+interrupted run), in OUT/run, with the [train] table of the given config and the base's model
+settings. `--events N --draw K` trains on N showers drawn (seeded by K) from the given files, to
+measure how the result depends on the sample size and on the draw.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.torch import load_file, save_file
+
+from hitgen.core.atomic import atomic_path, write_text_atomic
+from hitgen.core.config import TrainSection
+from hitgen.core.errors import HitgenError
+from hitgen.core.events import EventSet
+from hitgen.detectors import read_events
+from hitgen.families.calo_moe.tokens import EXPERT_KEYS
+from hitgen.models.io import load_model, sha256_of
+from hitgen.training.config import validate_config
+
+MODES = ("module", "full")
+
+
+def module_prefixes(base_config: dict[str, Any], key: str) -> list[str]:
+    """Parameter name prefixes of the module that adds expert `key` to a model of this config."""
+    particle = key.rsplit("-", 1)[0]
+    known_particles = {k.rsplit("-", 1)[0] for k in base_config["model"]["experts"]}
+    return [f"experts.{key}."] + ([f"heads.{particle}."] if particle not in known_particles else [])
+
+
+def _train_table(path: Path) -> dict[str, Any]:
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HitgenError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise HitgenError(f"{path}: not valid TOML ({e})") from None
+    extra = sorted(set(raw) - {"train"})
+    if extra:
+        raise HitgenError(f"{path}: an extension config has only a [train] table (the model is the base's), not [{extra[0]}]")
+    try:
+        return TrainSection.model_validate(raw.get("train", {})).model_dump()
+    except ValueError as e:
+        raise HitgenError(f"{path}: train: {str(e).splitlines()[-1].strip()}") from None
+
+
+def _drawn(paths: list[Path], n: int, draw: int, folder: Path) -> list[Path]:
+    """N showers drawn without replacement (seeded by `draw`) from the files, written once into folder."""
+    target = folder / f"showers_{n}_draw{draw}.h5"
+    if target.exists():
+        return [target]
+    events = EventSet.concatenate([read_events(p) for p in paths])
+    if n > events.n_events:
+        raise HitgenError(f"--events {n}: the data hold only {events.n_events} showers")
+    idx = np.sort(np.random.default_rng([draw, 21]).choice(events.n_events, n, replace=False))
+    chosen = events.select(idx)
+    chosen.notes = {"drawn_from": [str(p) for p in paths], "events": n, "draw": draw, "seeds": events.notes.get("seeds", [events.seed])}
+    folder.mkdir(parents=True, exist_ok=True)
+    chosen.write(target)
+    return [target]
+
+
+def extend(
+    base_ref: str,
+    add: str,
+    data: list[Path],
+    out: Path,
+    config: Path,
+    mode: str = "module",
+    events: int | None = None,
+    draw: int = 0,
+    stop_after: int | None = None,
+    progress=None,
+) -> Path:
+    """Train the module `add` on `data` over the base model; returns the model folder `out`."""
+    from hitgen.training.trainer import train
+
+    if mode not in MODES:
+        raise HitgenError(f"unknown --mode '{mode}' (known: {', '.join(MODES)})")
+    if add not in EXPERT_KEYS:
+        raise HitgenError(f"--add {add}: not an expert this family knows (known: {', '.join(EXPERT_KEYS)})")
+    base = load_model(base_ref)
+    if base.config["architecture"] != "calo-moe":
+        raise HitgenError(f"{base.path}: a {base.config['architecture']} model does not grow by modules (only calo-moe models do)")
+    if add in base.config["model"]["experts"]:
+        raise HitgenError(f"{base.path}: already has the expert {add}")
+    if events is not None and events < 1:
+        raise HitgenError(f"--events must be positive (got {events})")
+    train_table = _train_table(config)
+    out = Path(out)
+    if (out / "config.json").exists():
+        raise HitgenError(f"{out}: already holds a model; choose another --out")
+    run = out / "run"
+    paths = _drawn(data, events, draw, run) if events is not None else [Path(p) for p in data]
+    prefixes = module_prefixes(base.config, add)
+    trained = base.config["training"]
+    model = {k: v for k, v in trained["model"].items()} | {"experts": [*base.config["model"]["experts"], add], "stats": base.config["model"]["stats"]}
+    train_table["train_only"] = prefixes if mode == "module" else []
+    cfg = validate_config({"model": model, "loss": trained.get("loss", {}), "train": train_table}, "the extension config")
+    train(cfg, paths, run, progress=progress, stop_after=stop_after, init_from=str(base.path))
+    record = json.loads((run / "config.json").read_text())
+    if not record.get("finished"):
+        return run
+    if mode == "full":
+        return _plain_folder(run, out)
+    return _compose(base, add, prefixes, run, record, out)
+
+
+def _plain_folder(run: Path, out: Path) -> Path:
+    for name in ("model.safetensors", "config.json"):
+        with atomic_path(out / name) as tmp:
+            shutil.copyfile(run / name, tmp)
+    return out
+
+
+def _compose(base, add: str, prefixes: list[str], run: Path, record: dict, out: Path) -> Path:
+    """OUT: the base's weights, the base's modules, the new module file, and config.json last."""
+    state = load_file(str(run / "model.safetensors"))
+    base_state = base.model.state_dict()
+    for name, tensor in base_state.items():  # the frozen part must be the base's, bit for bit
+        if not name.startswith(tuple(prefixes)) and not bool((state[name] == tensor).all()):
+            raise HitgenError(f"{run}: parameter {name} changed in training; the base was not frozen")
+    modules_dir = out / "modules"
+    modules_dir.mkdir(parents=True, exist_ok=True)
+    backbone_sha = base.config["weights_sha256"]
+    entries = []
+    for m in base.config.get("modules") or []:
+        with atomic_path(modules_dir / Path(m["file"]).name) as tmp:
+            shutil.copyfile(base.path / m["file"], tmp)
+        entries.append(m)
+    file = modules_dir / f"{add}.safetensors"
+    tensors = {k: v.contiguous() for k, v in state.items() if k.startswith(tuple(prefixes))}
+    with atomic_path(file) as tmp:
+        save_file(tensors, str(tmp))
+    entries.append(
+        {
+            "name": add,
+            "file": f"modules/{file.name}",
+            "sha256": sha256_of(file),
+            "backbone_sha256": backbone_sha,
+            "parameters": int(sum(t.numel() for t in tensors.values())),
+            "prefixes": prefixes,
+            "data": record["data"],
+            "steps": record["steps"],
+            "training_seconds": record["training_seconds"],
+            "train": record["training"]["train"],
+            "machine": record["machine"],
+        }
+    )
+    with atomic_path(out / "model.safetensors") as tmp:
+        shutil.copyfile(base.path / "model.safetensors", tmp)
+    config = dict(base.config)
+    config["model"] = record_model(base.config["model"], add)
+    config["modules"] = entries
+    specs = base.config.get("detector_specs") or [base.config["detector_spec"]]
+    new_spec = record["detector_spec"]
+    if all(s != new_spec for s in specs):
+        specs = [*specs, new_spec]
+    config["detector_specs"] = specs
+    write_text_atomic(out / "config.json", json.dumps(config, indent=2, sort_keys=True))
+    return out
+
+
+def record_model(model_config: dict[str, Any], add: str) -> dict[str, Any]:
+    return {**model_config, "experts": [*model_config["experts"], add]}

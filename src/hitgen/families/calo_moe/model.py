@@ -1,0 +1,235 @@
+"""The calorimetry foundation model (`calo-moe`): a decoder-only transformer over a shower's voxel
+tokens with fixed-routing experts per (particle, absorber) and output heads per particle.
+
+- Input of position 0: the prefix token, a linear map of the condition (tokens.condition_vector)
+  plus the routed expert's own condition vector (so attention knows the material). Positions 1..n:
+  the voxels, each the sum of embeddings of its layer, x, y and energy bin and of its depth
+  feature (layer / 30 through a linear map).
+- Blocks: pre-norm attention with partial rotary position embeddings (the first half of each head's
+  dimensions; base 1000, the paper's best for these short sequences), shared by every expert; the
+  feed-forward part is the routed expert's. Routing is fixed by the condition, never learned, and only
+  the routed expert runs: rows of a batch are grouped by expert, each group through its own weights
+  (the paper's code runs every expert and masks the rest, so its cost grows with the experts held).
+- Heads per particle (the paper's particle vocabularies): the next voxel's layer (30 + end), then
+  its x given the layer, y given both, and the energy bin given the voxel, each a small MLP over the
+  position's output plus embeddings of what was drawn before. The paper's single softmax over 27 000
+  voxel indices would cost five times the whole trunk per token on 2 CPU cores (d 128) and asks for
+  27 000 unshared output rows from about a million training tokens; the factorised heads are exact
+  (a product of conditionals) and share statistics across voxels of one layer or column.
+
+Parameter names say what belongs to which module: `experts.<particle>-<material>.*` (an expert),
+`heads.<particle>.*` (a particle's heads), `lora` / everything else: the backbone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from hitgen.detectors.ild_ecal.geometry import N_LAYERS
+from hitgen.detectors.ild_ecal.views import WINDOW
+from hitgen.families.calo_moe.tokens import ENERGY_BINS, N_COND
+from hitgen.nn.blocks import KVCache, init_weights
+
+
+@dataclass
+class CaloMoEConfig:
+    d_model: int = 128
+    n_blocks: int = 4
+    n_heads: int = 4
+    d_ff: int = 384
+    dropout: float = 0.0
+    experts: list[str] = field(default_factory=lambda: ["gamma-W"])  # <particle>-<material>
+    rope_base: float = 1000.0
+    rope_fraction: float = 0.5  # share of each head's dimensions that rotate
+    head_width: int = 128
+    max_voxels: int = 600  # generation stops a shower at this many voxels
+    stats: dict[str, Any] = field(default_factory=dict)  # log energy mean and std of the base training data
+
+    @property
+    def particles(self) -> list[str]:
+        """The particles with heads, in the order their experts first appear."""
+        return list(dict.fromkeys(key.rsplit("-", 1)[0] for key in self.experts))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CaloMoEConfig:
+        return cls(**d)
+
+
+def rotate(q: torch.Tensor, positions: torch.Tensor, n_rot: int, base: float) -> torch.Tensor:
+    """Rotary embedding of the first n_rot dimensions of q (B, heads, T, head dim) at positions (T,)."""
+    half = n_rot // 2
+    inv = base ** (-torch.arange(half, device=q.device, dtype=torch.float32) / half)
+    angle = positions.float()[:, None] * inv[None, :]
+    cos, sin = angle.cos().to(q.dtype), angle.sin().to(q.dtype)
+    a, b = q[..., :half], q[..., half:n_rot]
+    return torch.cat([a * cos - b * sin, a * sin + b * cos, q[..., n_rot:]], dim=-1)
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, d: int, d_ff: int, dropout: float) -> None:
+        super().__init__(nn.Linear(d, d_ff), nn.GELU(), nn.Linear(d_ff, d), nn.Dropout(dropout))
+
+
+class Expert(nn.Module):
+    """One (particle, material): its condition vector and a feed-forward block per transformer block."""
+
+    def __init__(self, cfg: CaloMoEConfig) -> None:
+        super().__init__()
+        self.cond = nn.Parameter(torch.zeros(cfg.d_model))
+        self.ffn = nn.ModuleList(FeedForward(cfg.d_model, cfg.d_ff, cfg.dropout) for _ in range(cfg.n_blocks))
+
+
+def _mlp(d: int, width: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d, width), nn.GELU(), nn.Linear(width, n_out))
+
+
+class Heads(nn.Module):
+    """One particle's output vocabulary: layer (or end), x | layer, y | layer, x, energy bin | voxel."""
+
+    def __init__(self, cfg: CaloMoEConfig) -> None:
+        super().__init__()
+        d, w = cfg.d_model, cfg.head_width
+        self.layer = _mlp(d, w, N_LAYERS + 1)
+        self.x = _mlp(d, w, WINDOW)
+        self.y = _mlp(d, w, WINDOW)
+        self.energy = _mlp(d, w, ENERGY_BINS)
+        self.emb_layer = nn.Embedding(N_LAYERS, d)
+        self.emb_x = nn.Embedding(WINDOW, d)
+        self.emb_y = nn.Embedding(WINDOW, d)
+
+    def after_layer(self, h: torch.Tensor, layer: torch.Tensor) -> torch.Tensor:
+        return h + self.emb_layer(layer)
+
+    def after_x(self, h_l: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return h_l + self.emb_x(x)
+
+    def after_y(self, h_lx: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return h_lx + self.emb_y(y)
+
+
+class MoEBlock(nn.Module):
+    """Pre-norm block: shared causal attention with partial rotary embeddings, routed feed-forward."""
+
+    def __init__(self, cfg: CaloMoEConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        head_dim = cfg.d_model // cfg.n_heads
+        self.n_rot = 2 * int(head_dim * cfg.rope_fraction / 2)
+        self.base = cfg.rope_base
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.attn_dropout = cfg.dropout
+
+    def attention(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache | None, index: int) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        q, k = rotate(q, positions, self.n_rot, self.base), rotate(k, positions, self.n_rot, self.base)
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.attn_dropout if self.training else 0.0)
+        else:
+            y = cache.attend(index, q, k, v)
+        return self.proj(y.transpose(1, 2).reshape(b, t, d))
+
+    def forward(self, x, positions, route, index: int, cache: KVCache | None = None) -> torch.Tensor:
+        x = x + self.drop(self.attention(self.ln1(x), positions, cache, index))
+        return x + route(self.ln2(x), index)
+
+
+class CaloMoE(nn.Module):
+    def __init__(self, cfg: CaloMoEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.cond_proj = nn.Linear(N_COND, d)
+        self.emb_layer = nn.Embedding(N_LAYERS, d)
+        self.emb_x = nn.Embedding(WINDOW, d)
+        self.emb_y = nn.Embedding(WINDOW, d)
+        self.emb_energy = nn.Embedding(ENERGY_BINS, d)
+        self.depth = nn.Linear(1, d)
+        self.blocks = nn.ModuleList(MoEBlock(cfg) for _ in range(cfg.n_blocks))
+        self.ln_f = nn.LayerNorm(d)
+        self.apply(init_weights)
+        self.experts = nn.ModuleDict()
+        self.heads = nn.ModuleDict()
+        for key in cfg.experts:
+            self.add_expert(key)
+
+    def add_expert(self, key: str) -> None:
+        """A new expert (and the heads of its particle, where it has none), initialised as a model's own
+        modules are: deterministic given the torch seed at the time of the call."""
+        if key in self.experts:
+            return
+        expert = Expert(self.cfg)
+        expert.apply(init_weights)
+        self.experts[key] = expert
+        particle = key.rsplit("-", 1)[0]
+        if particle not in self.heads:
+            heads = Heads(self.cfg)
+            heads.apply(init_weights)
+            self.heads[particle] = heads
+        if key not in self.cfg.experts:
+            self.cfg.experts.append(key)
+
+    def prefix(self, cond: torch.Tensor, experts: list[str]) -> torch.Tensor:
+        """(B, 1, d) inputs of position 0 (cond: tokens.condition_vector, its log energy standardised here)."""
+        st = self.cfg.stats
+        cond = torch.cat([(cond[:, :1] - st["log_energy_mean"]) / st["log_energy_std"], cond[:, 1:]], dim=1)
+        vec = torch.stack([self.experts[k].cond for k in experts]) if len(set(experts)) > 1 else self.experts[experts[0]].cond[None]
+        return (self.cond_proj(cond) + vec)[:, None, :]
+
+    def embed(self, layer, x, y, ebin) -> torch.Tensor:
+        """(B, T, d) inputs of voxel positions."""
+        depth = (layer.float() / N_LAYERS)[..., None]
+        return self.emb_layer(layer) + self.emb_x(x) + self.emb_y(y) + self.emb_energy(ebin) + self.depth(depth)
+
+    def router(self, experts: list[str]):
+        """The routed feed-forward of every block for rows whose experts are `experts` (B names)."""
+        groups: dict[str, list[int]] = {}
+        for row, key in enumerate(experts):
+            groups.setdefault(key, []).append(row)
+        if len(groups) == 1:
+            ffn = self.experts[experts[0]].ffn
+            return lambda h, i: ffn[i](h)
+        index = {k: torch.tensor(rows) for k, rows in groups.items()}
+
+        def route(h: torch.Tensor, i: int) -> torch.Tensor:
+            out = torch.empty_like(h)
+            for key, rows in index.items():
+                out[rows.to(h.device)] = self.experts[key].ffn[i](h[rows.to(h.device)])
+            return out
+
+        return route
+
+    def trunk(self, inputs: torch.Tensor, start: int, route, cache: KVCache | None = None) -> torch.Tensor:
+        positions = torch.arange(start, start + inputs.shape[1], device=inputs.device)
+        h = inputs
+        for i, block in enumerate(self.blocks):
+            h = block(h, positions, route, i, cache)
+        return self.ln_f(h)
+
+    def forward(self, batch: dict[str, torch.Tensor], experts: list[str]) -> torch.Tensor:
+        """(B, T + 1, d) outputs: position p predicts voxel p + 1 (or the end)."""
+        inputs = torch.cat([self.prefix(batch["cond"], experts), self.embed(batch["layer"], batch["x"], batch["y"], batch["ebin"])], dim=1)
+        return self.trunk(inputs, 0, self.router(experts))
+
+
+def parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def active_parameters(model: CaloMoE, expert: str) -> int:
+    """Parameters a token of one (particle, material) passes through: the backbone, its expert, its heads."""
+    particle = expert.rsplit("-", 1)[0]
+    backbone = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("experts.", "heads.")))
+    return backbone + parameter_count(model.experts[expert]) + parameter_count(model.heads[particle])

@@ -1,0 +1,139 @@
+"""Shower generation with the foundation model: one voxel per step over a key-value cache, per-event
+random streams (an event depends only on the seed, its index and its conditions, never on the
+batch), finished showers leave the batch.
+
+Each step draws the next voxel's layer (or the end), then x, y and the energy bin, then a uniform
+position of the energy within its bin. Two constraints of the token order hold by construction: a
+voxel already in the shower is not drawn again (its y is masked; should all 30 y of a column be
+taken, which no shower comes near, the mask is lifted), and energies do not increase (bins above
+the previous voxel's are masked), as the sequences are ordered by decreasing energy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from hitgen.core.csr import offsets_from_counts
+from hitgen.core.errors import HitgenError
+from hitgen.detectors.ild_ecal.geometry import digitize
+from hitgen.detectors.ild_ecal.views import WINDOW
+from hitgen.families.calo_moe.model import CaloMoE
+from hitgen.families.calo_moe.tokens import ENERGY_BINS, EOS_LAYER, N_VOXELS, bin_energy, condition_vector, expert_key, particle_names, to_cells
+from hitgen.nn.blocks import KVCache
+from hitgen.nn.draw import sample_from, sample_values
+from hitgen.nn.streams import event_keys, uniforms
+
+DRAWS = 5  # layer, x, y, energy bin, position in the bin
+COMPACT_AT = 0.9
+
+
+def experts_for(model: CaloMoE, pdg: np.ndarray, material: str) -> list[str]:
+    keys = [expert_key(p, material) for p in particle_names(pdg)]
+    missing = sorted(set(keys) - set(model.experts))
+    if missing:
+        raise HitgenError(f"this model has no expert for {missing[0]} (experts: {', '.join(model.experts)})")
+    return keys
+
+
+@torch.no_grad()
+def generate_showers(
+    model: CaloMoE,
+    conditions: dict[str, np.ndarray],
+    material: str,
+    seed: int,
+    batch_size: int,
+    device: str = "cpu",
+    temperature: float = 1.0,
+    progress: Callable[[int], None] | None = None,
+    first_event: int = 0,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Showers for every event of `conditions` in the absorber `material`: CSR offsets and ild-ecal hits."""
+    model = model.to(device).eval()
+    n = len(conditions["energy"])
+    experts = experts_for(model, conditions["pdg"], material)
+    keys_all = event_keys(seed, np.arange(first_event, first_event + n))
+    cond_all = condition_vector(conditions)
+    parts = []
+    for lo in range(0, n, batch_size):
+        rows = np.arange(lo, min(lo + batch_size, n))
+        cond, keys = torch.from_numpy(cond_all[rows]).to(device), torch.from_numpy(keys_all[rows]).to(device)
+        part = _batch(model, cond, experts[lo : rows[-1] + 1], keys, temperature)
+        part["event"] = rows[part["event"]]
+        parts.append(part)
+        if progress:
+            progress(int(rows[-1]) + 1)
+    v = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    cell_x, cell_y = to_cells(conditions["entry_point"], v["x"], v["y"], v["event"])
+    counts = np.bincount(v["event"], minlength=n)
+    order = np.argsort(v["event"], kind="stable")
+    offsets, hits, _ = digitize(
+        offsets_from_counts(counts), v["layer"][order], cell_x[order], cell_y[order], v["energy"][order], np.ones(len(order), bool)
+    )
+    return offsets, hits
+
+
+def _batch(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.Tensor, temperature: float) -> dict[str, np.ndarray]:
+    """The voxels of one batch as flat arrays: event (row of the batch), layer, x, y, energy (MeV)."""
+    dev = cond.device
+    b = len(cond)
+    cache = KVCache(len(model.blocks))
+    event = np.arange(b)  # the batch row of every live row
+    live = torch.ones(b, dtype=torch.bool, device=dev)
+    route = model.router(experts)
+    h = model.trunk(model.prefix(cond, experts), 0, route, cache)[:, -1]
+    used = torch.zeros((b, N_VOXELS), dtype=torch.bool, device=dev)
+    prev = torch.full((b,), ENERGY_BINS - 1, dtype=torch.long, device=dev)
+    bins = torch.arange(ENERGY_BINS, device=dev)
+    out: list[dict[str, np.ndarray]] = []
+    rows_experts = list(experts)
+    for step in range(model.cfg.max_voxels + 1):
+        k = keys[torch.from_numpy(event).to(dev)]
+        u = [uniforms(k, torch.tensor(step * DRAWS + d, device=dev)) for d in range(DRAWS)]
+        layer = torch.empty(len(event), dtype=torch.long, device=dev)
+        x, y, ebin = torch.empty_like(layer), torch.empty_like(layer), torch.empty_like(layer)
+        particles = [e.rsplit("-", 1)[0] for e in rows_experts]
+        for particle in dict.fromkeys(particles):
+            r = torch.tensor([i for i, p in enumerate(particles) if p == particle], device=dev)
+            heads = model.heads[particle]
+            hr = h[r]
+            logp = torch.log_softmax(heads.layer(hr).float(), -1)
+            allowed = torch.ones_like(logp, dtype=torch.bool)
+            if step == model.cfg.max_voxels:
+                allowed[:, :EOS_LAYER] = False
+            lr = sample_from(logp, allowed, temperature, 0, u[0][r])
+            lc = lr.clamp(max=EOS_LAYER - 1)
+            hl = heads.after_layer(hr, lc)
+            xr = sample_values(heads.x(hl).float(), temperature, 0, u[1][r])
+            hx = heads.after_x(hl, xr)
+            taken = used[r].view(-1, EOS_LAYER, WINDOW, WINDOW)[torch.arange(len(r), device=dev), lc, xr]
+            free = ~taken
+            free[~free.any(-1)] = True
+            yr = sample_from(torch.log_softmax(heads.y(hx).float(), -1), free, temperature, 0, u[2][r])
+            hy = heads.after_y(hx, yr)
+            er = sample_from(torch.log_softmax(heads.energy(hy).float(), -1), bins[None, :] <= prev[r][:, None], temperature, 0, u[3][r])
+            layer[r], x[r], y[r], ebin[r] = lr, xr, yr, er
+        go = live & (layer < EOS_LAYER)
+        live = go
+        if not bool(go.any()):
+            break
+        g = go.cpu().numpy()
+        energy = bin_energy(ebin[go].cpu().numpy(), u[4][go].cpu().numpy())
+        out.append({"event": event[g], "layer": layer[go].cpu().numpy(), "x": x[go].cpu().numpy(), "y": y[go].cpu().numpy(), "energy": energy})
+        layer = torch.where(go, layer, 0)
+        idx = torch.nonzero(go).squeeze(1)
+        used[idx, ((layer * WINDOW + x) * WINDOW + y)[idx]] = True
+        prev = torch.where(go, ebin, prev)
+        if live.float().mean() <= COMPACT_AT:  # finished showers leave the batch
+            cache.keep(live)
+            event, used, prev = event[g], used[live], prev[live]
+            layer, x, y, ebin = layer[live], x[live], y[live], ebin[live]
+            rows_experts = [e for e, keep in zip(rows_experts, g, strict=True) if keep]
+            route = model.router(rows_experts)
+            live = live[live]
+        step_in = model.embed(layer, x, y, ebin)[:, None]
+        h = model.trunk(step_in, step + 1, route, cache)[:, -1]
+    if not out:
+        return {k: np.zeros(0, np.int64) for k in ("event", "layer", "x", "y")} | {"energy": np.zeros(0)}
+    return {key: np.concatenate([o[key] for o in out]) for key in out[0]}

@@ -1,0 +1,118 @@
+"""ild-ecal showers as the foundation model's token sequences, and back.
+
+A shower is the list of its non-empty voxels of the 30 x 30 x 30 window (hitgen.detectors.ild_ecal.
+views: 30 layers x 30 x 30 cells centred on the entry cell), ordered by decreasing energy. Each
+position carries the voxel (layer, x, y within the window; its flat index is layer * 900 + x * 30 + y)
+and its binned energy. Here a voxel is one detector cell (the window's cells are the detector's), so
+the voxel energies are the cell energies above the 0.1 MeV threshold.
+
+Energy bins: ENERGY_BINS bins uniform in log E from the threshold (0.1 MeV) to E_MAX_MEV = 64 MeV,
+2.6% wide. Above 64 MeV a voxel takes the last bin (counted: none of the 6000 W photon showers of
+1-10 GeV has a cell above 20 MeV). A bin is decoded by a uniform draw in log E within it, so that the
+generated energies are continuous; the 2.6% bin width is far below the per-voxel spread.
+
+Condition: the incident kinetic energy (log, standardised by the training data), the entry point
+within the entry cell (the window is centred on the entry cell, so only the offset inside it is
+left), and the direction's x and y (zero at normal incidence, the training samples' case)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hitgen.core.errors import HitgenError
+from hitgen.core.events import EventSet
+from hitgen.detectors.ild_ecal.geometry import CELL_SIZE_MM, N_LAYERS, cell_centre_mm, cell_of, require_ild_layout
+from hitgen.detectors.ild_ecal.views import HALF_WINDOW, WINDOW, entry_cells
+
+ENERGY_BINS = 256
+E_MIN_MEV, E_MAX_MEV = 0.1, 64.0
+_LOG_MIN, _LOG_MAX = np.log(E_MIN_MEV), np.log(E_MAX_MEV)
+N_VOXELS = N_LAYERS * WINDOW * WINDOW
+EOS_LAYER = N_LAYERS  # the layer head's extra class: the shower ends
+N_COND = 5  # standardised log energy, entry offset x and y in the cell (/ half cell), direction x and y
+
+PARTICLES = {22: "gamma", 11: "e-", -11: "e+"}  # EM showers only (no hadronic physics data here)
+MATERIALS = ("W", "Ta", "Pb")
+
+
+def expert_key(particle: str, material: str) -> str:
+    return f"{particle}-{material}"
+
+
+# every (particle, material) a model may hold an expert for; batches carry the index into this list
+EXPERT_KEYS = tuple(expert_key(p, m) for p in PARTICLES.values() for m in MATERIALS)
+
+
+def energy_bin(energy_mev: np.ndarray) -> np.ndarray:
+    x = (np.log(np.maximum(energy_mev, E_MIN_MEV)) - _LOG_MIN) / (_LOG_MAX - _LOG_MIN) * ENERGY_BINS
+    return np.clip(np.floor(x), 0, ENERGY_BINS - 1).astype(np.int64)
+
+
+def bin_energy(bins: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """MeV of bins, log-uniform within the bin by the uniforms u in [0, 1)."""
+    return np.exp(_LOG_MIN + (bins + u) * (_LOG_MAX - _LOG_MIN) / ENERGY_BINS)
+
+
+def particle_names(pdg: np.ndarray) -> np.ndarray:
+    """The particle name of every PDG code; one clear error for a particle the family has no name for."""
+    pdg = np.asarray(pdg)
+    known = np.isin(pdg, list(PARTICLES))
+    if not known.all():
+        raise HitgenError(f"particle PDG {int(pdg[~known][0])} is not an EM particle of this model family (known: {sorted(PARTICLES)})")
+    return np.array([PARTICLES[int(p)] for p in pdg])
+
+
+def condition_vector(conditions: dict[str, np.ndarray]) -> np.ndarray:
+    """(N, N_COND) float32 conditions of the prefix token: log energy (GeV; the model standardises it),
+    entry offset in the cell (/ half cell), direction x and y."""
+    log_e = np.log(conditions["energy"].astype(np.float64))
+    entry = conditions["entry_point"][:, :2].astype(np.float64)
+    offset = (entry - cell_centre_mm(cell_of(entry))) / (CELL_SIZE_MM / 2)
+    direction = conditions["direction"][:, :2].astype(np.float64)
+    return np.concatenate([log_e[:, None], offset, direction], axis=1).astype(np.float32)
+
+
+@dataclass
+class Sequences:
+    """Voxel tokens of N showers in CSR form, ordered by decreasing energy within each shower."""
+
+    offsets: np.ndarray  # (N + 1,) int64
+    layer: np.ndarray  # (T,) int64
+    x: np.ndarray
+    y: np.ndarray
+    ebin: np.ndarray
+    outside_energy: np.ndarray  # (N,) MeV outside the window (not in the tokens)
+    clipped: int  # voxels above E_MAX_MEV (in the last bin)
+
+
+def tokenize(events: EventSet) -> Sequences:
+    require_ild_layout(events.detector_spec, "the calorimetry foundation model")
+    h = events.hits
+    ex, ey = entry_cells(events)
+    event = events.event_index()
+    i = h["cell_x"].astype(np.int64) - (ex - HALF_WINDOW)[event]
+    j = h["cell_y"].astype(np.int64) - (ey - HALF_WINDOW)[event]
+    energy = h["energy"].astype(np.float64)
+    inside = (i >= 0) & (i < WINDOW) & (j >= 0) & (j < WINDOW)
+    n = events.n_events
+    outside = np.bincount(event[~inside], weights=energy[~inside], minlength=n)
+    event, layer, i, j, energy = event[inside], h["layer"][inside].astype(np.int64), i[inside], j[inside], energy[inside]
+    order = np.lexsort((-energy, event))
+    counts = np.bincount(event, minlength=n)
+    return Sequences(
+        offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        layer=layer[order],
+        x=i[order],
+        y=j[order],
+        ebin=energy_bin(energy[order]),
+        outside_energy=outside,
+        clipped=int((energy > E_MAX_MEV).sum()),
+    )
+
+
+def to_cells(entry_point: np.ndarray, x: np.ndarray, y: np.ndarray, event: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Detector cells (cell_x, cell_y) of window voxels (x, y) of the given events."""
+    cx, cy = cell_of(entry_point[:, 0]), cell_of(entry_point[:, 1])
+    return x + (cx - HALF_WINDOW)[event], y + (cy - HALF_WINDOW)[event]

@@ -1,0 +1,196 @@
+"""The calorimetry foundation model: tokens, rotary embeddings, routed experts (only the routed one
+runs), training on several absorbers, generation (seeded, batch-independent, ordered, no voxel twice),
+and growth by modules: the base generates bit-identical showers after every addition; a module of
+another backbone, an altered module, settings the model was not trained for are refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hitgen.core.errors import HitgenError
+from hitgen.core.events import EventSet
+from hitgen.detectors.ild_ecal.views import voxels
+from hitgen.families import SamplingOptions, get_family
+from hitgen.families.calo_moe.model import CaloMoE, CaloMoEConfig, rotate
+from hitgen.families.calo_moe.sampler import generate_showers
+from hitgen.families.calo_moe.tokens import bin_energy, energy_bin, to_cells, tokenize
+from hitgen.generation.job import generate_file
+from hitgen.models.io import load_model
+from hitgen.simulation.runner import simulate
+
+CONFIGS = Path(__file__).parents[1] / "configs" / "calo-moe"
+
+
+def _hitgen(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run([sys.executable, "-m", "hitgen", *args], capture_output=True, text=True)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """Real Geant4 photon showers of 1-3 GeV in tungsten, tantalum and lead."""
+    d = tmp_path_factory.mktemp("moe")
+    return {
+        m: simulate("ild-ecal", 36, d / f"{m}.h5", seed=s, workers=2, particle="gamma", energy_range=(1.0, 3.0), absorber=m).path
+        for m, s in (("W", 81), ("Ta", 82), ("Pb", 83))
+    }
+
+
+@pytest.fixture(scope="module")
+def base(files, tmp_path_factory) -> Path:
+    """A tiny model trained on W and Ta together (one expert each)."""
+    out = tmp_path_factory.mktemp("moe_run") / "base"
+    _hitgen("train", str(CONFIGS / "tiny.toml"), "--data", str(files["W"]), "--data", str(files["Ta"]), "--out", str(out))
+    return out
+
+
+def test_tokens_are_the_cells_by_decreasing_energy(files):
+    events = EventSet.read(files["Ta"])
+    seq = tokenize(events)
+    n = events.n_events
+    assert seq.offsets[-1] == len(seq.layer) and seq.clipped == 0
+    for i in range(n):
+        s = slice(seq.offsets[i], seq.offsets[i + 1])
+        assert np.all(np.diff(seq.ebin[s]) <= 0)  # decreasing energy
+    event = np.repeat(np.arange(n), np.diff(seq.offsets))
+    cx, cy = to_cells(events.conditions["entry_point"], seq.x, seq.y, event)
+    got = set(zip(event.tolist(), seq.layer.tolist(), cx.tolist(), cy.tolist(), strict=True))
+    h = events.hits
+    columns = (events.event_index(), h["layer"], h["cell_x"], h["cell_y"])
+    want = set(zip(*(c.astype(int).tolist() for c in columns), strict=True))
+    outside = voxels(events)  # the voxel view, written independently: what falls outside the window
+    assert got <= want and len(want - got) == int(outside.outside_hits.sum())
+    assert np.allclose(seq.outside_energy, outside.outside_energy)
+    inside_energy = h["energy"].sum() - seq.outside_energy.sum()
+    assert np.isclose(bin_energy(seq.ebin, np.full(len(seq.ebin), 0.5)).sum(), inside_energy, rtol=0.02)
+    e = np.array([0.1, 0.5, 3.0, 63.0])
+    assert np.all(bin_energy(energy_bin(e), np.zeros(4)) <= e * (1 + 1e-12)) and np.all(e < bin_energy(energy_bin(e), np.ones(4)))
+
+
+def test_partial_rotary_embedding_depends_on_relative_position_only():
+    torch.manual_seed(0)
+    q, k = torch.randn(1, 2, 1, 16), torch.randn(1, 2, 1, 16)
+
+    def score(m: int, n: int) -> torch.Tensor:
+        return (rotate(q, torch.tensor([m]), 8, 1000.0) * rotate(k, torch.tensor([n]), 8, 1000.0)).sum(-1)
+
+    assert torch.allclose(score(3, 1), score(12, 10), atol=1e-5) and not torch.allclose(score(3, 1), score(3, 2), atol=1e-3)
+    r = rotate(q, torch.tensor([5]), 8, 1000.0)
+    assert torch.equal(r[..., 8:], q[..., 8:])  # the other half does not rotate
+    assert torch.allclose(r.norm(dim=-1), q.norm(dim=-1))
+
+
+def _tiny(experts: list[str]) -> CaloMoE:
+    torch.manual_seed(0)
+    cfg = CaloMoEConfig(d_model=32, n_blocks=2, n_heads=2, d_ff=64, experts=list(experts), head_width=32, max_voxels=40)
+    cfg.stats = {"log_energy_mean": 0.7, "log_energy_std": 0.4}
+    return CaloMoE(cfg).eval()
+
+
+def test_only_the_routed_expert_runs_and_the_cost_per_token_does_not_grow():
+    model = _tiny(["gamma-W", "gamma-Ta"])
+    calls: dict[str, int] = {}
+    for key, expert in model.experts.items():
+        for ffn in expert.ffn:
+            ffn.register_forward_hook(lambda m, i, o, key=key: calls.__setitem__(key, calls.get(key, 0) + i[0].shape[0] * i[0].shape[1]))
+    batch = {"cond": torch.randn(3, 5), **{k: torch.randint(0, 30, (3, 7)) for k in ("layer", "x", "y", "ebin")}}
+    with torch.no_grad():
+        mixed = model(batch, ["gamma-W", "gamma-Ta", "gamma-W"])
+        assert calls == {"gamma-W": 2 * 2 * 8, "gamma-Ta": 2 * 1 * 8}  # blocks x rows x positions, routed rows only
+        alone = model({k: v[1:2] for k, v in batch.items()}, ["gamma-Ta"])
+        assert torch.allclose(mixed[1:2], alone, atol=1e-6)
+        calls.clear()
+        model.add_expert("gamma-Pb")
+        model.add_expert("e--W")
+        model.eval()
+        again = model(batch, ["gamma-W", "gamma-Ta", "gamma-W"])
+    assert torch.equal(again, mixed)  # more experts held: the same outputs, the same work per token
+    assert calls == {"gamma-W": 32, "gamma-Ta": 16}
+
+
+def test_generation_is_seeded_batch_independent_ordered_and_never_repeats_a_voxel(files):
+    model = _tiny(["gamma-W"])
+    cond = EventSet.read(files["W"]).select(np.arange(6)).conditions
+    off_a, hits_a = generate_showers(model, cond, "W", seed=3, batch_size=6)
+    off_b, hits_b = generate_showers(model, cond, "W", seed=3, batch_size=2)
+    assert np.array_equal(off_a, off_b) and all(np.array_equal(hits_a[k], hits_b[k]) for k in hits_a)
+    off_c, hits_c = generate_showers(model, cond, "W", seed=4, batch_size=6)
+    assert not (np.array_equal(off_a, off_c) and np.array_equal(hits_a["energy"], hits_c["energy"]))
+    counts = np.diff(off_a)
+    assert counts.max() <= model.cfg.max_voxels and counts.sum() > 0
+    for i in range(6):
+        s = slice(off_a[i], off_a[i + 1])
+        cells = set(zip(hits_a["layer"][s].tolist(), hits_a["cell_x"][s].tolist(), hits_a["cell_y"][s].tolist(), strict=True))
+        assert len(cells) == counts[i]  # every voxel once
+    assert hits_a["energy"].min() >= 0.1
+    with pytest.raises(HitgenError, match="no expert for gamma-Pb"):
+        generate_showers(model, cond, "Pb", seed=3, batch_size=6)
+
+
+def test_training_on_two_absorbers_lowers_the_loss_and_records_both(base):
+    rows = (base / "log.csv").read_text().splitlines()[1:]
+    losses = [float(r.split(",")[2]) for r in rows]
+    assert losses[-1] < losses[0]
+    config = json.loads((base / "config.json").read_text())
+    assert config["model"]["experts"] == ["gamma-W", "gamma-Ta"]
+    assert [s["absorber"] for s in config["detector_specs"]] == ["W", "Ta"]
+
+
+def _generated(model: Path, conditions: Path, out: Path) -> EventSet:
+    return EventSet.read(generate_file(str(model), out, conditions, opts=SamplingOptions(seed=5)).path)
+
+
+def test_a_module_grows_the_model_and_the_base_stays_bit_identical(base, files, tmp_path):
+    ext = tmp_path / "ext"
+    _hitgen("extend", str(base), "--add", "gamma-Pb", "--data", str(files["Pb"]), "--out", str(ext), "--config", str(CONFIGS / "tiny-extend.toml"))
+    config = json.loads((ext / "config.json").read_text())
+    assert (ext / "model.safetensors").read_bytes() == (base / "model.safetensors").read_bytes()
+    (module,) = config["modules"]
+    assert module["name"] == "gamma-Pb" and module["backbone_sha256"] == config["weights_sha256"]
+    for m in ("W", "Ta"):
+        cond = tmp_path / f"cond_{m}.h5"
+        EventSet.read(files[m]).select(np.arange(12)).write(cond)
+        a, b = (_generated(model, cond, tmp_path / f"{model.name}_{m}.h5") for model in (base, ext))
+        assert np.array_equal(a.offsets, b.offsets) and all(np.array_equal(a.hits[k], b.hits[k]) for k in a.hits)
+    pb = generate_file(str(ext), tmp_path / "pb.h5", options={"particle": "gamma"}, n_events=4, settings={"absorber": "Pb"})
+    assert EventSet.read(pb.path).detector_spec["absorber"] == "Pb"
+    r = _hitgen("generate", str(base), "--events", "4", "--particle", "gamma", "--absorber", "Pb", "--out", str(tmp_path / "no.h5"), check=False)
+    assert r.returncode != 0 and "not for absorber Pb" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+    # a module of another backbone, an altered module: one line each
+    other = tmp_path / "other"
+    shutil.copytree(ext, other, ignore=shutil.ignore_patterns("run"))
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["modules"][0]["backbone_sha256"] = "0" * 64
+    (other / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(HitgenError, match="trained on backbone 000000000000"):
+        load_model(other)
+    cfg["modules"][0]["backbone_sha256"] = cfg["weights_sha256"]
+    (other / "config.json").write_text(json.dumps(cfg))
+    load_model(other)
+    data = bytearray((other / "modules" / "gamma-Pb.safetensors").read_bytes())
+    data[-1] ^= 1
+    (other / "modules" / "gamma-Pb.safetensors").write_bytes(bytes(data))
+    with pytest.raises(HitgenError, match="module gamma-Pb was altered"):
+        load_model(other)
+    again = ("--add", "gamma-Pb", "--data", str(files["Pb"]), "--out", str(tmp_path / "x"), "--config", str(CONFIGS / "tiny-extend.toml"))
+    r = _hitgen("extend", str(ext), *again, check=False)
+    assert r.returncode != 0 and "already has the expert gamma-Pb" in r.stderr
+
+
+def test_config_refuses_an_unknown_expert():
+    raw = tomllib.loads((CONFIGS / "tiny.toml").read_text())
+    raw["model"]["experts"] = ["gamma-W", "pi+-W"]
+    with pytest.raises(ValueError, match="unknown expert 'pi\\+-W'"):
+        get_family("calo-moe").config_type.model_validate(raw)
