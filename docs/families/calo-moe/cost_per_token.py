@@ -41,6 +41,7 @@ def masked_route(model: CaloMoE, routed: str):
         outs = {k: e.ffn[i](h) for k, e in model.experts.items()}
         return outs[routed]
 
+    route.adapters = None
     return route
 
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import replace
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -71,16 +72,21 @@ def dropout_seed(seed: int, step: int, micro: int) -> int:
 
 def trainable_parameters(model: torch.nn.Module, cfg: FamilyConfig) -> list[torch.nn.Parameter]:
     """The parameters that train: all, or (train.train_only) those whose names start with one of its
-    prefixes; the others are frozen (requires_grad False) at their initial or warm-start values."""
+    prefixes (a prefix may hold * wildcards: blocks.*.lora_A.e-.); the others are frozen
+    (requires_grad False) at their initial or warm-start values."""
     prefixes = cfg.train.train_only
     if not prefixes:
         return list(model.parameters())
     named = dict(model.named_parameters())
-    unknown = [p for p in prefixes if not any(n.startswith(p) for n in named)]
+
+    def trains(name: str, prefix: str) -> bool:
+        return fnmatchcase(name, prefix + "*") if "*" in prefix else name.startswith(prefix)
+
+    unknown = [p for p in prefixes if not any(trains(n, p) for n in named)]
     if unknown:
         raise HitgenError(f"train.train_only: no parameter of this model starts with {unknown[0]!r}")
     for name, p in named.items():
-        p.requires_grad_(any(name.startswith(q) for q in prefixes))
+        p.requires_grad_(any(trains(name, q) for q in prefixes))
     return [p for p in named.values() if p.requires_grad]
 
 

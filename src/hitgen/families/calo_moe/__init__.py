@@ -31,7 +31,7 @@ class CaloMoEFamily:
         from hitgen.families.calo_moe.data import check_experts
         from hitgen.families.calo_moe.model import CaloMoE, CaloMoEConfig
 
-        check_experts(data, cfg.model.experts)
+        check_experts(data, cfg.model.experts, cfg.model.lora_particles)
         fields = cfg.model.model_dump(exclude={"architecture", "stats"})
         return CaloMoE(CaloMoEConfig(**fields, stats=cfg.model.stats or data.log_energy_stats()))
 

@@ -17,6 +17,9 @@ class ModelSection(TrunkSection):
     rope_fraction: float = Field(0.5, gt=0, le=1)
     head_width: int = Field(128, gt=0)
     max_voxels: int = Field(600, gt=0)
+    lora_particles: list[str] = Field(default_factory=list)  # particles added by LoRA (hitgen extend --add PARTICLE)
+    lora_rank: int = Field(8, gt=0)
+    lora_alpha: float = Field(16.0, gt=0)
     # a fixed standardisation of the log energy (an extension keeps its base's); None: from the data
     stats: dict[str, float] | None = None
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from hitgen.core.errors import HitgenError
 from hitgen.core.events import EventSet
-from hitgen.families.calo_moe.tokens import EOS_LAYER, EXPERT_KEYS, condition_vector, expert_key, particle_names, tokenize
+from hitgen.families.calo_moe.tokens import EOS_LAYER, EXPERT_KEYS, condition_vector, expert_key, particle_names, served_by, tokenize
 
 IGNORE = -100
 
@@ -96,8 +96,8 @@ class VoxelData:
         return out
 
 
-def check_experts(data: VoxelData, experts: list[str]) -> None:
-    missing = [k for k in data.experts() if k not in experts]
+def check_experts(data: VoxelData, experts: list[str], lora_particles: list[str]) -> None:
+    missing = [k for k in data.experts() if served_by(k, experts, lora_particles) is None]
     if missing:
         raise HitgenError(f"the training data hold {missing[0]} showers, but the model config has no expert for them (experts: {experts})")
 

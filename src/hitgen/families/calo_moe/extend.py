@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import shutil
 import tomllib
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +33,34 @@ from hitgen.core.config import TrainSection
 from hitgen.core.errors import HitgenError
 from hitgen.core.events import EventSet
 from hitgen.detectors import read_events
-from hitgen.families.calo_moe.tokens import EXPERT_KEYS
+from hitgen.families.calo_moe.tokens import EXPERT_KEYS, PARTICLES
 from hitgen.models.io import load_model, sha256_of
 from hitgen.training.config import validate_config
 
 MODES = ("module", "full")
 
 
-def module_prefixes(base_config: dict[str, Any], key: str) -> list[str]:
-    """Parameter name prefixes of the module that adds expert `key` to a model of this config."""
-    particle = key.rsplit("-", 1)[0]
-    known_particles = {k.rsplit("-", 1)[0] for k in base_config["model"]["experts"]}
-    return [f"experts.{key}."] + ([f"heads.{particle}."] if particle not in known_particles else [])
+def module_prefixes(base_config: dict[str, Any], add: str) -> list[str]:
+    """Parameter name prefixes of the module `add` (an expert particle-material, or a particle) over
+    a model of this config: an expert (with its particle's heads where the base has none), or a
+    particle's LoRA adapter (every block's attention projections) and heads."""
+    model = base_config["model"]
+    if add in PARTICLES.values():
+        return [f"blocks.*.lora_*.{add}.", f"heads.{add}."]
+    particle = add.rsplit("-", 1)[0]
+    has_heads = particle in model.get("lora_particles", []) or any(k.rsplit("-", 1)[0] == particle for k in model["experts"])
+    return [f"experts.{add}."] + ([] if has_heads else [f"heads.{particle}."])
+
+
+def grown(model_config: dict[str, Any], add: str) -> dict[str, Any]:
+    """The model config with the module `add`."""
+    if add in PARTICLES.values():
+        return {**model_config, "lora_particles": [*model_config.get("lora_particles", []), add]}
+    return {**model_config, "experts": [*model_config["experts"], add]}
+
+
+def _in_module(name: str, prefixes: list[str]) -> bool:
+    return any(fnmatchcase(name, p + "*") if "*" in p else name.startswith(p) for p in prefixes)
 
 
 def _train_table(path: Path) -> dict[str, Any]:
@@ -95,13 +112,15 @@ def extend(
 
     if mode not in MODES:
         raise HitgenError(f"unknown --mode '{mode}' (known: {', '.join(MODES)})")
-    if add not in EXPERT_KEYS:
-        raise HitgenError(f"--add {add}: not an expert this family knows (known: {', '.join(EXPERT_KEYS)})")
+    if add not in EXPERT_KEYS and add not in PARTICLES.values():
+        raise HitgenError(f"--add {add}: neither an expert nor a particle this family knows (experts: {', '.join(EXPERT_KEYS)})")
     base = load_model(base_ref)
     if base.config["architecture"] != "calo-moe":
         raise HitgenError(f"{base.path}: a {base.config['architecture']} model does not grow by modules (only calo-moe models do)")
-    if add in base.config["model"]["experts"]:
-        raise HitgenError(f"{base.path}: already has the expert {add}")
+    if add in base.config["model"]["experts"] or add in base.config["model"].get("lora_particles", []):
+        raise HitgenError(f"{base.path}: already has the {'expert' if '-' in add[1:] else 'particle'} {add}")
+    if add in PARTICLES.values() and any(k.startswith(add + "-") for k in base.config["model"]["experts"]):
+        raise HitgenError(f"{base.path}: {add} has experts of its own already; add it per material (--add {add}-MATERIAL)")
     if events is not None and events < 1:
         raise HitgenError(f"--events must be positive (got {events})")
     train_table = _train_table(config)
@@ -112,7 +131,8 @@ def extend(
     paths = _drawn(data, events, draw, run) if events is not None else [Path(p) for p in data]
     prefixes = module_prefixes(base.config, add)
     trained = base.config["training"]
-    model = {k: v for k, v in trained["model"].items()} | {"experts": [*base.config["model"]["experts"], add], "stats": base.config["model"]["stats"]}
+    fields = ("experts", "lora_particles")
+    model = trained["model"] | {k: v for k, v in grown(base.config["model"], add).items() if k in fields} | {"stats": base.config["model"]["stats"]}
     train_table["train_only"] = prefixes if mode == "module" else []
     cfg = validate_config({"model": model, "loss": trained.get("loss", {}), "train": train_table}, "the extension config")
     train(cfg, paths, run, progress=progress, stop_after=stop_after, init_from=str(base.path))
@@ -136,7 +156,7 @@ def _compose(base, add: str, prefixes: list[str], run: Path, record: dict, out: 
     state = load_file(str(run / "model.safetensors"))
     base_state = base.model.state_dict()
     for name, tensor in base_state.items():  # the frozen part must be the base's, bit for bit
-        if not name.startswith(tuple(prefixes)) and not bool((state[name] == tensor).all()):
+        if not _in_module(name, prefixes) and not bool((state[name] == tensor).all()):
             raise HitgenError(f"{run}: parameter {name} changed in training; the base was not frozen")
     modules_dir = out / "modules"
     modules_dir.mkdir(parents=True, exist_ok=True)
@@ -147,7 +167,7 @@ def _compose(base, add: str, prefixes: list[str], run: Path, record: dict, out: 
             shutil.copyfile(base.path / m["file"], tmp)
         entries.append(m)
     file = modules_dir / f"{add}.safetensors"
-    tensors = {k: v.contiguous() for k, v in state.items() if k.startswith(tuple(prefixes))}
+    tensors = {k: v.contiguous() for k, v in state.items() if _in_module(k, prefixes)}
     with atomic_path(file) as tmp:
         save_file(tensors, str(tmp))
     entries.append(
@@ -168,7 +188,7 @@ def _compose(base, add: str, prefixes: list[str], run: Path, record: dict, out: 
     with atomic_path(out / "model.safetensors") as tmp:
         shutil.copyfile(base.path / "model.safetensors", tmp)
     config = dict(base.config)
-    config["model"] = record_model(base.config["model"], add)
+    config["model"] = grown(base.config["model"], add)
     config["modules"] = entries
     specs = base.config.get("detector_specs") or [base.config["detector_spec"]]
     new_spec = record["detector_spec"]
@@ -177,7 +197,3 @@ def _compose(base, add: str, prefixes: list[str], run: Path, record: dict, out: 
     config["detector_specs"] = specs
     write_text_atomic(out / "config.json", json.dumps(config, indent=2, sort_keys=True))
     return out
-
-
-def record_model(model_config: dict[str, Any], add: str) -> dict[str, Any]:
-    return {**model_config, "experts": [*model_config["experts"], add]}

@@ -32,7 +32,7 @@ from torch import nn
 
 from hitgen.detectors.ild_ecal.geometry import N_LAYERS
 from hitgen.detectors.ild_ecal.views import WINDOW
-from hitgen.families.calo_moe.tokens import ENERGY_BINS, N_COND
+from hitgen.families.calo_moe.tokens import ENERGY_BINS, N_COND, served_by
 from hitgen.nn.blocks import KVCache, init_weights
 
 
@@ -48,6 +48,10 @@ class CaloMoEConfig:
     rope_fraction: float = 0.5  # share of each head's dimensions that rotate
     head_width: int = 128
     max_voxels: int = 600  # generation stops a shower at this many voxels
+    # particles added by LoRA adapters (peft) on the attention projections, rank and alpha
+    lora_particles: list[str] = field(default_factory=list)
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
     stats: dict[str, Any] = field(default_factory=dict)  # log energy mean and std of the base training data
 
     @property
@@ -131,19 +135,50 @@ class MoEBlock(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.attn_dropout = cfg.dropout
 
-    def attention(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache | None, index: int) -> torch.Tensor:
+    def attention(self, x: torch.Tensor, positions: torch.Tensor, cache: KVCache | None, index: int, adapters=None) -> torch.Tensor:
         b, t, d = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        kw = {} if adapters is None else {"adapter_names": adapters}  # LoRA per row (peft's mixed batch)
+        q, k, v = self.qkv(x, **kw).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         q, k = rotate(q, positions, self.n_rot, self.base), rotate(k, positions, self.n_rot, self.base)
         if cache is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.attn_dropout if self.training else 0.0)
         else:
             y = cache.attend(index, q, k, v)
-        return self.proj(y.transpose(1, 2).reshape(b, t, d))
+        return self.proj(y.transpose(1, 2).reshape(b, t, d), **kw)
 
     def forward(self, x, positions, route, index: int, cache: KVCache | None = None) -> torch.Tensor:
-        x = x + self.drop(self.attention(self.ln1(x), positions, cache, index))
+        x = x + self.drop(self.attention(self.ln1(x), positions, cache, index, route.adapters))
         return x + route(self.ln2(x), index)
+
+
+class Route:
+    """The rows' routing through the trunk: each row's expert feed-forward (only the routed experts
+    run: rows are grouped by expert) and, where the model has LoRA adapters, each row's adapter
+    (its particle's, or "__base__")."""
+
+    def __init__(self, model: CaloMoE, experts: list[str]) -> None:
+        served = [model.expert_of(k) for k in experts]
+        missing = [k for k, e in zip(experts, served, strict=True) if e is None]
+        if missing:
+            raise KeyError(f"no expert for {missing[0]}")
+        self.model = model
+        groups: dict[str, list[int]] = {}
+        for row, key in enumerate(served):
+            groups.setdefault(key, []).append(row)
+        self.single = served[0] if len(groups) == 1 else None
+        self.groups = {k: torch.tensor(rows) for k, rows in groups.items()}
+        lora = model.cfg.lora_particles
+        particles = [k.rsplit("-", 1)[0] for k in experts]
+        self.adapters = [p if p in lora else "__base__" for p in particles] if lora else None
+
+    def __call__(self, h: torch.Tensor, i: int) -> torch.Tensor:
+        if self.single is not None:
+            return self.model.experts[self.single].ffn[i](h)
+        out = torch.empty_like(h)
+        for key, rows in self.groups.items():
+            rows = rows.to(h.device)
+            out[rows] = self.model.experts[key].ffn[i](h[rows])
+        return out
 
 
 class CaloMoE(nn.Module):
@@ -160,10 +195,47 @@ class CaloMoE(nn.Module):
         self.blocks = nn.ModuleList(MoEBlock(cfg) for _ in range(cfg.n_blocks))
         self.ln_f = nn.LayerNorm(d)
         self.apply(init_weights)
+        for particle in cfg.lora_particles:
+            self._inject_lora(particle)
         self.experts = nn.ModuleDict()
         self.heads = nn.ModuleDict()
         for key in cfg.experts:
             self.add_expert(key)
+        for particle in cfg.lora_particles:
+            self._add_heads(particle)
+
+    def _add_heads(self, particle: str) -> None:
+        if particle not in self.heads:
+            heads = Heads(self.cfg)
+            heads.apply(init_weights)
+            self.heads[particle] = heads
+
+    def _inject_lora(self, particle: str) -> None:
+        """A LoRA adapter named after the particle on every block's attention projections (peft; its
+        B starts at zero, so the adapter starts as the identity)."""
+        from peft import LoraConfig, inject_adapter_in_model
+
+        lora = LoraConfig(r=self.cfg.lora_rank, lora_alpha=self.cfg.lora_alpha, target_modules=["qkv", "proj"], lora_dropout=0.0)
+        inject_adapter_in_model(lora, self.blocks, adapter_name=particle)
+
+    def add_particle(self, particle: str) -> None:
+        """A particle through a LoRA adapter and heads of its own (showers of it in a material use the
+        material's photon expert until the particle has an expert there)."""
+        if particle in self.cfg.lora_particles:
+            return
+        self.cfg.lora_particles.append(particle)
+        self._inject_lora(particle)
+        self._add_heads(particle)
+
+    # peft moves a wrapped projection's weights to `<name>.base_layer.*`; files keep the plain names, so
+    # that a base model's weights load into its extension and back
+    def state_dict(self, *args, **kwargs):
+        sd = super().state_dict(*args, **kwargs)
+        return type(sd)((k.replace(".base_layer.", "."), v) for k, v in sd.items())
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        alias = {k.replace(".base_layer.", "."): k for k in super().state_dict()}
+        return super().load_state_dict({alias.get(k, k): v for k, v in state_dict.items()}, strict=strict, assign=assign)
 
     def add_expert(self, key: str) -> None:
         """A new expert (and the heads of its particle, where it has none), initialised as a model's own
@@ -173,11 +245,7 @@ class CaloMoE(nn.Module):
         expert = Expert(self.cfg)
         expert.apply(init_weights)
         self.experts[key] = expert
-        particle = key.rsplit("-", 1)[0]
-        if particle not in self.heads:
-            heads = Heads(self.cfg)
-            heads.apply(init_weights)
-            self.heads[particle] = heads
+        self._add_heads(key.rsplit("-", 1)[0])
         if key not in self.cfg.experts:
             self.cfg.experts.append(key)
 
@@ -185,6 +253,7 @@ class CaloMoE(nn.Module):
         """(B, 1, d) inputs of position 0 (cond: tokens.condition_vector, its log energy standardised here)."""
         st = self.cfg.stats
         cond = torch.cat([(cond[:, :1] - st["log_energy_mean"]) / st["log_energy_std"], cond[:, 1:]], dim=1)
+        experts = [self.expert_of(k) for k in experts]
         vec = torch.stack([self.experts[k].cond for k in experts]) if len(set(experts)) > 1 else self.experts[experts[0]].cond[None]
         return (self.cond_proj(cond) + vec)[:, None, :]
 
@@ -193,23 +262,12 @@ class CaloMoE(nn.Module):
         depth = (layer.float() / N_LAYERS)[..., None]
         return self.emb_layer(layer) + self.emb_x(x) + self.emb_y(y) + self.emb_energy(ebin) + self.depth(depth)
 
-    def router(self, experts: list[str]):
-        """The routed feed-forward of every block for rows whose experts are `experts` (B names)."""
-        groups: dict[str, list[int]] = {}
-        for row, key in enumerate(experts):
-            groups.setdefault(key, []).append(row)
-        if len(groups) == 1:
-            ffn = self.experts[experts[0]].ffn
-            return lambda h, i: ffn[i](h)
-        index = {k: torch.tensor(rows) for k, rows in groups.items()}
+    def expert_of(self, key: str) -> str | None:
+        """The expert that serves showers of `key` (tokens.served_by)."""
+        return served_by(key, list(self.experts), self.cfg.lora_particles)
 
-        def route(h: torch.Tensor, i: int) -> torch.Tensor:
-            out = torch.empty_like(h)
-            for key, rows in index.items():
-                out[rows.to(h.device)] = self.experts[key].ffn[i](h[rows.to(h.device)])
-            return out
-
-        return route
+    def router(self, experts: list[str]) -> Route:
+        return Route(self, experts)
 
     def trunk(self, inputs: torch.Tensor, start: int, route, cache: KVCache | None = None) -> torch.Tensor:
         positions = torch.arange(start, start + inputs.shape[1], device=inputs.device)

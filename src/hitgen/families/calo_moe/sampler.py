@@ -31,7 +31,7 @@ COMPACT_AT = 0.9
 
 def experts_for(model: CaloMoE, pdg: np.ndarray, material: str) -> list[str]:
     keys = [expert_key(p, material) for p in particle_names(pdg)]
-    missing = sorted(set(keys) - set(model.experts))
+    missing = sorted(k for k in set(keys) if model.expert_of(k) is None)
     if missing:
         raise HitgenError(f"this model has no expert for {missing[0]} (experts: {', '.join(model.experts)})")
     return keys

@@ -41,6 +41,16 @@ def expert_key(particle: str, material: str) -> str:
     return f"{particle}-{material}"
 
 
+def served_by(key: str, experts: list[str], lora_particles: list[str]) -> str | None:
+    """The expert that serves showers of `key` (particle-material): their own; else, for a particle
+    added by LoRA, the material's photon expert; else None."""
+    if key in experts:
+        return key
+    particle, material = key.rsplit("-", 1)
+    fallback = expert_key("gamma", material)
+    return fallback if particle in lora_particles and fallback in experts else None
+
+
 # every (particle, material) a model may hold an expert for; batches carry the index into this list
 EXPERT_KEYS = tuple(expert_key(p, m) for p in PARTICLES.values() for m in MATERIALS)
 
