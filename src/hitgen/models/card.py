@@ -61,6 +61,9 @@ def ship(run: Path, dest: Path, evaluation: Path | None = None, notes: str = "",
     with atomic_folder(dest, overwrite) as folder:
         for name in ("config.json", "model.safetensors"):
             shutil.copy2(Path(run) / name, folder / name)
+        for module in loaded.config.get("modules") or []:  # a model grown by modules (checked by load_model)
+            (folder / module["file"]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(Path(run) / module["file"], folder / module["file"])
         if metrics is not None:
             shutil.copy2(evaluation / "metrics.json", folder / "metrics.json")
         (folder / "README.md").write_text(_card(loaded, dest.name, metrics, notes), encoding="utf-8")

@@ -262,6 +262,9 @@ class CaloMoE(nn.Module):
         depth = (layer.float() / N_LAYERS)[..., None]
         return self.emb_layer(layer) + self.emb_x(x) + self.emb_y(y) + self.emb_energy(ebin) + self.depth(depth)
 
+    def n_parameters(self) -> int:
+        return parameter_count(self)
+
     def expert_of(self, key: str) -> str | None:
         """The expert that serves showers of `key` (tokens.served_by)."""
         return served_by(key, list(self.experts), self.cfg.lora_particles)
