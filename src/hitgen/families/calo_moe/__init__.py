@@ -4,6 +4,7 @@ with fixed-routing experts per (particle, absorber) that grows by modules; docs/
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -79,6 +80,24 @@ class CaloMoEFamily:
 
         material = getattr(model, "material", None) or self.settings_of(model.cfg.to_dict())[0]["absorber"]
         return generate_showers(model, conditions, material, opts.seed, opts.batch_size, device, opts.temperature, progress, first_event)
+
+    def onnx_graphs(self, model, folder: Path) -> dict[str, dict[str, Any]]:
+        """`hitgen export --format onnx`: one trunk graph per route (hitgen.families.calo_moe.onnx)."""
+        from hitgen.families.calo_moe.onnx import export_graphs
+
+        return export_graphs(model, folder)
+
+    def onnx_backend(self, model, files: dict[str, Path]) -> None:
+        """`--backend onnxruntime`: the trunk of every route in ONNX Runtime; embeddings and heads in PyTorch."""
+        from hitgen.families.calo_moe.onnx import attach
+
+        attach(model, files)
+
+    onnx_usage = (
+        "one graph per route (trunk_<particle>-<material>): prefill with a past of C = 0 slots, decode with t = 1, "
+        "append new_k/new_v at the next free slots, past_mask true where not yet written (docs/onnx.md); "
+        "embeddings, prefix and heads: hitgen.families.calo_moe.model"
+    )
 
     def check_conditions(self, conditions: dict[str, np.ndarray]) -> list[str]:
         from hitgen.families.calo_moe.tokens import PARTICLES

@@ -166,6 +166,7 @@ class Route:
         for row, key in enumerate(served):
             groups.setdefault(key, []).append(row)
         self.single = served[0] if len(groups) == 1 else None
+        self.single_key = experts[0] if len(set(experts)) == 1 else None  # the route of an ONNX graph
         self.groups = {k: torch.tensor(rows) for k, rows in groups.items()}
         lora = model.cfg.lora_particles
         particles = [k.rsplit("-", 1)[0] for k in experts]
@@ -272,7 +273,15 @@ class CaloMoE(nn.Module):
     def router(self, experts: list[str]) -> Route:
         return Route(self, experts)
 
+    def new_cache(self, route: Route):
+        """An empty key-value cache for a batch of this route: a KVCache, or the ONNX Runtime trunk's."""
+        ort = self.__dict__.get("ort")
+        return KVCache(len(self.blocks)) if ort is None else ort[route.single_key].new_cache()
+
     def trunk(self, inputs: torch.Tensor, start: int, route, cache: KVCache | None = None) -> torch.Tensor:
+        ort = self.__dict__.get("ort")
+        if ort is not None:  # ONNX Runtime (onnx.attach): one graph per route, positions from the cache
+            return ort[route.single_key].trunk(inputs, cache)
         positions = torch.arange(start, start + inputs.shape[1], device=inputs.device)
         h = inputs
         for i, block in enumerate(self.blocks):

@@ -21,7 +21,6 @@ from hitgen.detectors.ild_ecal.geometry import digitize
 from hitgen.detectors.ild_ecal.views import WINDOW
 from hitgen.families.calo_moe.model import CaloMoE
 from hitgen.families.calo_moe.tokens import ENERGY_BINS, EOS_LAYER, N_VOXELS, bin_energy, condition_vector, expert_key, particle_names, to_cells
-from hitgen.nn.blocks import KVCache
 from hitgen.nn.draw import sample_from, sample_values
 from hitgen.nn.streams import event_keys, uniforms
 
@@ -56,14 +55,20 @@ def generate_showers(
     keys_all = event_keys(seed, np.arange(first_event, first_event + n))
     cond_all = condition_vector(conditions)
     parts = []
-    for lo in range(0, n, batch_size):
-        rows = np.arange(lo, min(lo + batch_size, n))
-        cond, keys = torch.from_numpy(cond_all[rows]).to(device), torch.from_numpy(keys_all[rows]).to(device)
-        part = _batch(model, cond, experts[lo : rows[-1] + 1], keys, temperature)
-        part["event"] = rows[part["event"]]
-        parts.append(part)
-        if progress:
-            progress(int(rows[-1]) + 1)
+    # batches of one route where the trunk runs as one ONNX graph per route; the showers are the same
+    # either way (per-event streams)
+    groups = [np.arange(n)] if model.__dict__.get("ort") is None else [np.flatnonzero(np.array(experts) == k) for k in dict.fromkeys(experts)]
+    done = 0
+    for group in groups:
+        for lo in range(0, len(group), batch_size):
+            rows = group[lo : lo + batch_size]
+            cond, keys = torch.from_numpy(cond_all[rows]).to(device), torch.from_numpy(keys_all[rows]).to(device)
+            part = _batch(model, cond, [experts[r] for r in rows], keys, temperature)
+            part["event"] = rows[part["event"]]
+            parts.append(part)
+            done += len(rows)
+            if progress:
+                progress(done)
     v = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     cell_x, cell_y = to_cells(conditions["entry_point"], v["x"], v["y"], v["event"])
     counts = np.bincount(v["event"], minlength=n)
@@ -78,10 +83,10 @@ def _batch(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.T
     """The voxels of one batch as flat arrays: event (row of the batch), layer, x, y, energy (MeV)."""
     dev = cond.device
     b = len(cond)
-    cache = KVCache(len(model.blocks))
+    route = model.router(experts)
+    cache = model.new_cache(route)
     event = np.arange(b)  # the batch row of every live row
     live = torch.ones(b, dtype=torch.bool, device=dev)
-    route = model.router(experts)
     h = model.trunk(model.prefix(cond, experts), 0, route, cache)[:, -1]
     used = torch.zeros((b, N_VOXELS), dtype=torch.bool, device=dev)
     prev = torch.full((b,), ENERGY_BINS - 1, dtype=torch.long, device=dev)
