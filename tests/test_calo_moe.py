@@ -226,3 +226,19 @@ def test_config_refuses_an_unknown_expert():
     raw["model"]["experts"] = ["gamma-W", "pi+-W"]
     with pytest.raises(ValueError, match="unknown expert 'pi\\+-W'"):
         get_family("calo-moe").config_type.model_validate(raw)
+
+
+def test_the_shipped_model_composes_its_modules_and_generates_for_every_absorber(tmp_path):
+    from hitgen.models.io import SHIPPED
+
+    if not (SHIPPED / "ild-ecal-moe" / "config.json").is_file():
+        pytest.skip("no shipped foundation model")
+    loaded = load_model("ild-ecal-moe")
+    assert [m["name"] for m in loaded.config["modules"]] == ["gamma-Pb", "e-"]
+    for particle, absorber in (("gamma", "W"), ("gamma", "Ta"), ("gamma", "Pb"), ("e-", "W")):
+        options = {"particle": particle, "energy_range": (5.0, 6.0)}
+        out = generate_file("ild-ecal-moe", tmp_path / f"{particle}_{absorber}.h5", options=options, n_events=3, settings={"absorber": absorber})
+        events = EventSet.read(out.path)
+        visible = events.hits["energy"].sum() / events.n_events
+        # Geant4, 5-6 GeV photons in W: 90-173 MeV visible (2.5% in the silicon); lead and tantalum alike within a factor 2
+        assert events.detector_spec["absorber"] == absorber and 40 < visible < 350, (particle, absorber, visible)
