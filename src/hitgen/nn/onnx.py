@@ -77,14 +77,13 @@ class TrunkGraph(nn.Module):
         return (self.ln_f(x), *new)
 
 
-def export_trunk(model: nn.Module, path: Path, opset: int = 18) -> dict[str, Any]:
-    """Write the trunk graph of `model` (eval mode, float32) to `path`, checked by onnx.checker;
-    returns the graph's input and output description (names, symbolic shapes, dtypes)."""
+def export_cached_graph(graph: nn.Module, path: Path, s: dict[str, int], opset: int = 18) -> dict[str, Any]:
+    """Write `graph` (eval mode, float32), a module with the signature of TrunkGraph (x, past_mask,
+    past_k_0, past_v_0, ...) -> (h, new_k_0, new_v_0, ...), for a trunk of the sizes `s` (trunk_shape)
+    to `path`, checked by onnx.checker; returns the graph's input and output description."""
     import onnx
 
-    s = trunk_shape(model)
     n = s["n_blocks"]
-    graph = TrunkGraph(model).eval().float()
     b, t, c = 2, 3, 4
     x = torch.randn(b, t, s["d_model"])
     mask = torch.arange(c) >= 2
@@ -99,7 +98,7 @@ def export_trunk(model: nn.Module, path: Path, opset: int = 18) -> dict[str, Any
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            graph, (x, mask, *past), str(path), dynamo=False, input_names=names_in, output_names=names_out,
+            graph.eval().float(), (x, mask, *past), str(path), dynamo=False, input_names=names_in, output_names=names_out,
             dynamic_axes=axes, opset_version=opset,
         )  # fmt: skip
     onnx.checker.check_model(str(path), full_check=True)
@@ -111,6 +110,11 @@ def export_trunk(model: nn.Module, path: Path, opset: int = 18) -> dict[str, Any
             outputs[f"new_{kind}_{i}"] = {"shape": ["B", "H", "t", "hd"], "dtype": "float32"}
     sizes = {"L": n, "H": s["n_heads"], "hd": s["head_dim"], "d": s["d_model"]}
     return {"inputs": inputs, "outputs": outputs, "sizes": sizes, "opset": opset}
+
+
+def export_trunk(model: nn.Module, path: Path, opset: int = 18) -> dict[str, Any]:
+    """Write the trunk graph of `model` to `path` (export_cached_graph)."""
+    return export_cached_graph(TrunkGraph(model), path, trunk_shape(model), opset)
 
 
 class OrtTrunk:

@@ -13,7 +13,6 @@ sampler in PyTorch), as for the other families; showers of one route are generat
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from torch import nn
 
 from hitgen.families.calo_moe.model import CaloMoE, rotate
 from hitgen.families.calo_moe.tokens import EXPERT_KEYS
-from hitgen.nn.onnx import OrtTrunk, input_names, output_names
+from hitgen.nn.onnx import OrtTrunk, export_cached_graph
 
 
 def routes(model: CaloMoE) -> list[str]:
@@ -80,36 +79,12 @@ class RouteGraph(nn.Module):
 
 
 def export_graphs(model: CaloMoE, folder: Path, opset: int = 18) -> dict[str, dict[str, Any]]:
-    import onnx
-
     cfg = model.cfg
-    n, heads, hd = cfg.n_blocks, cfg.n_heads, cfg.d_model // cfg.n_heads
-    b, t, c = 2, 3, 4
-    x = torch.randn(b, t, cfg.d_model)
-    mask = torch.arange(c) >= 2
-    past = [torch.randn(b, heads, c, hd) for _ in range(2 * n)]
-    names_in, names_out = input_names(n), output_names(n)
-    axes = {"x": {0: "B", 1: "t"}, "past_mask": {0: "C"}, "h": {0: "B", 1: "t"}}
-    axes |= {name: {0: "B", 2: "C"} for name in names_in[2:]} | {name: {0: "B", 2: "t"} for name in names_out[1:]}
-    inputs = {"x": {"shape": ["B", "t", "d"], "dtype": "float32"}, "past_mask": {"shape": ["C"], "dtype": "bool"}}
-    outputs = {"h": {"shape": ["B", "t", "d"], "dtype": "float32"}}
-    for i in range(n):
-        for kind in "kv":
-            inputs[f"past_{kind}_{i}"] = {"shape": ["B", "H", "C", "hd"], "dtype": "float32"}
-            outputs[f"new_{kind}_{i}"] = {"shape": ["B", "H", "t", "hd"], "dtype": "float32"}
+    sizes = {"n_blocks": cfg.n_blocks, "n_heads": cfg.n_heads, "head_dim": cfg.d_model // cfg.n_heads, "d_model": cfg.d_model}
     out = {}
     for key in routes(model):
         path = folder / f"trunk_{key}.onnx"
-        graph = RouteGraph(model, key).eval().float()
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                graph, (x, mask, *past), str(path), dynamo=False, input_names=names_in, output_names=names_out,
-                dynamic_axes=axes, opset_version=opset,
-            )  # fmt: skip
-        onnx.checker.check_model(str(path), full_check=True)
-        sizes = {"L": n, "H": heads, "hd": hd, "d": cfg.d_model}
-        out[f"trunk_{key}"] = {"file": path.name, "route": key, "inputs": inputs, "outputs": outputs, "sizes": sizes, "opset": opset}
+        out[f"trunk_{key}"] = {"file": path.name, "route": key, **export_cached_graph(RouteGraph(model, key), path, sizes, opset)}
     return out
 
 
