@@ -49,6 +49,17 @@ def trunk_shape(model: nn.Module) -> dict[str, int]:
     return {"n_blocks": len(model.blocks), "n_heads": block.n_heads, "head_dim": d // block.n_heads, "d_model": d}
 
 
+def cached_attention(q, k, v, past_k, past_v, past_mask, future) -> torch.Tensor:
+    """Attention of the new queries over the past (without its masked slots) and over the new keys
+    (causally), joined in one softmax without concatenating the cache (module docstring)."""
+    c = past_k.shape[2]
+    scale = q.shape[-1] ** -0.5
+    old = (torch.matmul(q, past_k.transpose(-1, -2)) * scale).masked_fill(past_mask, float("-inf"))
+    own = (torch.matmul(q, k.transpose(-1, -2)) * scale).masked_fill(future, float("-inf"))
+    w = torch.softmax(torch.cat([old, own], dim=-1), dim=-1)
+    return torch.matmul(w[..., :c], past_v) + torch.matmul(w[..., c:], v)
+
+
 class TrunkGraph(nn.Module):
     """The trunk of `model` (its `blocks` and `ln_f`) with the cache as explicit inputs and outputs
     (module docstring); the same function as trunk_forward with a KVCache, in eval mode."""
@@ -59,7 +70,6 @@ class TrunkGraph(nn.Module):
 
     def forward(self, x: torch.Tensor, past_mask: torch.Tensor, *past: torch.Tensor):
         b, t, d = x.shape
-        c = past[0].shape[2]
         future = ~torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
         new = []
         for i, block in enumerate(self.blocks):
@@ -67,11 +77,7 @@ class TrunkGraph(nn.Module):
             hd = d // block.n_heads
             q, k, v = block.qkv(block.ln1(x)).view(b, t, 3, block.n_heads, hd).permute(2, 0, 3, 1, 4)
             new += [k, v]
-            scale = hd**-0.5
-            old = (torch.matmul(q, past_k.transpose(-1, -2)) * scale).masked_fill(past_mask, float("-inf"))
-            own = (torch.matmul(q, k.transpose(-1, -2)) * scale).masked_fill(future, float("-inf"))
-            w = torch.softmax(torch.cat([old, own], dim=-1), dim=-1)
-            y = torch.matmul(w[..., :c], past_v) + torch.matmul(w[..., c:], v)
+            y = cached_attention(q, k, v, past_k, past_v, past_mask, future)
             x = x + block.proj(y.transpose(1, 2).reshape(b, t, d))
             x = x + block.ff(block.ln2(x))
         return (self.ln_f(x), *new)

@@ -21,7 +21,7 @@ from torch import nn
 
 from hitgen.families.calo_moe.model import CaloMoE, rotate
 from hitgen.families.calo_moe.tokens import EXPERT_KEYS
-from hitgen.nn.onnx import OrtTrunk, export_cached_graph
+from hitgen.nn.onnx import OrtTrunk, cached_attention, export_cached_graph
 
 
 def routes(model: CaloMoE) -> list[str]:
@@ -57,7 +57,6 @@ class RouteGraph(nn.Module):
 
     def forward(self, x: torch.Tensor, past_mask: torch.Tensor, *past: torch.Tensor):
         b, t, d = x.shape
-        c = past[0].shape[2]
         start = (~past_mask).sum()
         positions = start + torch.arange(t, device=x.device)
         future = ~torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
@@ -68,11 +67,7 @@ class RouteGraph(nn.Module):
             q, k, v = self.qkv[i](block.ln1(x)).view(b, t, 3, block.n_heads, hd).permute(2, 0, 3, 1, 4)
             q, k = rotate(q, positions, block.n_rot, block.base), rotate(k, positions, block.n_rot, block.base)
             new += [k, v]
-            scale = hd**-0.5
-            old = (torch.matmul(q, past_k.transpose(-1, -2)) * scale).masked_fill(past_mask, float("-inf"))
-            own = (torch.matmul(q, k.transpose(-1, -2)) * scale).masked_fill(future, float("-inf"))
-            w = torch.softmax(torch.cat([old, own], dim=-1), dim=-1)
-            y = torch.matmul(w[..., :c], past_v) + torch.matmul(w[..., c:], v)
+            y = cached_attention(q, k, v, past_k, past_v, past_mask, future)
             x = x + self.proj[i](y.transpose(1, 2).reshape(b, t, d))
             x = x + self.ffn[i](block.ln2(x))
         return (self.ln_f(x), *new)
