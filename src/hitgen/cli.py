@@ -453,7 +453,7 @@ def bench(
         console.print(f"Geant4: {r['geant4_events_per_s']:.1f} events/s ({g['workers']} workers, {g['events']} events); model/Geant4 {speedup:.2f}x")
     naive = f"naive decoding (no KV cache), batch {r['naive_batch_size']}: {r['naive_events_per_s']:.1f} events/s; " if r["naive"] else ""
     if not r["naive"]:
-        console.print("no naive decoding to compare (the model does not decode token by token)")
+        console.print("no naive decoding to compare (this model family has no naive decoder)")
     elif r["kv_cache"]:
         console.print(naive + f"KV cache {r['speedup_vs_naive']:.1f}x faster")
     else:
