@@ -53,16 +53,17 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args()
     model = load_model(a.model).model
-    held2 = CaloMoE(model.cfg.__class__.from_dict({**model.cfg.to_dict(), "experts": ["gamma-W", "gamma-Ta"]})).eval()
+    base = {**model.cfg.to_dict(), "experts": ["gamma-W", "gamma-Ta"], "lora_particles": []}  # experts only: no adapter
+    held2 = CaloMoE(model.cfg.__class__.from_dict(base)).eval()
     held2.load_state_dict({k: v for k, v in model.state_dict().items() if k in held2.state_dict()})
-    held6 = CaloMoE(model.cfg.__class__.from_dict({**model.cfg.to_dict(), "experts": ["gamma-W", "gamma-Ta"]})).eval()
+    held6 = CaloMoE(model.cfg.__class__.from_dict(base)).eval()
     for key in ("gamma-Pb", "e--W", "e--Ta", "e--Pb"):
         held6.add_expert(key)
     held6.load_state_dict({**held6.state_dict(), **{k: v for k, v in model.state_dict().items() if k in held6.state_dict()}})
     held6.eval()
     cases = {
-        "2 experts held, routed": (held2, held2.router(["gamma-W"])),
-        "6 experts held, routed": (held6, held6.router(["gamma-W"])),
+        "2 experts held, routed": (held2, held2.router(["gamma-W"] * a.batch)),
+        "6 experts held, routed": (held6, held6.router(["gamma-W"] * a.batch)),
         "6 experts held, all run and masked": (held6, masked_route(held6, "gamma-W")),
     }
     times = {name: [] for name in cases}
