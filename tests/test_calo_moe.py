@@ -26,6 +26,7 @@ from hitgen.families.calo_moe.tokens import bin_energy, energy_bin, to_cells, to
 from hitgen.generation.job import generate_file
 from hitgen.models.io import load_model
 from hitgen.simulation.runner import simulate
+from hitgen.training.modules import extend
 from sameness import allowed, differing_events
 
 CONFIGS = Path(__file__).parents[1] / "configs" / "calo-moe"
@@ -151,7 +152,7 @@ def test_training_on_two_absorbers_lowers_the_loss_and_records_both(base):
 
 
 def _extend(base: Path, add: str, data: Path, out: Path) -> None:
-    get_family("calo-moe").extend(str(base), add, [data], out, CONFIGS / "tiny-extend.toml")
+    extend(str(base), add, [data], out, CONFIGS / "tiny-extend.toml")
 
 
 def _generated(model: Path, conditions: Path, out: Path) -> EventSet:

@@ -299,17 +299,13 @@ def extend(
     stop_after: Annotated[int | None, typer.Option(help="stop (with a checkpoint) after this many steps of this call")] = None,
 ) -> None:
     """Grow a model by one module trained on new data, the rest frozen (families that grow by modules)."""
-    from hitgen.models.io import load_model
+    from hitgen.training.modules import extend as grow
 
-    family = load_model(base).family
-    if not hasattr(family, "extend"):
-        raise HitgenError(f"a {family.name} model does not grow by modules")
     _interruptible()
     with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console, transient=True) as bar:
         task = bar.add_task("steps", total=None)
-        folder = family.extend(
-            base, add, data, out, config, mode, events, draw, stop_after, lambda step, total, row: bar.update(task, completed=step, total=total)
-        )
+        shown = lambda step, total, row: bar.update(task, completed=step, total=total)  # noqa: E731
+        folder = grow(base, add, data, out, config, mode, events, draw, stop_after, shown)
     console.print(f"{folder}: {'model folder' if (folder / 'config.json').exists() and folder == out else 'run in progress (rerun to resume)'}")
 
 

@@ -69,11 +69,11 @@ class CaloMoEFamily:
         """Route the following generation to the experts of this absorber."""
         model.material = settings.get("absorber", "W")
 
-    def extend(self, base, add, data, out, config, mode="module", events=None, draw=0, stop_after=None, progress=None):
-        """`hitgen extend`: one new module trained over the frozen base (hitgen.families.calo_moe.extend)."""
-        from hitgen.families.calo_moe.extend import extend
+    def module_of(self, model_config: dict[str, Any], add: str) -> dict[str, Any]:
+        """`hitgen extend`: what module `add` is (hitgen.families.calo_moe.modules)."""
+        from hitgen.families.calo_moe.modules import module_of
 
-        return extend(base, add, data, out, config, mode, events, draw, stop_after, progress)
+        return module_of(model_config, add)
 
     def generate(self, model, conditions, opts: SamplingOptions, device: str, progress: Callable[[int], None] | None, first_event: int):
         from hitgen.families.calo_moe.sampler import generate_showers

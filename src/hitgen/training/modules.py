@@ -1,18 +1,21 @@
-"""Growing a foundation model by modules: `hitgen extend BASE --add gamma-Pb --data Pb.h5 --out OUT`.
+"""Growing a model by modules: `hitgen extend BASE --add NAME --data F.h5 --out OUT --config TRAIN.toml`.
 
-mode "module" (the default) trains only the new module, everything else frozen: the expert of the new
-(particle, material), and the heads of its particle where the base has none. The model folder OUT
-then holds the base's weights unchanged (model.safetensors, the same bytes and checksum) and the
-base's modules and the new one as files of their own (modules/<name>.safetensors), each with its
-checksum and the checksum of the backbone it was trained on; `load_model` composes them. A module
-trained on another backbone is refused there with one line.
+For a family with the `module_of(model_config, add)` hook (calo-moe: an expert of a new (particle,
+material), or a new particle's LoRA adapter and heads), which says which parameters the module `add`
+holds (name prefixes, `*` wildcards allowed) and how the model config grows.
+
+mode "module" (the default) trains only the module's parameters, everything else frozen (the
+trainer's `train_only`). The model folder OUT then holds the base's weights unchanged
+(model.safetensors, the same bytes and checksum) and the base's modules and the new one as files of
+their own (modules/<name>.safetensors), each with its checksum and the checksum of the backbone it was
+trained on; `load_model` composes them and refuses a module trained on another backbone.
 
 mode "full": the same model and data, every parameter trained (full fine-tuning, the comparison that
 shows forgetting); OUT is then a plain model folder.
 
 The training itself is hitgen's trainer (checkpoints, exact resume: the same command continues an
 interrupted run), in OUT/run, with the [train] table of the given config and the base's model
-settings. `--events N --draw K` trains on N showers drawn (seeded by K) from the given files, to
+settings. `--events N --draw K` trains on N events drawn (seeded by K) from the given files, to
 measure how the result depends on the sample size and on the draw.
 """
 
@@ -33,30 +36,11 @@ from hitgen.core.config import TrainSection
 from hitgen.core.errors import HitgenError
 from hitgen.core.events import EventSet
 from hitgen.detectors import read_events
-from hitgen.families.calo_moe.tokens import EXPERT_KEYS, PARTICLES
 from hitgen.models.io import load_model, sha256_of
 from hitgen.training.config import validate_config
+from hitgen.training.trainer import train
 
 MODES = ("module", "full")
-
-
-def module_prefixes(base_config: dict[str, Any], add: str) -> list[str]:
-    """Parameter name prefixes of the module `add` (an expert particle-material, or a particle) over
-    a model of this config: an expert (with its particle's heads where the base has none), or a
-    particle's LoRA adapter (every block's attention projections) and heads."""
-    model = base_config["model"]
-    if add in PARTICLES.values():
-        return [f"blocks.*.lora_*.{add}.", f"heads.{add}."]
-    particle = add.rsplit("-", 1)[0]
-    has_heads = particle in model.get("lora_particles", []) or any(k.rsplit("-", 1)[0] == particle for k in model["experts"])
-    return [f"experts.{add}."] + ([] if has_heads else [f"heads.{particle}."])
-
-
-def grown(model_config: dict[str, Any], add: str) -> dict[str, Any]:
-    """The model config with the module `add`."""
-    if add in PARTICLES.values():
-        return {**model_config, "lora_particles": [*model_config.get("lora_particles", []), add]}
-    return {**model_config, "experts": [*model_config["experts"], add]}
 
 
 def _in_module(name: str, prefixes: list[str]) -> bool:
@@ -107,20 +91,16 @@ def extend(
     stop_after: int | None = None,
     progress=None,
 ) -> Path:
-    """Train the module `add` on `data` over the base model; returns the model folder `out`."""
-    from hitgen.training.trainer import train
-
+    """Train the module `add` on `data` over the base model; returns the model folder `out` (or the
+    run folder while the training is unfinished)."""
     if mode not in MODES:
         raise HitgenError(f"unknown --mode '{mode}' (known: {', '.join(MODES)})")
-    if add not in EXPERT_KEYS and add not in PARTICLES.values():
-        raise HitgenError(f"--add {add}: neither an expert nor a particle this family knows (experts: {', '.join(EXPERT_KEYS)})")
     base = load_model(base_ref)
-    if base.config["architecture"] != "calo-moe":
-        raise HitgenError(f"{base.path}: a {base.config['architecture']} model does not grow by modules (only calo-moe models do)")
-    if add in base.config["model"]["experts"] or add in base.config["model"].get("lora_particles", []):
-        raise HitgenError(f"{base.path}: already has the {'expert' if '-' in add[1:] else 'particle'} {add}")
-    if add in PARTICLES.values() and any(k.startswith(add + "-") for k in base.config["model"]["experts"]):
-        raise HitgenError(f"{base.path}: {add} has experts of its own already; add it per material (--add {add}-MATERIAL)")
+    module_of = getattr(base.family, "module_of", None)
+    if module_of is None:
+        raise HitgenError(f"{base.path}: a {base.config['architecture']} model does not grow by modules")
+    plan = module_of(base.config["model"], add)  # the family refuses what it cannot add, in one line
+    prefixes, grown = plan["prefixes"], plan["model"]
     if events is not None and events < 1:
         raise HitgenError(f"--events must be positive (got {events})")
     train_table = _train_table(config)
@@ -129,10 +109,8 @@ def extend(
         raise HitgenError(f"{out}: already holds a model; choose another --out")
     run = out / "run"
     paths = _drawn(data, events, draw, run) if events is not None else [Path(p) for p in data]
-    prefixes = module_prefixes(base.config, add)
     trained = base.config["training"]
-    fields = ("experts", "lora_particles")
-    model = trained["model"] | {k: v for k, v in grown(base.config["model"], add).items() if k in fields} | {"stats": base.config["model"]["stats"]}
+    model = trained["model"] | plan["training_model"]
     train_table["train_only"] = prefixes if mode == "module" else []
     cfg = validate_config({"model": model, "loss": trained.get("loss", {}), "train": train_table}, "the extension config")
     train(cfg, paths, run, progress=progress, stop_after=stop_after, init_from=str(base.path))
@@ -141,7 +119,7 @@ def extend(
         return run
     if mode == "full":
         return _plain_folder(run, out)
-    return _compose(base, add, prefixes, run, record, out)
+    return _compose(base, add, prefixes, grown, run, record, out)
 
 
 def _plain_folder(run: Path, out: Path) -> Path:
@@ -151,7 +129,7 @@ def _plain_folder(run: Path, out: Path) -> Path:
     return out
 
 
-def _compose(base, add: str, prefixes: list[str], run: Path, record: dict, out: Path) -> Path:
+def _compose(base, add: str, prefixes: list[str], grown: dict[str, Any], run: Path, record: dict, out: Path) -> Path:
     """OUT: the base's weights, the base's modules, the new module file, and config.json last."""
     state = load_file(str(run / "model.safetensors"))
     base_state = base.model.state_dict()
@@ -188,7 +166,7 @@ def _compose(base, add: str, prefixes: list[str], run: Path, record: dict, out: 
     with atomic_path(out / "model.safetensors") as tmp:
         shutil.copyfile(base.path / "model.safetensors", tmp)
     config = dict(base.config)
-    config["model"] = grown(base.config["model"], add)
+    config["model"] = grown
     config["modules"] = entries
     specs = base.config.get("detector_specs") or [base.config["detector_spec"]]
     new_spec = record["detector_spec"]
