@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import shutil
 import tomllib
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +37,9 @@ from hitgen.core.events import EventSet
 from hitgen.detectors import read_events
 from hitgen.models.io import load_model, sha256_of
 from hitgen.training.config import validate_config
-from hitgen.training.trainer import train
+from hitgen.training.trainer import in_prefixes, train
 
 MODES = ("module", "full")
-
-
-def _in_module(name: str, prefixes: list[str]) -> bool:
-    return any(fnmatchcase(name, p + "*") if "*" in p else name.startswith(p) for p in prefixes)
 
 
 def _train_table(path: Path) -> dict[str, Any]:
@@ -134,7 +129,7 @@ def _compose(base, add: str, prefixes: list[str], grown: dict[str, Any], run: Pa
     state = load_file(str(run / "model.safetensors"))
     base_state = base.model.state_dict()
     for name, tensor in base_state.items():  # the frozen part must be the base's, bit for bit
-        if not _in_module(name, prefixes) and not bool((state[name] == tensor).all()):
+        if not in_prefixes(name, prefixes) and not bool((state[name] == tensor).all()):
             raise HitgenError(f"{run}: parameter {name} changed in training; the base was not frozen")
     modules_dir = out / "modules"
     modules_dir.mkdir(parents=True, exist_ok=True)
@@ -145,7 +140,7 @@ def _compose(base, add: str, prefixes: list[str], grown: dict[str, Any], run: Pa
             shutil.copyfile(base.path / m["file"], tmp)
         entries.append(m)
     file = modules_dir / f"{add}.safetensors"
-    tensors = {k: v.contiguous() for k, v in state.items() if _in_module(k, prefixes)}
+    tensors = {k: v.contiguous() for k, v in state.items() if in_prefixes(k, prefixes)}
     with atomic_path(file) as tmp:
         save_file(tensors, str(tmp))
     entries.append(

@@ -78,16 +78,17 @@ def trainable_parameters(model: torch.nn.Module, cfg: FamilyConfig) -> list[torc
     if not prefixes:
         return list(model.parameters())
     named = dict(model.named_parameters())
-
-    def trains(name: str, prefix: str) -> bool:
-        return fnmatchcase(name, prefix + "*") if "*" in prefix else name.startswith(prefix)
-
-    unknown = [p for p in prefixes if not any(trains(n, p) for n in named)]
+    unknown = [p for p in prefixes if not any(in_prefixes(n, [p]) for n in named)]
     if unknown:
         raise HitgenError(f"train.train_only: no parameter of this model starts with {unknown[0]!r}")
     for name, p in named.items():
-        p.requires_grad_(any(trains(name, q) for q in prefixes))
+        p.requires_grad_(in_prefixes(name, prefixes))
     return [p for p in named.values() if p.requires_grad]
+
+
+def in_prefixes(name: str, prefixes: list[str]) -> bool:
+    """Whether a parameter name starts with one of the prefixes (* in a prefix: any characters)."""
+    return any(fnmatchcase(name, p + "*") if "*" in p else name.startswith(p) for p in prefixes)
 
 
 def make_optimizer(model: torch.nn.Module, cfg: FamilyConfig) -> torch.optim.AdamW:
@@ -140,14 +141,14 @@ def training_data_of(family, paths: list[Path]) -> tuple[EventSet, list[int], An
     only in a family that routes them itself (``training_data_of_files``); the record then keeps the
     first file's spec as the model's default and every spec under ``detector_specs``."""
     parts = [read_events(p) for p in paths]
+    if parts[0].detector != family.detector:
+        raise HitgenError(f"{family.name} trains on {family.detector} event files, not {parts[0].detector} ({paths[0]})")
     specs = list({json.dumps(p.detector_spec, sort_keys=True): p.detector_spec for p in parts}.values())
     if len(specs) > 1 and hasattr(family, "training_data_of_files") and len({p.detector for p in parts}) == 1:
-        data = family.training_data_of_files(parts)
         events = EventSet.concatenate([replace(p, detector_spec=parts[0].detector_spec, physics=parts[0].physics) for p in parts])
-    else:
-        events = EventSet.concatenate(parts)
-        data = None
-    return events, [p.n_events for p in parts], data, specs
+        return events, [p.n_events for p in parts], family.training_data_of_files(parts), specs
+    events = EventSet.concatenate(parts)
+    return events, [p.n_events for p in parts], family.training_data(events), specs
 
 
 def train(
@@ -182,9 +183,6 @@ def train(
         raise HitgenError(f"{out}: exists and is not a folder; choose another --out")
     data_paths = [Path(p) for p in (data_path if isinstance(data_path, list) else [data_path])]
     events, events_per_file, data, specs = training_data_of(family, data_paths)
-    if events.detector != family.detector:
-        raise HitgenError(f"{family.name} trains on {family.detector} event files, not {events.detector} ({data_paths[0]})")
-    data = family.training_data(events) if data is None else data
     train_data, val_data = split(data, t.val_fraction, t.seed)
     cfg_json = json.loads(cfg.model_dump_json())
     torch.manual_seed(t.seed)

@@ -79,6 +79,12 @@ def generate_showers(
     return offsets, hits
 
 
+def _particle_rows(experts: list[str], dev) -> dict[str, torch.Tensor]:
+    """The batch rows of each particle (its heads draw them), from the rows' expert keys."""
+    particles = [e.rsplit("-", 1)[0] for e in experts]
+    return {p: torch.tensor([i for i, q in enumerate(particles) if q == p], device=dev) for p in dict.fromkeys(particles)}
+
+
 def _batch(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.Tensor, temperature: float) -> dict[str, np.ndarray]:
     """The voxels of one batch as flat arrays: event (row of the batch), layer, x, y, energy (MeV)."""
     dev = cond.device
@@ -93,14 +99,13 @@ def _batch(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.T
     bins = torch.arange(ENERGY_BINS, device=dev)
     out: list[dict[str, np.ndarray]] = []
     rows_experts = list(experts)
+    groups = _particle_rows(rows_experts, dev)
     for step in range(model.cfg.max_voxels + 1):
         k = keys[torch.from_numpy(event).to(dev)]
         u = [uniforms(k, torch.tensor(step * DRAWS + d, device=dev)) for d in range(DRAWS)]
         layer = torch.empty(len(event), dtype=torch.long, device=dev)
         x, y, ebin = torch.empty_like(layer), torch.empty_like(layer), torch.empty_like(layer)
-        particles = [e.rsplit("-", 1)[0] for e in rows_experts]
-        for particle in dict.fromkeys(particles):
-            r = torch.tensor([i for i, p in enumerate(particles) if p == particle], device=dev)
+        for particle, r in groups.items():
             heads = model.heads[particle]
             hr = h[r]
             logp = torch.log_softmax(heads.layer(hr).float(), -1)
@@ -136,6 +141,7 @@ def _batch(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.T
             layer, x, y, ebin = layer[live], x[live], y[live], ebin[live]
             rows_experts = [e for e, keep in zip(rows_experts, g, strict=True) if keep]
             route = model.router(rows_experts)
+            groups = _particle_rows(rows_experts, dev)
             live = live[live]
         step_in = model.embed(layer, x, y, ebin)[:, None]
         h = model.trunk(step_in, step + 1, route, cache)[:, -1]
