@@ -195,6 +195,75 @@ def test_cli_trains_generates_and_refuses_bad_input(showers, tmp_path):
         assert not (tmp_path / "bad.h5").exists()
 
 
+def test_reflow_learns_fixed_teacher_pairs_and_resumes_exactly(showers, tmp_path):
+    from hitgen.core.errors import HitgenError
+    from hitgen.families.allshowers.reflow import ReflowLoss
+    from hitgen.families.allshowers.sampler import move_points, point_noise
+    from hitgen.models.io import load_model
+    from hitgen.nn import streams
+    from hitgen.training.trainer import train
+
+    data_file = tmp_path / "train.h5"
+    showers.write(data_file)
+    teacher_dir = train(_config(), data_file, tmp_path / "teacher")
+    teacher = load_model(str(teacher_dir)).model
+    data = get_family("allshowers").training_data(showers)
+    # the pairs: each shower's own noise (as generation draws it) and the teacher's ODE from it, the same
+    # whatever the order in which batches ask for them
+    a = ReflowLoss(teacher, data, "heun-4", seed=3, count_weight=1.0)
+    b = ReflowLoss(teacher, data, "heun-4", seed=3, count_weight=1.0)
+    p = int(data.length.max())
+    n1, x1 = a.targets(torch.tensor([70, 3]), p)
+    b.targets(torch.tensor([3]), p)
+    n2, x2 = b.targets(torch.tensor([70, 3]), p)
+    assert torch.equal(n1, n2) and torch.equal(x1, x2)
+    one = data.batch(np.array([3]))
+    keys = torch.as_tensor(streams.event_keys(3, np.array([3])))
+    noise = point_noise(keys, one["layer"].shape[1])
+    moved = move_points(teacher, noise, one["layer"], one["valid"], one["cond"], one["stage"], teacher.cfg.band, "heun", 4)
+    m = int(data.length[3])
+    torch.testing.assert_close(n1[1, :m], noise[0])
+    torch.testing.assert_close(x1[1, :m], moved[0], atol=1e-4, rtol=1e-4)
+    assert not x1[1, m:].any() and not torch.equal(x1[1, :m], noise[0])
+    # a few optimiser steps on the pairs lower the loss
+    student, _ = _model(showers)
+    batch = data.batch(np.arange(0, len(data), 3))
+
+    def loss() -> float:
+        torch.manual_seed(11)
+        with torch.no_grad():
+            return float(a(student, batch)[0])
+
+    before = loss()
+    opt = torch.optim.AdamW(student.parameters(), lr=3e-3)
+    for step in range(25):
+        torch.manual_seed(step)
+        value, _ = a(student, batch)
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+    assert loss() < 0.9 * before
+    # through the trainer: an interrupted and resumed run ends with the weights of an uninterrupted one
+    cfg = _config(count_solver="heun-8", default_solver="euler-2")
+    cfg.train.teacher, cfg.train.max_steps, cfg.loss.reflow_solver = str(teacher_dir), 12, "heun-2"
+    straight = train(cfg, data_file, tmp_path / "straight", init_from=str(teacher_dir))
+    train(cfg, data_file, tmp_path / "resumed", init_from=str(teacher_dir), stop_after=10)
+    resumed = train(cfg, data_file, tmp_path / "resumed", init_from=str(teacher_dir))
+    w1, w2 = load_model(str(straight)), load_model(str(resumed))
+    assert w1.weights_sha256 == w2.weights_sha256
+    assert w1.config["teacher"]["weights_sha256"] == load_model(str(teacher_dir)).weights_sha256
+    offsets, _ = generate_showers(w1.model, {k: v[:4] for k, v in showers.conditions.items()}, 1, 4, "plain")
+    assert len(offsets) == 5
+    # a family without distillation refuses a teacher in one line
+    from hitgen.training.config import load_config
+
+    moe = load_config(Path(__file__).parents[1] / "configs" / "calo-moe" / "tiny.toml")
+    moe.train.teacher = str(teacher_dir)
+    with pytest.raises(HitgenError, match="has no distillation"):
+        train(moe, data_file, tmp_path / "moe")
+    assert not (tmp_path / "moe").exists()
+
+
 def _pions(showers: EventSet, tmp_path: Path) -> Path:
     cond = {k: v[:3].copy() for k, v in showers.conditions.items()}
     cond["pdg"][:] = 211

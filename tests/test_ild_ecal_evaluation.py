@@ -23,10 +23,10 @@ N = 300
 def g4(tmp_path_factory):
     """Reference (seed 21), its replica (seed 22, the candidate) and a second replica (seed 23, the floor)."""
     d = tmp_path_factory.mktemp("ild_eval")
-    ref = simulate("ild-ecal", N, d / "ref.h5", seed=21, workers=1, particle="gamma", energy_range=(1.0, 3.0)).path
+    ref = simulate("ild-ecal", N, d / "ref.h5", seed=21, workers=2, particle="gamma", energy_range=(1.0, 3.0)).path
     paths = {"ref": ref}
     for name, seed in (("rep", 22), ("rep2", 23)):
-        paths[name] = simulate("ild-ecal", None, d / f"{name}.h5", seed=seed, workers=1, conditions_file=ref).path
+        paths[name] = simulate("ild-ecal", None, d / f"{name}.h5", seed=seed, workers=2, conditions_file=ref).path
     return paths, {k: EventSet.read(p) for k, p in paths.items()}
 
 

@@ -54,6 +54,9 @@ class TrainSection(Strict):
     # prefixes of the names of the parameters that train (with --init: a fine-tune of some modules on a
     # frozen model); empty: all
     train_only: list[str] = Field(default_factory=list)
+    # a trained model (folder or shipped name) of the same family whose outputs the loss learns from
+    # (distillation; the family's `distillation_loss` says how); none: the family's own loss
+    teacher: str | None = None
 
     @model_validator(mode="after")
     def _divides(self) -> TrainSection:

@@ -171,6 +171,7 @@ def train(
     if stop_after is not None and stop_after < 1:
         raise HitgenError(f"--stop-after must be at least 1 (got {stop_after})")
     init_model = load_model(init_from) if init_from is not None else None  # a bad --init fails before the run folder exists
+    teacher = _teacher(family, cfg)
     dev, ddp = _processes(device)
     t = cfg.train
     per_rank = t.batch_size // ddp.world
@@ -189,7 +190,7 @@ def train(
     model = family.build(cfg, data).to(dev)
     optimizer = make_optimizer(model, cfg)
     start, init = _resume_or_init(out, cfg_json, model, optimizer, init_model, ddp)
-    loss = family.loss(cfg)
+    loss = family.loss(cfg) if teacher is None else family.distillation_loss(cfg, teacher.model, data)
     loss_fields = family.loss_fields(cfg)
     wrapped = DistributedDataParallel(LossModule(model, loss)) if ddp.world > 1 else LossModule(model, loss)
     log_rows = _read_log(out / LOG, start) if ddp.main else []
@@ -221,6 +222,8 @@ def train(
                 record["tokenizer"] = family.tokenizer
                 if init is not None:
                     record["init_from"] = init
+                if teacher is not None:
+                    record["teacher"] = {"model": str(teacher.path), "weights_sha256": teacher.weights_sha256}
                 if len(specs) > 1:
                     record["detector_specs"] = specs
                 save_model_dir(out, model, family.name, record)
@@ -260,6 +263,18 @@ def _claim_run_folder(out: Path, cfg_json: dict, ddp: Distributed) -> None:
         write_text_atomic(saved_cfg, json.dumps(cfg_json, indent=2))
     if ddp.world > 1:
         dist.barrier()
+
+
+def _teacher(family, cfg: FamilyConfig):
+    """The [train] teacher, loaded (a LoadedModel), or None; one line where the family cannot learn from it."""
+    if cfg.train.teacher is None:
+        return None
+    if not hasattr(family, "distillation_loss"):
+        raise HitgenError(f"[train] teacher: the {family.name} family has no distillation (leave teacher out)")
+    teacher = load_model(cfg.train.teacher)
+    if teacher.config["architecture"] != family.name:
+        raise HitgenError(f"[train] teacher {cfg.train.teacher}: a {teacher.config['architecture']} model, not {family.name}")
+    return teacher
 
 
 def _resume_or_init(out: Path, cfg_json: dict, model, optimizer, init_model, ddp: Distributed) -> tuple[int, dict | None]:

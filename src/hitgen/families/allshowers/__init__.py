@@ -58,6 +58,12 @@ class AllShowersFamily:
         weight = cfg.loss.count_weight
         return lambda model, batch: flow_matching_loss(model, batch, weight)
 
+    def distillation_loss(self, cfg, teacher, data):
+        """With a [train] teacher: reflow of its point CNF (hitgen.families.allshowers.reflow)."""
+        from hitgen.families.allshowers.reflow import ReflowLoss
+
+        return ReflowLoss(teacher, data, cfg.loss.reflow_solver, cfg.train.seed, cfg.loss.count_weight)
+
     def loss_fields(self, cfg) -> tuple[str, ...]:
         return ("loss", "points", "counts")
 

@@ -9,6 +9,8 @@ from pydantic import Field
 
 from hitgen.core.config import FamilyConfig, Strict, TrunkSection
 
+SOLVER = r"^(heun|midpoint|euler)-[1-9][0-9]*$"  # hitgen.families.allshowers.sampler.parse_decoder
+
 
 class ModelSection(TrunkSection):
     architecture: Literal["allshowers"]
@@ -20,11 +22,14 @@ class ModelSection(TrunkSection):
     layer_energies: bool = True  # the first stage also draws each layer's energy (beyond the paper)
     # generation scales e/gamma points to the drawn layer energies (False: the points keep the CNF's own)
     scale_to_layer_energies: bool = True
-    default_solver: str = "heun-32"  # solver and function evaluations of generation by default
+    default_solver: str = Field("heun-32", pattern=SOLVER)  # solver and function evaluations of generation by default
+    count_solver: str | None = Field(None, pattern=SOLVER)  # the first stage's, where it differs from the decoder's (a reflowed model)
 
 
 class LossSection(Strict):
     count_weight: float = Field(1.0, ge=0)  # the first stage's flow-matching loss beside the points'
+    # with a [train] teacher (reflow): the solver that draws the teacher's points from each shower's noise
+    reflow_solver: str = Field("heun-8", pattern=SOLVER)
 
 
 class AllShowersTrainConfig(FamilyConfig):

@@ -102,6 +102,7 @@ class ShowerData:
     points: np.ndarray  # (hits, 3) float32, standardised, sorted by layer within each event
     layer: np.ndarray  # (hits,) int64
     stats: dict
+    index: np.ndarray  # (N,) int64: each shower's index in the training files (fixed across subsets)
 
     @property
     def length(self) -> np.ndarray:
@@ -127,6 +128,7 @@ class ShowerData:
             pts[order].astype(np.float32),
             layer[order],
             stats,
+            np.arange(events.n_events, dtype=np.int64),
         )
 
     def subset(self, idx: np.ndarray) -> ShowerData:
@@ -134,7 +136,7 @@ class ShowerData:
         lengths = self.length[idx]
         take = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in idx]) if len(idx) else np.zeros(0, np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        return ShowerData(self.cond[idx], self.stage[idx], offsets, self.points[take], self.layer[take], self.stats)
+        return ShowerData(self.cond[idx], self.stage[idx], offsets, self.points[take], self.layer[take], self.stats, self.index[idx])
 
     def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
         idx = np.asarray(idx)
@@ -155,4 +157,5 @@ class ShowerData:
             "points": torch.from_numpy(pts),
             "layer": torch.from_numpy(layer),
             "valid": torch.from_numpy(valid),
+            "index": torch.from_numpy(self.index[idx]),
         }

@@ -33,22 +33,32 @@ def ot_pairing(noise: torch.Tensor, points: torch.Tensor, layer: torch.Tensor, v
     return out
 
 
-def flow_matching_loss(model: AllShowers, batch: dict[str, torch.Tensor], count_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+def count_loss(model: AllShowers, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The first stage's flow matching: straight paths from noise to the standardised numbers of every layer."""
     cond, stage = batch["cond"], batch["stage"][:, : model.cfg.n_stage]
-    points, layer, valid = batch["points"], batch["layer"], batch["valid"]
-    b = len(cond)
-    # first stage: straight paths from noise to the standardised numbers of every layer
     x0 = torch.randn_like(stage)
-    t = torch.rand(b, device=stage.device)
+    t = torch.rand(len(cond), device=stage.device)
     xt = (1 - t[:, None]) * x0 + t[:, None] * stage
-    count_loss = ((model.count_velocity(xt, t, cond) - (stage - x0)) ** 2).mean()
-    # the points, given the true first-stage numbers
+    return ((model.count_velocity(xt, t, cond) - (stage - x0)) ** 2).mean()
+
+
+def point_loss(model: AllShowers, batch: dict[str, torch.Tensor], noise: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Flow matching of the point CNF on straight paths from `noise` to `target` (B, P, 3), given the
+    shower's true first-stage numbers; the mean over real points and coordinates."""
+    cond, stage = batch["cond"], batch["stage"][:, : model.cfg.n_stage]
+    layer, valid = batch["layer"], batch["valid"]
+    t = torch.rand(len(cond), device=noise.device)
+    xt = (1 - t[:, None, None]) * noise + t[:, None, None] * target
+    v = model.point_velocity(xt, t, layer, BandAttention(layer, valid, model.cfg.band), cond, stage)
+    return ((v - (target - noise)) ** 2).sum(-1)[valid].mean() / 3
+
+
+def flow_matching_loss(model: AllShowers, batch: dict[str, torch.Tensor], count_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+    counts = count_loss(model, batch)
+    points = batch["points"]
     noise = torch.randn_like(points)
     if model.cfg.ot_pairing:
-        noise = ot_pairing(noise, points, layer, valid)
-    t2 = torch.rand(b, device=points.device)
-    xt = (1 - t2[:, None, None]) * noise + t2[:, None, None] * points
-    v = model.point_velocity(xt, t2, layer, BandAttention(layer, valid, model.cfg.band), cond, stage)
-    point_loss = ((v - (points - noise)) ** 2).sum(-1)[valid].mean() / 3
-    loss = point_loss + count_weight * count_loss
-    return loss, {"loss": loss.item(), "points": point_loss.item(), "counts": count_loss.item()}
+        noise = ot_pairing(noise, points, batch["layer"], batch["valid"])
+    pts = point_loss(model, batch, noise, points)
+    loss = pts + count_weight * counts
+    return loss, {"loss": loss.item(), "points": pts.item(), "counts": counts.item()}

@@ -47,6 +47,7 @@ class AllShowersConfig:
     layer_energies: bool = True
     scale_to_layer_energies: bool = True
     default_solver: str = "heun-32"
+    count_solver: str | None = None  # the first stage's solver where it differs from the decoder's
     # standardisation of the training data (set from it when the model is built, then fixed)
     stats: dict[str, Any] = field(default_factory=dict)
 

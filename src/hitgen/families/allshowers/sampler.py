@@ -2,7 +2,9 @@
 ODE moves that many standard-normal points to the shower, and the points become ild-ecal cells.
 
 Solvers (`--decoder SOLVER-NFE`, NFE function evaluations of each stage): euler, midpoint and heun
-(Heun's second-order method; its last step is a plain Euler step, so NFE may be odd). Every noise
+(Heun's second-order method; its last step is a plain Euler step, so NFE may be odd). A model whose
+config names a `count_solver` (a reflowed one: its point CNF needs few evaluations, its first stage,
+an MLP of 60 numbers, costs little at many) integrates the first stage with that. Every noise
 number comes from the event's own random stream (hitgen.nn.streams), so an event does not depend on
 the batch it is generated in (up to the last bits of batched matrix products).
 
@@ -118,17 +120,28 @@ def _batch(model: AllShowers, cond, keys, pdg, solver: str, nfe: int, rescale: b
     stage_mean = torch.tensor(cfg.stats["stage_mean"][:k], device=device)
     stage_std = torch.tensor(cfg.stats["stage_std"][:k], device=device)
     x0 = normals(keys, torch.arange(k, device=device).expand(b, k))
-    stage = integrate(lambda x, t: net.count_velocity(x, t.expand(b).to(device), cond), x0, solver, nfe)
+    count_solver, count_nfe = parse_decoder(cfg.count_solver) if cfg.count_solver else (solver, nfe)
+    stage = integrate(lambda x, t: net.count_velocity(x, t.expand(b).to(device), cond), x0, count_solver, count_nfe)
     raw = stage.double() * stage_std.double() + stage_mean.double()
     counts = torch.clamp(torch.round(torch.exp(raw[:, :N_LAYERS]) - 0.5), 0, MAX_POINTS_PER_LAYER).long()
     layer_energy = (torch.exp(raw[:, N_LAYERS:]) - ENERGY_FLOOR_MEV).clamp(min=0.0) if cfg.layer_energies else None
     layer, valid = point_layers(counts)
-    p = layer.shape[1]
-    index = torch.arange(p, device=device)[None, :, None] * 3 + torch.arange(3, device=device)[None, None, :]
-    x0 = normals(keys, (_POINT_COUNTER + index).expand(b, p, 3).reshape(b, -1)).reshape(b, p, 3)
-    attention = BandAttention(layer, valid, cfg.band)
-    x = integrate(lambda x, t: net.point_velocity(x, t.expand(b).to(device), layer, attention, cond, stage), x0, solver, nfe)
+    x = move_points(net, point_noise(keys, layer.shape[1]), layer, valid, cond, stage, cfg.band, solver, nfe)
     return _to_cells(x, layer, valid, counts, layer_energy, pdg, cfg.stats, rescale)
+
+
+def point_noise(keys: torch.Tensor, p: int) -> torch.Tensor:
+    """The standard-normal starting points (B, p, 3) of the point CNF, from the events' streams."""
+    b = len(keys)
+    index = torch.arange(p, device=keys.device)[None, :, None] * 3 + torch.arange(3, device=keys.device)[None, None, :]
+    return normals(keys, (_POINT_COUNTER + index).expand(b, p, 3).reshape(b, -1)).reshape(b, p, 3)
+
+
+def move_points(net, x0, layer, valid, cond, stage, band: int, solver: str, nfe: int) -> torch.Tensor:
+    """The point CNF's ODE from x0 (B, P, 3) at t = 0 to the shower's points at t = 1."""
+    b = len(x0)
+    attention = BandAttention(layer, valid, band)
+    return integrate(lambda x, t: net.point_velocity(x, t.expand(b).to(x0.device), layer, attention, cond, stage), x0, solver, nfe)
 
 
 def point_layers(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
