@@ -56,7 +56,7 @@ class ReflowLoss:
         device = next(self.teacher.parameters()).device
         b = {k: v.to(device) for k, v in self.data.batch(idx).items()}
         stage = b["stage"][:, : self.teacher.cfg.n_stage]
-        x0 = point_noise(self.keys[idx].to(device), b["layer"].shape[1])
+        x0 = point_noise(self.keys[idx].to(device), b["valid"])
         x1 = move_points(self.teacher, x0, b["layer"], b["valid"], b["cond"], stage, self.teacher.cfg.band, self.solver, self.nfe)
         for row, i in enumerate(idx):
             n = int(self.data.length[i])

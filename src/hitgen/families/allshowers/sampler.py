@@ -36,6 +36,7 @@ DECODERS = ("plain", *(f"{s}-{n}" for s in SOLVERS for n in NFES))  # plain: the
 MAX_POINTS_PER_LAYER = 1000  # a guard against a first stage far outside its data
 _POINT_COUNTER = 1 << 20  # stream counters of the point noise start here (the first stage's below)
 MUONS = (13, -13)
+CNF_GROUP = 16  # events whose points move together: 2.5x faster than all 256 of a batch at once (docs/families/allshowers.md)
 
 
 def parse_decoder(decoder: str) -> tuple[str, int]:
@@ -125,16 +126,32 @@ def _batch(model: AllShowers, cond, keys, pdg, solver: str, nfe: int, rescale: b
     raw = stage.double() * stage_std.double() + stage_mean.double()
     counts = torch.clamp(torch.round(torch.exp(raw[:, :N_LAYERS]) - 0.5), 0, MAX_POINTS_PER_LAYER).long()
     layer_energy = (torch.exp(raw[:, N_LAYERS:]) - ENERGY_FLOOR_MEV).clamp(min=0.0) if cfg.layer_energies else None
-    layer, valid = point_layers(counts)
-    x = move_points(net, point_noise(keys, layer.shape[1]), layer, valid, cond, stage, cfg.band, solver, nfe)
-    return _to_cells(x, layer, valid, counts, layer_energy, pdg, cfg.stats, rescale)
+    # the points move in groups of events of similar length (the attention is dense over a group's
+    # longest event); each event's points do not depend on its group
+    order = torch.argsort(counts.sum(1), stable=True)
+    points, layers, events = [], [], []
+    for lo in range(0, b, CNF_GROUP):
+        rows = order[lo : lo + CNF_GROUP]
+        layer, valid = point_layers(counts[rows])
+        x0 = point_noise(keys[rows], valid)
+        x = move_points(net, x0, layer, valid, cond[rows], stage[rows], cfg.band, solver, nfe)
+        points.append(x[valid])
+        layers.append(layer[valid])
+        events.append(rows[:, None].expand_as(valid)[valid])
+    event = torch.cat(events)
+    by_event = torch.argsort(event, stable=True)  # each event's points in layer order, as drawn
+    flat = (torch.cat(points)[by_event], event[by_event], torch.cat(layers)[by_event])
+    return _to_cells(*flat, b, layer_energy, pdg, cfg.stats, rescale)
 
 
-def point_noise(keys: torch.Tensor, p: int) -> torch.Tensor:
-    """The standard-normal starting points (B, p, 3) of the point CNF, from the events' streams."""
-    b = len(keys)
-    index = torch.arange(p, device=keys.device)[None, :, None] * 3 + torch.arange(3, device=keys.device)[None, None, :]
-    return normals(keys, (_POINT_COUNTER + index).expand(b, p, 3).reshape(b, -1)).reshape(b, p, 3)
+def point_noise(keys: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The standard-normal starting points (B, P, 3) of the point CNF, from the events' streams: the
+    numbers of point i of an event are its stream's, whatever the batch; zero at padding (valid False)."""
+    row, pos = valid.nonzero(as_tuple=True)
+    counter = _POINT_COUNTER + pos[:, None] * 3 + torch.arange(3, device=keys.device)[None, :]
+    x0 = torch.zeros(*valid.shape, 3, device=keys.device)
+    x0[row, pos] = normals(keys[row], counter)
+    return x0
 
 
 def move_points(net, x0, layer, valid, cond, stage, band: int, solver: str, nfe: int) -> torch.Tensor:
@@ -155,13 +172,10 @@ def point_layers(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return layer, pos < per_event[:, None]
 
 
-def _to_cells(x, layer, valid, counts, layer_energy, pdg, stats, rescale: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    pts = x.double().cpu().numpy() * np.array(stats["point_std"]) + np.array(stats["point_mean"])
-    valid = valid.cpu().numpy()
-    layer = layer.cpu().numpy()
-    b = len(valid)
-    event = np.repeat(np.arange(b), valid.sum(1))
-    pts, layer = pts[valid], layer[valid]
+def _to_cells(points, event, layer, b: int, layer_energy, pdg, stats, rescale: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Cells of b events from their points (n, 3, standardised), each point's event and layer (n,)."""
+    pts = points.double().cpu().numpy() * np.array(stats["point_std"]) + np.array(stats["point_mean"])
+    event, layer = event.cpu().numpy(), layer.cpu().numpy()
     energy = np.exp(pts[:, 2])
     if rescale:
         sums = np.zeros((b, N_LAYERS))
