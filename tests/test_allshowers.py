@@ -318,17 +318,18 @@ def _some(showers: EventSet, tmp_path: Path) -> Path:
     return path
 
 
-def test_the_shipped_model_makes_showers_of_every_particle(tmp_path):
+@pytest.mark.parametrize("name, decoder", [("ild-ecal-allshowers", "heun-8"), ("ild-ecal-allshowers-reflow", "euler-1")])
+def test_the_shipped_model_makes_showers_of_every_particle(tmp_path, name, decoder):
     from hitgen.models.io import SHIPPED, load_model
 
-    if not (SHIPPED / "ild-ecal-allshowers" / "config.json").is_file():
-        pytest.skip("no shipped AllShowers model")
-    loaded = load_model("ild-ecal-allshowers")
+    if not (SHIPPED / name / "config.json").is_file():
+        pytest.skip(f"no shipped {name}")
+    loaded = load_model(name)
     from hitgen.detectors.ild_ecal.geometry import sample_conditions
 
     parts = [sample_conditions(8, np.random.default_rng(1), particle=p, energy_range=(5.0, 6.0)) for p in ("gamma", "e-", "e+", "mu-", "mu+")]
     cond = {k: np.concatenate([c[k] for c in parts]) for k in parts[0]}
-    offsets, hits = generate_showers(loaded.model, cond, 1, 40, "heun-8")
+    offsets, hits = generate_showers(loaded.model, cond, 1, 40, decoder)
     per_event = np.diff(offsets)
     em, mu = per_event[:24], per_event[24:]
     # electromagnetic showers of 5-6 GeV light far more cells than a muon, which lights about one per layer

@@ -241,7 +241,7 @@ class ToyCounts:
     def sequence_lengths(self, events: EventSet) -> np.ndarray:
         return events.hits_per_event() + 1
 
-    def flops_per_event(self, model_config: ToyConfig, lengths: np.ndarray) -> float:
+    def flops_per_event(self, model_config: ToyConfig, lengths: np.ndarray, decoder: str = "plain") -> float:
         return float(2 * model_config.hidden * (2 + MAX_HITS + 1))
 
 

@@ -188,7 +188,7 @@ def bench(
     # about 1 GFLOP/s, so measuring it beside an fp32 run took 13.5 s (AVX2-only AMD EPYC)
     peak = {dtype: matmul_peak_flops(device, dtype)}
     best, best_lengths = max(runs, key=lambda r: r[0]["events_per_s"])
-    flops = loaded.family.flops_per_event(loaded.model.cfg, best_lengths)
+    flops = loaded.family.flops_per_event(loaded.model.cfg, best_lengths, decoder)
     result |= {
         "geant4_events_per_s": result["geant4"]["events_per_s"] if geant4_events else None,
         "model_events_per_s": best["events_per_s"],

@@ -94,10 +94,10 @@ class AllShowersFamily:
     def sequence_lengths(self, events: EventSet) -> np.ndarray:
         return events.hits_per_event()
 
-    def flops_per_event(self, model_config, lengths: np.ndarray) -> float:
+    def flops_per_event(self, model_config, lengths: np.ndarray, decoder: str = "plain") -> float:
         from hitgen.families.allshowers.flops import flops_per_shower
 
-        return flops_per_shower(model_config, lengths)
+        return flops_per_shower(model_config, lengths, decoder)
 
 
 FAMILY = AllShowersFamily()

@@ -1,6 +1,6 @@
 """FLOPs of one AllShowers shower (multiply-adds x 2): the first stage's MLP and the point CNF, each
-at the number of function evaluations of the model's default solver (the first stage: of its
-count_solver where the model has one)."""
+at the number of function evaluations of the decoder (plain: the model's default solver; the first
+stage: its count_solver where the model has one)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import numpy as np
 from hitgen.families.allshowers.model import N_COND, AllShowersConfig
 
 
-def flops_per_shower(model_config: dict | AllShowersConfig, points: np.ndarray) -> float:
+def flops_per_shower(model_config: dict | AllShowersConfig, points: np.ndarray, decoder: str = "plain") -> float:
     cfg = model_config if isinstance(model_config, AllShowersConfig) else AllShowersConfig.from_dict(model_config)
-    nfe = int(cfg.default_solver.partition("-")[2])
-    count_nfe = int((cfg.count_solver or cfg.default_solver).partition("-")[2])
+    solver = cfg.default_solver if decoder == "plain" else decoder
+    nfe = int(solver.partition("-")[2])
+    count_nfe = int((cfg.count_solver or solver).partition("-")[2])
     k, nf, d, w = cfg.n_stage, 2 * cfg.time_frequencies, cfg.d_model, cfg.count_width
     stage = (k + nf + N_COND) * w + (cfg.count_depth - 1) * w * w + w * k
     p = float(np.mean(points)) if len(points) else 0.0

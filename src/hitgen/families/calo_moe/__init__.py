@@ -112,7 +112,7 @@ class CaloMoEFamily:
 
         return np.diff(tokenize(events).offsets) + 1
 
-    def flops_per_event(self, model_config, lengths: np.ndarray) -> float:
+    def flops_per_event(self, model_config, lengths: np.ndarray, decoder: str = "plain") -> float:
         from hitgen.families.calo_moe.flops import flops_per_shower
 
         return flops_per_shower(model_config, lengths)

@@ -64,7 +64,7 @@ class Clas12GPT:
 
         return events.hits_per_event() + tok.N_LAYERS + 1  # SOS, the hits, the 8 separators, EOS
 
-    def flops_per_event(self, model_config, lengths: np.ndarray) -> float:
+    def flops_per_event(self, model_config, lengths: np.ndarray, decoder: str = "plain") -> float:
         from hitgen.families.clas12_gpt.flops import flops_per_event
 
         return flops_per_event(model_config, lengths)

@@ -59,7 +59,7 @@ class SiliconAIFamily:
     def sequence_lengths(self, events: EventSet) -> np.ndarray:
         return events.hits_per_event() + 1  # the start row and one row per hit
 
-    def flops_per_event(self, model_config, lengths: np.ndarray) -> float:
+    def flops_per_event(self, model_config, lengths: np.ndarray, decoder: str = "plain") -> float:
         from hitgen.families.siliconai.flops import flops_per_siliconai_track
 
         return flops_per_siliconai_track(model_config, lengths - 1)  # it counts hits, not positions

@@ -71,7 +71,7 @@ class TrackGPTFamily:
     def sequence_lengths(self, events: EventSet) -> np.ndarray:
         return events.hits_per_event() + 1  # the start and one position per hit
 
-    def flops_per_event(self, model_config, lengths: np.ndarray) -> float:
+    def flops_per_event(self, model_config, lengths: np.ndarray, decoder: str = "plain") -> float:
         from hitgen.families.track_gpt.flops import flops_per_track
 
         return flops_per_track(model_config, lengths)
