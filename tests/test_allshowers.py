@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -254,6 +255,12 @@ def test_reflow_learns_fixed_teacher_pairs_and_resumes_exactly(showers, tmp_path
     assert w1.config["teacher"]["weights_sha256"] == load_model(str(teacher_dir)).weights_sha256
     offsets, _ = generate_showers(w1.model, {k: v[:4] for k, v in showers.conditions.items()}, 1, 4, "plain")
     assert len(offsets) == 5
+    # the teacher's name now holding other weights: the run refuses to go on with them
+    other = _config()
+    other.train.seed = 1
+    shutil.copytree(train(other, data_file, tmp_path / "other", stop_after=2), teacher_dir, dirs_exist_ok=True)
+    with pytest.raises(HitgenError, match="resume refused"):
+        train(cfg, data_file, tmp_path / "resumed", init_from=str(teacher_dir))
     # a family without distillation refuses a teacher in one line
     from hitgen.training.config import load_config
 

@@ -190,6 +190,8 @@ def train(
     model = family.build(cfg, data).to(dev)
     optimizer = make_optimizer(model, cfg)
     start, init = _resume_or_init(out, cfg_json, model, optimizer, init_model, ddp)
+    if teacher is not None and start > 0:
+        _same_teacher(out, teacher)
     loss = family.loss(cfg) if teacher is None else family.distillation_loss(cfg, teacher.model, data)
     loss_fields = family.loss_fields(cfg)
     wrapped = DistributedDataParallel(LossModule(model, loss)) if ddp.world > 1 else LossModule(model, loss)
@@ -275,6 +277,15 @@ def _teacher(family, cfg: FamilyConfig):
     if teacher.config["architecture"] != family.name:
         raise HitgenError(f"[train] teacher {cfg.train.teacher}: a {teacher.config['architecture']} model, not {family.name}")
     return teacher
+
+
+def _same_teacher(out: Path, teacher) -> None:
+    """A resumed distillation learns from the teacher it started with (the name may now hold other weights)."""
+    path = out / "config.json"
+    before = json.loads(path.read_text()).get("teacher", {}).get("weights_sha256") if path.exists() else None
+    if before is not None and before != teacher.weights_sha256:
+        now = teacher.weights_sha256[:12]
+        raise HitgenError(f"{out}: trained from teacher weights {before[:12]}, but {teacher.path} now holds {now}; resume refused")
 
 
 def _resume_or_init(out: Path, cfg_json: dict, model, optimizer, init_model, ddp: Distributed) -> tuple[int, dict | None]:
