@@ -6,11 +6,12 @@ given the shower's true first-stage numbers; the student learns the straight pat
 those points. Straight paths need few evaluations: the few-step sampler the paper only guesses at.
 
 The noise of a shower is fixed: drawn from its own stream (hitgen.nn.streams, keyed by the training
-seed and the shower's index in the training files), as generation draws it. The teacher's points are
-computed once per session, in chunks of fixed composition (CHUNK showers of similar length, by the
-order of the showers' lengths: little padding; whatever batch first needs them), so they do not depend on the order of the batches and a resumed
-run sees the same pairs: resume stays exact. The first stage keeps its flow matching on the data
-(its MLP costs little at many evaluations: the model's count_solver)."""
+seed and the shower's index in the training files), as generation draws it, and drawn again whenever
+a batch needs it. The teacher's points are computed once per session, in chunks of fixed composition
+(CHUNK showers of similar length: little padding), whatever batch first needs them, so they do not
+depend on the order of the batches and a resumed run sees the same pairs: resume stays exact. The
+first stage keeps its flow matching on the data (its MLP costs little at many evaluations: the
+model's count_solver)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ class ReflowLoss:
         self.chunks = [order[c : c + CHUNK] for c in range(0, len(order), CHUNK)]
         self.chunk_of = np.empty(len(data), np.int64)
         self.chunk_of[order] = np.arange(len(order)) // CHUNK
-        self.pairs: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # shower index -> (noise, points), real points only
+        self.points: dict[int, torch.Tensor] = {}  # shower index -> the teacher's points (real points only)
 
     @torch.no_grad()
     def _chunk(self, c: int) -> None:
@@ -59,18 +60,17 @@ class ReflowLoss:
         x0 = point_noise(self.keys[idx].to(device), b["valid"])
         x1 = move_points(self.teacher, x0, b["layer"], b["valid"], b["cond"], stage, self.teacher.cfg.band, self.solver, self.nfe)
         for row, i in enumerate(idx):
-            n = int(self.data.length[i])
-            self.pairs[int(i)] = (x0[row, :n].cpu().clone(), x1[row, :n].cpu().clone())
+            self.points[int(i)] = x1[row, : int(self.data.length[i])].cpu().clone()
 
     def targets(self, index: torch.Tensor, p: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Noise and teacher points (B, p, 3) of the showers `index`, zero past each shower's points."""
-        for c in sorted({int(self.chunk_of[int(i)]) for i in index if int(i) not in self.pairs}):
+        for c in sorted({int(self.chunk_of[int(i)]) for i in index if int(i) not in self.points}):
             self._chunk(c)
-        noise, points = torch.zeros(len(index), p, 3), torch.zeros(len(index), p, 3)
+        valid = torch.arange(p)[None, :] < torch.from_numpy(self.data.length[index.numpy()])[:, None]
+        points = torch.zeros(len(index), p, 3)
         for row, i in enumerate(index.tolist()):
-            x0, x1 = self.pairs[i]
-            noise[row, : len(x0)], points[row, : len(x1)] = x0, x1
-        return noise, points
+            points[row, : len(self.points[i])] = self.points[i]
+        return point_noise(self.keys[index], valid), points
 
     def __call__(self, model: AllShowers, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         counts = count_loss(model, batch)

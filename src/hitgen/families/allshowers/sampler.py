@@ -36,7 +36,7 @@ DECODERS = ("plain", *(f"{s}-{n}" for s in SOLVERS for n in NFES))  # plain: the
 MAX_POINTS_PER_LAYER = 1000  # a guard against a first stage far outside its data
 _POINT_COUNTER = 1 << 20  # stream counters of the point noise start here (the first stage's below)
 MUONS = (13, -13)
-CNF_GROUP = 16  # events whose points move together: 2.5x faster than all 256 of a batch at once (docs/families/allshowers.md)
+CNF_GROUP = 16  # events whose points move together: 2.6x faster than all 256 of a batch at once (docs/families/allshowers.md)
 
 
 def parse_decoder(decoder: str) -> tuple[str, int]:
