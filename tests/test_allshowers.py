@@ -263,6 +263,35 @@ def test_reflow_learns_fixed_teacher_pairs_and_resumes_exactly(showers, tmp_path
     assert not (tmp_path / "moe").exists()
 
 
+def test_a_new_first_stage_trains_alone_under_the_frozen_cnf(showers, tmp_path):
+    from hitgen.core.errors import HitgenError
+    from hitgen.models.io import load_model
+    from hitgen.training.trainer import train
+
+    data_file = tmp_path / "train.h5"
+    showers.write(data_file)
+    old = load_model(str(train(_config(), data_file, tmp_path / "old")))
+    cfg = _config(count_width=96, count_depth=3)
+    cfg.loss.point_weight, cfg.train.train_only, cfg.train.max_steps = 0.0, ["count_net."], 8
+    new = load_model(str(train(cfg, data_file, tmp_path / "new", init_from=str(old.path))))
+    before, after = old.model.state_dict(), new.model.state_dict()
+    cnf = [k for k in after if not k.startswith("count_net.")]
+    assert cnf and all(torch.equal(before[k], after[k]) for k in cnf)  # the CNF as it was
+    assert after["count_net.0.weight"].shape[0] == 96 != before["count_net.0.weight"].shape[0]
+    assert set(new.config["init_from"]["parameters_new"]) == {k for k in after if k.startswith("count_net.")}
+    log = (tmp_path / "new" / "log.csv").read_text().splitlines()
+    assert all(float(row.split(",")[3]) == 0.0 for row in log[1:])  # the points' loss: the CNF never ran
+    # a module of another shape that does not train, or a model of data standardised otherwise: refused
+    frozen = _config(count_width=96, count_depth=3)
+    with pytest.raises(HitgenError, match="has shape"):
+        train(frozen, data_file, tmp_path / "frozen", init_from=str(old.path))
+    fewer = tmp_path / "fewer.h5"
+    showers.select(np.arange(10, 90)).write(fewer)
+    with pytest.raises(HitgenError, match="standardised otherwise"):
+        train(cfg, fewer, tmp_path / "other", init_from=str(old.path))
+    assert not (tmp_path / "frozen").exists() and not (tmp_path / "other").exists()
+
+
 def _pions(showers: EventSet, tmp_path: Path) -> Path:
     cond = {k: v[:3].copy() for k, v in showers.conditions.items()}
     cond["pdg"][:] = 211

@@ -206,6 +206,24 @@ def test_a_module_grows_the_model_and_the_base_stays_bit_identical(base, files, 
         _extend(ext, "gamma-Pb", files["Pb"], tmp_path / "x")
 
 
+def test_a_new_expert_can_start_from_another_of_the_base(base, files, tmp_path):
+    from safetensors.torch import load_file
+
+    config = tmp_path / "copy.toml"
+    config.write_text((CONFIGS / "tiny-extend.toml").read_text() + '\n[train.init_copy]\n"experts.gamma-Pb." = "experts.gamma-W."\n')
+    run = extend(str(base), "gamma-Pb", [files["Pb"]], tmp_path / "copied", config, stop_after=1)
+    init = json.loads((run / "init.json").read_text())
+    assert init["parameters_copied_from"]["experts.gamma-Pb.cond"] == "experts.gamma-W.cond"
+    start, after = load_file(str(base / "model.safetensors")), load_file(str(run / "model.safetensors"))
+    pairs = [(k, "experts.gamma-W." + k.removeprefix("experts.gamma-Pb.")) for k in after if k.startswith("experts.gamma-Pb.")]
+    assert len(pairs) == len(init["parameters_copied_from"]) > 2
+    # one AdamW step of lr 2e-3 from the tungsten expert (a random start would be far from it)
+    assert max(float((after[k] - start[src]).abs().max()) for k, src in pairs) < 5e-3
+    config.write_text((CONFIGS / "tiny-extend.toml").read_text() + '\n[train.init_copy]\n"experts.gamma-Pb." = "experts.gamma-Cu."\n')
+    with pytest.raises(HitgenError, match="has no experts.gamma-Cu"):
+        extend(str(base), "gamma-Pb", [files["Pb"]], tmp_path / "bad", config)
+
+
 def test_onnx_export_one_graph_per_route_and_onnxruntime_draws_the_same_showers(base, files, tmp_path):
     from hitgen.models.export import export_onnx
 

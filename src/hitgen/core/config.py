@@ -54,6 +54,10 @@ class TrainSection(Strict):
     # prefixes of the names of the parameters that train (with --init: a fine-tune of some modules on a
     # frozen model); empty: all
     train_only: list[str] = Field(default_factory=list)
+    # with --init: parameters new to the configured model whose names start with a key take the init
+    # model's parameter named with that prefix replaced by the value (a new expert started from another
+    # one: {"experts.e--Pb." = "experts.gamma-Pb."})
+    init_copy: dict[str, str] = Field(default_factory=dict)
     # a trained model (folder or shipped name) of the same family whose outputs the loss learns from
     # (distillation; the family's `distillation_loss` says how); none: the family's own loss
     teacher: str | None = None

@@ -189,7 +189,7 @@ def train(
     torch.manual_seed(t.seed)
     model = family.build(cfg, data).to(dev)
     optimizer = make_optimizer(model, cfg)
-    start, init = _resume_or_init(out, cfg_json, model, optimizer, init_model, ddp)
+    start, init = _resume_or_init(out, cfg_json, model, optimizer, init_model, ddp, family, t)
     if teacher is not None and start > 0:
         _same_teacher(out, teacher)
     loss = family.loss(cfg) if teacher is None else family.distillation_loss(cfg, teacher.model, data)
@@ -288,7 +288,7 @@ def _same_teacher(out: Path, teacher) -> None:
         raise HitgenError(f"{out}: trained from teacher weights {before[:12]}, but {teacher.path} now holds {now}; resume refused")
 
 
-def _resume_or_init(out: Path, cfg_json: dict, model, optimizer, init_model, ddp: Distributed) -> tuple[int, dict | None]:
+def _resume_or_init(out: Path, cfg_json: dict, model, optimizer, init_model, ddp: Distributed, family, t) -> tuple[int, dict | None]:
     """Claim the run folder and return the step to start from (the checkpoint's, or 0) and what
     --init did (recorded in every model folder of the run, resumed ones too). A warm start that
     fails leaves no run folder behind."""
@@ -298,7 +298,9 @@ def _resume_or_init(out: Path, cfg_json: dict, model, optimizer, init_model, ddp
         start, _ = load_checkpoint(ckpt, model, optimizer)
         init = json.loads((out / "init.json").read_text()) if (out / "init.json").exists() else None
         return start, init
-    init = warm_start(model, init_model) if init_model is not None else None
+    if t.init_copy and init_model is None:
+        raise HitgenError("train.init_copy copies parameters of the --init model; give --init")
+    init = warm_start(model, init_model, t.train_only, family, t.init_copy) if init_model is not None else None
     _claim_run_folder(out, cfg_json, ddp)
     if init is not None and ddp.main:
         write_text_atomic(out / "init.json", json.dumps(init, indent=2))
@@ -339,11 +341,29 @@ def _optimiser_step(wrapped, model, optimizer, train_data, cfg: FamilyConfig, st
     return sums, grad_norm, lr
 
 
-def warm_start(model: torch.nn.Module, loaded) -> dict:
-    """Copy the weights of a trained model (a LoadedModel) into a new model (see train); returns what was done."""
+def warm_start(model: torch.nn.Module, loaded, train_only: list[str] | None = None, family=None, init_copy: dict[str, str] | None = None) -> dict:
+    """Copy the weights of a trained model (a LoadedModel) into a new model (see train); returns what
+    was done. A parameter that trains (train_only) and has another shape in the new configuration (a
+    wider module trained anew on the frozen rest) keeps its initialisation; any other change of shape
+    is refused. init_copy starts new parameters from others of the loaded model (TrainSection). A
+    family may refuse the warm start (its `check_warm_start(model, loaded_model)`: e.g. data
+    standardised otherwise)."""
     init_from = loaded.path
-    own = model.state_dict()
-    taken = {k: v for k, v in loaded.model.state_dict().items() if k in own}
+    if family is not None and hasattr(family, "check_warm_start"):
+        family.check_warm_start(model, loaded.model)
+    own, theirs = model.state_dict(), loaded.model.state_dict()
+    taken = {k: v for k, v in theirs.items() if k in own}
+    resized = [k for k, v in taken.items() if v.shape != own[k].shape and train_only and in_prefixes(k, train_only)]
+    taken = {k: v for k, v in taken.items() if k not in resized}
+    copied = {}
+    for dst, src in (init_copy or {}).items():
+        new = {k: src + k[len(dst) :] for k in own if k.startswith(dst) and k not in taken}
+        missing = [k for k, s in new.items() if s not in theirs]
+        if not new or missing:
+            what = f"{missing[0]} has no {new[missing[0]]} there" if missing else f"no new parameter of the configured model starts with {dst!r}"
+            raise HitgenError(f"train.init_copy {dst!r} = {src!r}: {what} ({init_from})")
+        taken |= {k: theirs[s] for k, s in new.items()}
+        copied |= new
     wrong = [k for k, v in taken.items() if v.shape != own[k].shape]
     if wrong:
         raise HitgenError(
@@ -357,6 +377,7 @@ def warm_start(model: torch.nn.Module, loaded) -> dict:
         "weights_sha256": loaded.weights_sha256,
         "parameters_copied": len(taken),
         "parameters_new": sorted(set(own) - set(taken)),
+        **({"parameters_copied_from": copied} if copied else {}),
     }
 
 

@@ -18,8 +18,7 @@ class AllShowersFamily:
     name = "allshowers"
     detector = "ild-ecal"
     tokenizer = (
-        "ild-ecal cells as points (x, y mm dequantised within the cell, log E MeV), counts and energies per layer "
-        "(hitgen.families.allshowers.data)"
+        "ild-ecal cells as points (x, y mm dequantised within the cell, log E MeV), counts and energies per layer (hitgen.families.allshowers.data)"
     )
     sampling_options = ("batch_size", "seed", "decoder")
     has_kv_cache = False
@@ -55,12 +54,25 @@ class AllShowersFamily:
     def loss(self, cfg):
         from hitgen.families.allshowers.loss import flow_matching_loss
 
-        weight = cfg.loss.count_weight
-        return lambda model, batch: flow_matching_loss(model, batch, weight)
+        counts, points = cfg.loss.count_weight, cfg.loss.point_weight
+        return lambda model, batch: flow_matching_loss(model, batch, counts, points)
+
+    def check_warm_start(self, model, loaded_model) -> None:
+        """--init: the weights must have been trained on data standardised as these are (the same
+        training files); a CNF would move other numbers than it learned."""
+        from hitgen.core.errors import HitgenError
+        from hitgen.families.allshowers.data import same_standardisation
+
+        if not same_standardisation(model.cfg.stats, loaded_model.cfg.stats):
+            raise HitgenError("--init: that model's data were standardised otherwise (warm-start it on its own training files)")
 
     def distillation_loss(self, cfg, teacher, data):
         """With a [train] teacher: reflow of its point CNF (hitgen.families.allshowers.reflow)."""
+        from hitgen.core.errors import HitgenError
         from hitgen.families.allshowers.reflow import ReflowLoss
+
+        if cfg.loss.point_weight != 1.0:
+            raise HitgenError("[loss] point_weight: reflow trains the points at weight 1 (leave it out with a teacher)")
 
         return ReflowLoss(teacher, data, cfg.loss.reflow_solver, cfg.train.seed, cfg.loss.count_weight)
 

@@ -28,6 +28,9 @@ class ModelSection(TrunkSection):
 
 class LossSection(Strict):
     count_weight: float = Field(1.0, ge=0)  # the first stage's flow-matching loss beside the points'
+    # the points' loss; 0: the first stage alone (the point CNF is not run: with train_only = ["count_net."]
+    # and --init, a new first stage under a trained CNF)
+    point_weight: float = Field(1.0, ge=0)
     # with a [train] teacher (reflow): the solver that draws the teacher's points from each shower's noise
     reflow_solver: str = Field("heun-8", pattern=SOLVER)
 

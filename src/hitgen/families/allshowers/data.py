@@ -94,6 +94,11 @@ def compute_stats(pts: np.ndarray, stage: np.ndarray, energy_gev: np.ndarray) ->
     }
 
 
+def same_standardisation(a: dict, b: dict) -> bool:
+    """Whether two models' (or data's) standardisations are the same numbers."""
+    return a.keys() == b.keys() and all(np.allclose(a[k], b[k], rtol=1e-6, atol=0) for k in a)
+
+
 @dataclass
 class ShowerData:
     cond: np.ndarray  # (N, N_COND) float32

@@ -53,12 +53,17 @@ def point_loss(model: AllShowers, batch: dict[str, torch.Tensor], noise: torch.T
     return ((v - (target - noise)) ** 2).sum(-1)[valid].mean() / 3
 
 
-def flow_matching_loss(model: AllShowers, batch: dict[str, torch.Tensor], count_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+def flow_matching_loss(
+    model: AllShowers, batch: dict[str, torch.Tensor], count_weight: float = 1.0, point_weight: float = 1.0
+) -> tuple[torch.Tensor, dict[str, float]]:
     counts = count_loss(model, batch)
+    if point_weight == 0:  # the first stage alone: the point CNF is not run
+        loss = count_weight * counts
+        return loss, {"loss": loss.item(), "points": 0.0, "counts": counts.item()}
     points = batch["points"]
     noise = torch.randn_like(points)
     if model.cfg.ot_pairing:
         noise = ot_pairing(noise, points, batch["layer"], batch["valid"])
     pts = point_loss(model, batch, noise, points)
-    loss = pts + count_weight * counts
+    loss = point_weight * pts + count_weight * counts
     return loss, {"loss": loss.item(), "points": pts.item(), "counts": counts.item()}

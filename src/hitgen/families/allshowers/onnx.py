@@ -71,9 +71,7 @@ def export_graphs(model: AllShowers, folder: Path, opset: int = 18) -> dict[str,
         path = folder / f"{name}.onnx"
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module, args, str(path), dynamo=False, input_names=names, output_names=["v"], dynamic_axes=axes, opset_version=opset
-            )
+            torch.onnx.export(module, args, str(path), dynamo=False, input_names=names, output_names=["v"], dynamic_axes=axes, opset_version=opset)
         onnx.checker.check_model(str(path), full_check=True)
         dtypes = {"layer": "int64", "valid": "bool"}
         inputs, output = shapes[name]

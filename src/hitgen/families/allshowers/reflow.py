@@ -19,17 +19,13 @@ import numpy as np
 import torch
 
 from hitgen.core.errors import HitgenError
-from hitgen.families.allshowers.data import ShowerData
+from hitgen.families.allshowers.data import ShowerData, same_standardisation
 from hitgen.families.allshowers.loss import count_loss, point_loss
 from hitgen.families.allshowers.model import AllShowers
 from hitgen.families.allshowers.sampler import move_points, parse_decoder, point_noise
 from hitgen.nn import streams
 
 CHUNK = 64
-
-
-def same_standardisation(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(np.allclose(a[k], b[k], rtol=1e-6, atol=0) for k in a)
 
 
 class ReflowLoss:
