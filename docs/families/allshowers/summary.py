@@ -3,7 +3,7 @@ per particle, the response and resolution per energy bin (largest |ratio - 1|), 
 AUCs, the longitudinal and radial profiles (largest |ratio - 1| where Geant4 holds >= 1% of the
 energy), each beside its noise floor (the replica); for muons, hits per layer and energy per hit.
 
-    python docs/families/allshowers/summary.py EVAL_DIR DATA_DIR [--json out.json]
+    python docs/families/allshowers/summary.py EVAL_DIR DATA_DIR [--json out.json] [--markdown]
 """
 
 from __future__ import annotations
@@ -83,9 +83,40 @@ def summarise(eval_dir: Path, data_dir: Path) -> dict:
     return out
 
 
+def markdown(result: dict) -> str:
+    """The table of the docs and cards, and the muons' line."""
+    lines = [
+        "| particle | response, largest \\|ratio-1\\| (floor) | resolution, largest \\|ratio-1\\| (floor) | AUC high / low level (floor) "
+        "| longitudinal, radial largest \\|ratio-1\\| (floor) | visible energy ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p, r in result.items():
+        lines.append(
+            f"| {p} | {r['response_max_dev']:.3f} ({r['response_max_dev_floor']:.3f}) | {r['resolution_max_dev']:.2f} ({r['resolution_max_dev_floor']:.2f}) "
+            f"| {r['auc']:.3f} / {r['auc_low_level']:.3f} ({r['auc_floor']:.2f} / {r['auc_low_level_floor']:.2f}) "
+            f"| {r['longitudinal_max_dev']:.2f}, {r['radial_max_dev']:.2f} ({r['longitudinal_max_dev_floor']:.2f}, {r['radial_max_dev_floor']:.2f}) "
+            f"| {r['visible_energy_ratio']:.3f} |"
+        )
+    mu = [p for p in result if p.startswith("mu")]
+    if mu:
+
+        def joined(key: str, digits: int) -> str:
+            return " / ".join(f"{result[p][key]:.{digits}f}" for p in mu)
+
+        lines += [
+            "",
+            f"muons: hits per layer, largest difference {joined('hits_per_layer_max_abs_diff', 3)} ({'/'.join(mu)}; floor "
+            f"{joined('hits_per_layer_max_abs_diff_floor', 3)}); cell log10 energy W1 {joined('cell_log10_energy_w1', 4)} "
+            f"(floor {joined('cell_log10_energy_w1_floor', 4)}).",
+        ]
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     result = summarise(Path(sys.argv[1]), Path(sys.argv[2]))
     for p, row in result.items():
         print(p, "  ".join(f"{k} {v:.4g}" for k, v in row.items()))
+    if "--markdown" in sys.argv:
+        print(markdown(result))
     if "--json" in sys.argv:
         Path(sys.argv[sys.argv.index("--json") + 1]).write_text(json.dumps(result, indent=1))
