@@ -289,7 +289,11 @@ def test_a_new_first_stage_trains_alone_under_the_frozen_cnf(showers, tmp_path):
     showers.select(np.arange(10, 90)).write(fewer)
     with pytest.raises(HitgenError, match="standardised otherwise"):
         train(cfg, fewer, tmp_path / "other", init_from=str(old.path))
-    assert not (tmp_path / "frozen").exists() and not (tmp_path / "other").exists()
+    copying = _config()
+    copying.train.init_copy = {"count_net.": "count_net."}
+    with pytest.raises(HitgenError, match="give --init"):
+        train(copying, data_file, tmp_path / "copying")
+    assert not any((tmp_path / name).exists() for name in ("frozen", "other", "copying"))
 
 
 def _pions(showers: EventSet, tmp_path: Path) -> Path:

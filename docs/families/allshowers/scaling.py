@@ -2,7 +2,9 @@
 points to the first stage's layer energies, as ratios to Geant4's (the evaluation sample of a particle,
 generation seed 1, batch 256).
 
-    python docs/families/allshowers/scaling.py MODEL DECODER [gamma|e-|e+]
+    python docs/families/allshowers/scaling.py MODEL DECODER [gamma|e-|e+] [COUNT_SOLVER]
+
+COUNT_SOLVER (e.g. heun-16) integrates the first stage with that solver instead of the model's.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 import torch
 
 from hitgen.core.events import EventSet
-from hitgen.families.allshowers.sampler import generate_showers
+from hitgen.families.allshowers.sampler import generate_showers, parse_decoder
 from hitgen.models.io import load_model
 
 EVAL = {"gamma": "eval_gamma_seed6001.h5", "e-": "eval_e-_seed6002.h5", "e+": "eval_e+_seed6003.h5"}
@@ -28,6 +30,9 @@ def response(offsets: np.ndarray, energy: np.ndarray, incident: np.ndarray) -> n
 def main() -> None:
     torch.set_num_threads(2)
     model, decoder = load_model(sys.argv[1]).model, sys.argv[2]
+    if len(sys.argv) > 4:
+        parse_decoder(sys.argv[4])  # one clear line for a bad solver
+        model.cfg.count_solver = sys.argv[4]
     ref = EventSet.read(f"/work/runs/allshowers/data/{EVAL[sys.argv[3] if len(sys.argv) > 3 else 'gamma']}")
     e = ref.conditions["energy"]
     r_ref = response(ref.offsets, ref.hits["energy"], e)

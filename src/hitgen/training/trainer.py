@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from hitgen.core.atomic import atomic_path, write_text_atomic
-from hitgen.core.config import FamilyConfig
+from hitgen.core.config import FamilyConfig, TrainSection
 from hitgen.core.distributed import Distributed
 from hitgen.core.errors import HitgenError
 from hitgen.core.events import EventSet, condition_quantities
@@ -171,6 +171,8 @@ def train(
     if stop_after is not None and stop_after < 1:
         raise HitgenError(f"--stop-after must be at least 1 (got {stop_after})")
     init_model = load_model(init_from) if init_from is not None else None  # a bad --init fails before the run folder exists
+    if cfg.train.init_copy and init_model is None:
+        raise HitgenError("train.init_copy copies parameters of the --init model; give --init")
     teacher = _teacher(family, cfg)
     dev, ddp = _processes(device)
     t = cfg.train
@@ -288,7 +290,7 @@ def _same_teacher(out: Path, teacher) -> None:
         raise HitgenError(f"{out}: trained from teacher weights {before[:12]}, but {teacher.path} now holds {now}; resume refused")
 
 
-def _resume_or_init(out: Path, cfg_json: dict, model, optimizer, init_model, ddp: Distributed, family, t) -> tuple[int, dict | None]:
+def _resume_or_init(out: Path, cfg_json: dict, model, optimizer, init_model, ddp: Distributed, family, t: TrainSection) -> tuple[int, dict | None]:
     """Claim the run folder and return the step to start from (the checkpoint's, or 0) and what
     --init did (recorded in every model folder of the run, resumed ones too). A warm start that
     fails leaves no run folder behind."""
@@ -298,8 +300,6 @@ def _resume_or_init(out: Path, cfg_json: dict, model, optimizer, init_model, ddp
         start, _ = load_checkpoint(ckpt, model, optimizer)
         init = json.loads((out / "init.json").read_text()) if (out / "init.json").exists() else None
         return start, init
-    if t.init_copy and init_model is None:
-        raise HitgenError("train.init_copy copies parameters of the --init model; give --init")
     init = warm_start(model, init_model, t.train_only, family, t.init_copy) if init_model is not None else None
     _claim_run_folder(out, cfg_json, ddp)
     if init is not None and ddp.main:
