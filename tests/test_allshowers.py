@@ -147,6 +147,38 @@ def _loss_before_and_after_steps(model, loss_fn, data, steps: int = 25) -> tuple
     return before, loss()
 
 
+def test_centred_points_stay_in_their_cells(showers):
+    from hitgen.detectors.ild_ecal.geometry import ILD
+    from hitgen.families.allshowers.data import centred_points
+
+    _, data = _model(showers)
+    batch = data.batch(np.arange(len(data)))
+    valid = batch["valid"]
+    torch.manual_seed(2)
+    moved = centred_points(batch["points"], data.stats, 0.15)
+    mean, std = np.array(data.stats["point_mean"]), np.array(data.stats["point_std"])
+    before, after = (p[valid].double().numpy() * std + mean for p in (batch["points"], moved))
+    for axis in (0, 1):
+        assert np.array_equal(ILD.cell_of(before[:, axis]), ILD.cell_of(after[:, axis]))  # the same cell
+        offset = after[:, axis] - ILD.cell_centre_mm(ILD.cell_of(after[:, axis]))
+        assert np.abs(offset).max() <= 0.45 * ILD.cell_size_mm + 1e-4
+        assert 0.13 * ILD.cell_size_mm < offset.std() < 0.16 * ILD.cell_size_mm  # a normal of 0.15 cell, cut at 3 sigma
+    np.testing.assert_allclose(after[:, 2], before[:, 2], rtol=1e-6)  # log E as it was
+
+
+def test_cell_features_start_at_the_init_model_and_train(showers):
+    plain, data = _model(showers)
+    model, _ = _model(showers, cell_features=True, dequantisation="centred")
+    missing = model.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["cell_in.bias", "cell_in.weight"]
+    batch = data.batch(np.arange(8))
+    args = (batch["points"], torch.full((8,), 0.7), batch["layer"], BandAttention(batch["layer"], batch["valid"], 2), batch["cond"], batch["stage"])
+    with torch.no_grad():
+        torch.testing.assert_close(model.point_velocity(*args), plain.point_velocity(*args), rtol=0, atol=0)
+    before, after = _loss_before_and_after_steps(model, flow_matching_loss, data, steps=10)
+    assert after < 0.95 * before and model.cell_in.weight.abs().sum() > 0
+
+
 def test_point_layers_give_exactly_the_requested_points():
     counts = torch.tensor([[2, 0, 3] + [0] * 27, [0] * 29 + [4], [0] * 30])
     layer, valid = point_layers(counts)

@@ -1,8 +1,9 @@
 """Growing a model by modules: `hitgen extend BASE --add NAME --data F.h5 --out OUT --config TRAIN.toml`.
 
 For a family with the `module_of(model_config, add)` hook (calo-moe: an expert of a new (particle,
-material), or a new particle's LoRA adapter and heads), which says which parameters the module `add`
-holds (name prefixes, `*` wildcards allowed) and how the model config grows.
+material), a new particle's LoRA adapter and heads, or an energy lead), which says which parameters the module `add`
+holds (name prefixes, `*` wildcards allowed) and how the model config grows; it may also name
+settings of the [loss] the module trains by (`training_loss`: calo-moe's energy leads, lead_only).
 
 mode "module" (the default) trains only the module's parameters, everything else frozen (the
 trainer's `train_only`). The model folder OUT then holds the base's weights unchanged
@@ -107,7 +108,8 @@ def extend(
     trained = base.config["training"]
     model = trained["model"] | plan["training_model"]
     train_table["train_only"] = prefixes if mode == "module" else []
-    cfg = validate_config({"model": model, "loss": trained.get("loss", {}), "train": train_table}, "the extension config")
+    loss = trained.get("loss", {}) | plan.get("training_loss", {})  # e.g. a module trained by a loss of its own
+    cfg = validate_config({"model": model, "loss": loss, "train": train_table}, "the extension config")
     train(cfg, paths, run, progress=progress, stop_after=stop_after, init_from=str(base.path))
     record = json.loads((run / "config.json").read_text())
     if not record.get("finished"):

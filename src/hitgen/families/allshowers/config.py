@@ -22,6 +22,11 @@ class ModelSection(TrunkSection):
     layer_energies: bool = True  # the first stage also draws each layer's energy (beyond the paper)
     # generation scales e/gamma points to the drawn layer energies (False: the points keep the CNF's own)
     scale_to_layer_energies: bool = True
+    # the points' offsets within their cells in training: uniform over the cell, or centred (normal,
+    # dequantisation_width cells wide, cut at 0.45 cell: a point never leaves its cell)
+    dequantisation: Literal["uniform", "centred"] = "uniform"
+    dequantisation_width: float = Field(0.15, gt=0, le=0.5)
+    cell_features: bool = False  # the point's phase within the 5 mm cell grid as input features
     default_solver: str = Field("heun-32", pattern=SOLVER)  # solver and function evaluations of generation by default
     count_solver: str | None = Field(None, pattern=SOLVER)  # the first stage's, where it differs from the decoder's (a reflowed model)
 

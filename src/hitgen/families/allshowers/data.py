@@ -4,7 +4,11 @@
 Points are the cells above threshold: x, y at the cell centre plus a fixed uniform offset within the
 5 mm cell (dequantisation: the flow learns a continuous density, and generation maps a point back to
 the cell it falls in), and log of the cell energy in MeV. The offsets come from a generator seeded by
-the event's index, so the data are the same in every call (exact resume)."""
+the event's index, so the data are the same in every call (exact resume). A model with
+`dequantisation = "centred"` moves the points of every training batch to their cell centres plus a
+narrow normal offset (`centred_points`, fresh in every step from the trainer's generator): the
+points of a shower stay apart by most of a cell, and a point that lands near its target stays in
+its cell."""
 
 from __future__ import annotations
 
@@ -164,3 +168,15 @@ class ShowerData:
             "valid": torch.from_numpy(valid),
             "index": torch.from_numpy(self.index[idx]),
         }
+
+
+def centred_points(points: torch.Tensor, stats: dict, width: float, cut: float = 0.45) -> torch.Tensor:
+    """Standardised points (..., 3) with x and y moved to their cell's centre plus a normal offset of
+    `width` cells, cut at `cut` of a cell (so every point stays in its cell); log E unchanged. The
+    cells are ild-ecal's: N_CELLS odd, so the cell centres are the multiples of the cell size."""
+    mean = torch.tensor(stats["point_mean"][:2], dtype=points.dtype, device=points.device)
+    std = torch.tensor(stats["point_std"][:2], dtype=points.dtype, device=points.device)
+    xy = points[..., :2] * std + mean
+    centre = torch.floor(xy / CELL_SIZE_MM + 0.5) * CELL_SIZE_MM
+    offset = (torch.randn_like(xy) * width).clamp(-cut, cut) * CELL_SIZE_MM
+    return torch.cat([(centre + offset - mean) / std, points[..., 2:]], dim=-1)

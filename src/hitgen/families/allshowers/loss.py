@@ -7,6 +7,7 @@ import numpy as np
 import ot
 import torch
 
+from hitgen.families.allshowers.data import centred_points
 from hitgen.families.allshowers.model import AllShowers, BandAttention
 
 
@@ -61,6 +62,8 @@ def flow_matching_loss(
         loss = count_weight * counts
         return loss, {"loss": loss.item(), "points": 0.0, "counts": counts.item()}
     points = batch["points"]
+    if model.cfg.dequantisation == "centred":
+        points = centred_points(points, model.cfg.stats, model.cfg.dequantisation_width)
     noise = torch.randn_like(points)
     if model.cfg.ot_pairing:
         noise = ot_pairing(noise, points, batch["layer"], batch["valid"])

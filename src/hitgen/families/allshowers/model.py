@@ -8,7 +8,9 @@ flow-matching models of an ild-ecal shower.
    MeV; standardised), given the flow time (Fourier features), the condition and the first stage's
    numbers as a global context added to every point, and a learned embedding of each point's layer.
    Attention is restricted to the points of layers within `band` of a point's own (the paper's
-   layer mask), as a boolean mask of dense attention (the CPU path).
+   layer mask), as a boolean mask of dense attention (the CPU path). With `cell_features`, the
+   sine and cosine of a point's x and y over the 5 mm period of the cells are added to its
+   embedding (through a layer that starts at zero, so a warm start begins at its init model).
 
 Flow matching convention: x_t = (1 - t) x0 + t x1 with x0 standard normal and x1 the data, so the
 velocity to learn is x1 - x0, and generation integrates from t = 0 to t = 1.
@@ -24,7 +26,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from hitgen.detectors.ild_ecal.geometry import N_LAYERS
+from hitgen.detectors.ild_ecal.geometry import CELL_SIZE_MM, N_LAYERS
 from hitgen.nn.blocks import Block
 
 # particles the model has an embedding for, in the order of its one-hot (PDG codes)
@@ -46,6 +48,11 @@ class AllShowersConfig:
     ot_pairing: bool = True
     layer_energies: bool = True
     scale_to_layer_energies: bool = True
+    # the points' offsets within their cells in training (data.py): "uniform" over the cell, or
+    # "centred" (normal, dequantisation_width cells wide, cut at 0.45 of a cell: never leaves it)
+    dequantisation: str = "uniform"
+    dequantisation_width: float = 0.15
+    cell_features: bool = False  # the point's phase within the 5 mm cell grid as input features
     default_solver: str = "heun-32"
     count_solver: str | None = None  # the first stage's solver where it differs from the decoder's
     # standardisation of the training data (set from it when the model is built, then fixed)
@@ -79,6 +86,14 @@ def mlp(n_in: int, width: int, depth: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def cell_phase(x: torch.Tensor, stats: dict[str, Any]) -> torch.Tensor:
+    """(..., 4): sin and cos of 2 pi x / cell and of 2 pi y / cell, x and y in mm, from standardised points (..., 3)."""
+    mean = torch.tensor(stats["point_mean"][:2], dtype=x.dtype, device=x.device)
+    std = torch.tensor(stats["point_std"][:2], dtype=x.dtype, device=x.device)
+    a = (x[..., :2] * std + mean) * (2 * math.pi / CELL_SIZE_MM)
+    return torch.cat([a.sin(), a.cos()], dim=-1)
+
+
 class BandAttention:
     """Attention of Block (the cache protocol: attend(index, q, k, v)) over the points of layers
     within `band` of each point's own; padding is never attended to (a padded row attends to itself,
@@ -103,6 +118,10 @@ class AllShowers(nn.Module):
         d, nf, k = cfg.d_model, 2 * cfg.time_frequencies, cfg.n_stage
         self.count_net = mlp(k + nf + N_COND, cfg.count_width, cfg.count_depth, k)
         self.point_in = nn.Linear(3, d)
+        if cfg.cell_features:
+            self.cell_in = nn.Linear(4, d)
+            nn.init.zeros_(self.cell_in.weight)
+            nn.init.zeros_(self.cell_in.bias)
         self.layer_emb = nn.Embedding(N_LAYERS, d)
         self.context = mlp(N_COND + k + nf, d, 2, d)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_blocks)])
@@ -125,6 +144,8 @@ class AllShowers(nn.Module):
         """Point CNF: velocity (B, P, 3) at points x (B, P, 3) of layers `layer` (B, P), times t (B,)."""
         ctx = self.context(torch.cat([cond, stage, fourier(t, self.cfg.time_frequencies)], dim=1))
         h = self.point_in(x) + self.layer_emb(layer) + ctx[:, None, :]
+        if self.cfg.cell_features:
+            h = h + self.cell_in(cell_phase(x, self.cfg.stats))
         for i, block in enumerate(self.blocks):
             h = block(h, attention, i)
         return self.point_out(self.ln_f(h))

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from hitgen.core.config import FamilyConfig, NoLoss, TrunkSection
+from hitgen.core.config import FamilyConfig, Strict, TrunkSection
 from hitgen.families.calo_moe.tokens import EXPERT_KEYS
 
 
@@ -20,20 +20,27 @@ class ModelSection(TrunkSection):
     lora_particles: list[str] = Field(default_factory=list)  # particles added by LoRA (hitgen extend --add PARTICLE)
     lora_rank: int = Field(8, gt=0)
     lora_alpha: float = Field(16.0, gt=0)
+    leads: list[str] = Field(default_factory=list)  # (particle, material) keys with an energy lead (--add lead-KEY)
+    lead_width: int = Field(128, gt=0)
     # a fixed standardisation of the log energy (an extension keeps its base's); None: from the data
     stats: dict[str, float] | None = None
 
-    @field_validator("experts")
+    @field_validator("experts", "leads")
     @classmethod
     def _known(cls, experts: list[str]) -> list[str]:
         unknown = [k for k in experts if k not in EXPERT_KEYS]
         if unknown:
-            raise ValueError(f"unknown expert {unknown[0]!r} (known: {', '.join(EXPERT_KEYS)})")
+            raise ValueError(f"unknown (particle, material) {unknown[0]!r} (known: {', '.join(EXPERT_KEYS)})")
         if len(set(experts)) != len(experts):
-            raise ValueError("an expert is named twice")
+            raise ValueError(f"{experts[0]!r}: a (particle, material) is named twice")
         return experts
+
+
+class LossSection(Strict):
+    # train the energy leads alone on the showers' totals (a lead module: the trunk is not run)
+    lead_only: bool = False
 
 
 class CaloMoETrainConfig(FamilyConfig):
     model: ModelSection
-    loss: NoLoss = NoLoss()
+    loss: LossSection = LossSection()

@@ -11,7 +11,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from hitgen.core.errors import HitgenError
 from hitgen.core.events import EventSet
-from hitgen.families.calo_moe.tokens import EOS_LAYER, EXPERT_KEYS, condition_vector, expert_key, particle_names, served_by, tokenize
+from hitgen.families.calo_moe.tokens import EOS_LAYER, EXPERT_KEYS, condition_vector, expert_key, particle_names, served_by, tokenize, total_bin
 
 IGNORE = -100
 
@@ -31,6 +31,7 @@ class VoxelData:
     ebin: np.ndarray
     cond: np.ndarray  # (N, N_COND) float32
     expert: np.ndarray  # (N,) int64 index into tokens.EXPERT_KEYS
+    total: np.ndarray  # (N,) int64 the energy lead's token of the window's total (tokens.total_bin)
 
     @property
     def length(self) -> np.ndarray:
@@ -45,12 +46,13 @@ class VoxelData:
         for events in parts:
             seq = tokenize(events)
             codes = np.array([EXPERT_KEYS.index(k) for k in expert_names(events)], dtype=np.int64)
-            pieces.append(cls(seq.offsets, seq.layer, seq.x, seq.y, seq.ebin, condition_vector(events.conditions), codes))
+            total = total_bin(seq.window_energy / events.conditions["energy"].astype(np.float64))
+            pieces.append(cls(seq.offsets, seq.layer, seq.x, seq.y, seq.ebin, condition_vector(events.conditions), codes, total))
         if len(pieces) == 1:
             return pieces[0]
         starts = np.cumsum([0] + [p.offsets[-1] for p in pieces[:-1]])
         offsets = np.concatenate([pieces[0].offsets[:1]] + [p.offsets[1:] + s for p, s in zip(pieces, starts, strict=True)])
-        cat = {k: np.concatenate([getattr(p, k) for p in pieces]) for k in ("layer", "x", "y", "ebin", "cond", "expert")}
+        cat = {k: np.concatenate([getattr(p, k) for p in pieces]) for k in ("layer", "x", "y", "ebin", "cond", "expert", "total")}
         return cls(offsets=offsets, **cat)
 
     def experts(self) -> list[str]:
@@ -72,6 +74,7 @@ class VoxelData:
             self.ebin[take],
             self.cond[idx],
             self.expert[idx],
+            self.total[idx],
         )
 
     def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
@@ -93,6 +96,7 @@ class VoxelData:
         out |= {f"t_{k}": torch.from_numpy(v) for k, v in targets.items()}
         out["cond"] = torch.from_numpy(self.cond[idx])
         out["expert"] = torch.from_numpy(self.expert[idx])
+        out["total"] = torch.from_numpy(self.total[idx])
         return out
 
 
@@ -103,6 +107,23 @@ def check_experts(data: VoxelData, experts: list[str], lora_particles: list[str]
 
 
 LOSS_FIELDS = ("loss", "ce_layer", "ce_x", "ce_y", "ce_energy")
+LEAD_LOSS_FIELDS = ("loss", "nll_total")
+
+
+def lead_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """The energy leads' negative log-likelihood of the showers' totals, per shower ([loss] lead_only:
+    a lead module; the trunk is not run). Every shower must have a lead in the model."""
+    experts = [EXPERT_KEYS[c] for c in batch["expert"].tolist()]
+    missing = sorted(k for k in set(experts) if k not in model.leads)
+    if missing:
+        raise HitgenError(f"the training data hold {missing[0]} showers, but the model has no energy lead for them (leads: {list(model.leads)})")
+    cond = model.standardised(batch["cond"])
+    nll = cond.new_zeros(())
+    for key in dict.fromkeys(experts):
+        rows = torch.tensor([r for r, k in enumerate(experts) if k == key], device=cond.device)
+        nll = nll - model.leads[key].log_prob(cond[rows], batch["total"][rows]).sum()
+    nll = nll / len(experts)
+    return nll, {"loss": float(nll.detach()), "nll_total": float(nll.detach())}
 
 
 def moe_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:

@@ -17,8 +17,14 @@ tokens with fixed-routing experts per (particle, absorber) and output heads per 
   27 000 unshared output rows from about a million training tokens; the factorised heads are exact
   (a product of conditionals) and share statistics across voxels of one layer or column.
 
+- Energy leads (not in the paper; the lesson of the CLAS12 GPT and AllShowers, whose resolution came
+  right once a model of its own drew the total): per (particle, material), a small MLP of the
+  condition and a discretised logistic mixture over the shower's total (tokens.total_bin); the
+  generated voxels' energies are scaled to the total it draws. The trunk never sees it.
+
 Parameter names say what belongs to which module: `experts.<particle>-<material>.*` (an expert),
-`heads.<particle>.*` (a particle's heads), `lora` / everything else: the backbone.
+`heads.<particle>.*` (a particle's heads), `leads.<particle>-<material>.*` (an energy lead), `lora` /
+everything else: the backbone.
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ from torch import nn
 
 from hitgen.detectors.ild_ecal.geometry import N_LAYERS
 from hitgen.detectors.ild_ecal.views import WINDOW
-from hitgen.families.calo_moe.tokens import ENERGY_BINS, N_COND, served_by
+from hitgen.families.calo_moe.tokens import ENERGY_BINS, LEAD_BINS, N_COND, served_by
 from hitgen.nn.blocks import KVCache, init_weights
+from hitgen.nn.heads import MixtureHead
 
 
 @dataclass
@@ -52,6 +59,8 @@ class CaloMoEConfig:
     lora_particles: list[str] = field(default_factory=list)
     lora_rank: int = 8
     lora_alpha: float = 16.0
+    leads: list[str] = field(default_factory=list)  # (particle, material) keys with an energy lead
+    lead_width: int = 128
     stats: dict[str, Any] = field(default_factory=dict)  # log energy mean and std of the base training data
 
     @property
@@ -117,6 +126,25 @@ class Heads(nn.Module):
 
     def after_y(self, h_lx: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return h_lx + self.emb_y(y)
+
+
+class Lead(nn.Module):
+    """One (particle, material)'s energy lead: p(total | condition), an MLP of the standardised
+    condition vector and a mixture of 8 logistics over LEAD_BINS bins (and the empty window)."""
+
+    def __init__(self, cfg: CaloMoEConfig) -> None:
+        super().__init__()
+        w = cfg.lead_width
+        self.mlp = nn.Sequential(nn.Linear(N_COND, w), nn.GELU(), nn.Linear(w, w), nn.GELU(), nn.Linear(w, w), nn.GELU())
+        self.head = MixtureHead(w, LEAD_BINS, 1)
+
+    def log_prob(self, cond: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+        """log p (B,) of the total tokens (B,) given standardised conditions (B, N_COND)."""
+        return self.head.log_prob(self.mlp(cond), total)
+
+    def log_probs(self, cond: torch.Tensor) -> torch.Tensor:
+        """(B, LEAD_BINS + 1) log-probabilities of every total token."""
+        return self.head.log_probs(self.mlp(cond))
 
 
 class MoEBlock(nn.Module):
@@ -204,6 +232,18 @@ class CaloMoE(nn.Module):
             self.add_expert(key)
         for particle in cfg.lora_particles:
             self._add_heads(particle)
+        self.leads = nn.ModuleDict()
+        for key in cfg.leads:
+            self.add_lead(key)
+
+    def add_lead(self, key: str) -> None:
+        """An energy lead for showers of `key` (particle-material), initialised from the torch seed."""
+        if key in self.leads:
+            return
+        lead = Lead(self.cfg)
+        self.leads[key] = lead
+        if key not in self.cfg.leads:
+            self.cfg.leads.append(key)
 
     def _add_heads(self, particle: str) -> None:
         if particle not in self.heads:
@@ -250,10 +290,14 @@ class CaloMoE(nn.Module):
         if key not in self.cfg.experts:
             self.cfg.experts.append(key)
 
+    def standardised(self, cond: torch.Tensor) -> torch.Tensor:
+        """tokens.condition_vector with its log energy standardised by the base's training data."""
+        st = self.cfg.stats
+        return torch.cat([(cond[:, :1] - st["log_energy_mean"]) / st["log_energy_std"], cond[:, 1:]], dim=1)
+
     def prefix(self, cond: torch.Tensor, experts: list[str]) -> torch.Tensor:
         """(B, 1, d) inputs of position 0 (cond: tokens.condition_vector, its log energy standardised here)."""
-        st = self.cfg.stats
-        cond = torch.cat([(cond[:, :1] - st["log_energy_mean"]) / st["log_energy_std"], cond[:, 1:]], dim=1)
+        cond = self.standardised(cond)
         experts = [self.expert_of(k) for k in experts]
         vec = torch.stack([self.experts[k].cond for k in experts]) if len(set(experts)) > 1 else self.experts[experts[0]].cond[None]
         return (self.cond_proj(cond) + vec)[:, None, :]

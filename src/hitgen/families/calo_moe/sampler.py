@@ -6,7 +6,11 @@ Each step draws the next voxel's layer (or the end), then x, y and the energy bi
 position of the energy within its bin. Two constraints of the token order hold by construction: a
 voxel already in the shower is not drawn again (its y is masked; should all 30 y of a column be
 taken, which no shower comes near, the mask is lifted), and energies do not increase (bins above
-the previous voxel's are masked), as the sequences are ordered by decreasing energy."""
+the previous voxel's are masked), as the sequences are ordered by decreasing energy.
+
+A shower whose (particle, material) has an energy lead then draws its total from the lead (from its
+own stream, past every voxel draw) and its voxels' energies are scaled to add up to it; a voxel
+scaled below the readout threshold (0.1 MeV) is dropped, as `hitgen simulate` drops such a cell."""
 
 from __future__ import annotations
 
@@ -17,14 +21,25 @@ import torch
 
 from hitgen.core.csr import offsets_from_counts
 from hitgen.core.errors import HitgenError
-from hitgen.detectors.ild_ecal.geometry import digitize
+from hitgen.detectors.ild_ecal.geometry import THRESHOLD_MEV, digitize
 from hitgen.detectors.ild_ecal.views import WINDOW
 from hitgen.families.calo_moe.model import CaloMoE
-from hitgen.families.calo_moe.tokens import ENERGY_BINS, EOS_LAYER, N_VOXELS, bin_energy, condition_vector, expert_key, particle_names, to_cells
+from hitgen.families.calo_moe.tokens import (
+    ENERGY_BINS,
+    EOS_LAYER,
+    N_VOXELS,
+    bin_energy,
+    bin_total,
+    condition_vector,
+    expert_key,
+    particle_names,
+    to_cells,
+)
 from hitgen.nn.draw import sample_from, sample_values
 from hitgen.nn.streams import event_keys, uniforms
 
 DRAWS = 5  # layer, x, y, energy bin, position in the bin
+LEAD_COUNTER = 1 << 24  # the lead's two draws per event: past every voxel's (max_voxels * DRAWS)
 COMPACT_AT = 0.9
 
 
@@ -70,13 +85,40 @@ def generate_showers(
             if progress:
                 progress(done)
     v = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    keep = np.ones(len(v["energy"]), bool)
+    if model.leads:
+        total = draw_totals(model, torch.from_numpy(cond_all).to(device), experts, torch.from_numpy(keys_all).to(device), temperature)
+        drawn = v["energy"]
+        v["energy"] = scaled_to_totals(drawn, v["event"], total * conditions["energy"].astype(np.float64))
+        keep = (v["energy"] >= THRESHOLD_MEV) | (v["energy"] == drawn)
     cell_x, cell_y = to_cells(conditions["entry_point"], v["x"], v["y"], v["event"])
     counts = np.bincount(v["event"], minlength=n)
     order = np.argsort(v["event"], kind="stable")
-    offsets, hits, _ = digitize(
-        offsets_from_counts(counts), v["layer"][order], cell_x[order], cell_y[order], v["energy"][order], np.ones(len(order), bool)
-    )
+    offsets, hits, _ = digitize(offsets_from_counts(counts), v["layer"][order], cell_x[order], cell_y[order], v["energy"][order], keep[order])
     return offsets, hits
+
+
+def draw_totals(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.Tensor, temperature: float) -> np.ndarray:
+    """Each shower's total in MeV per GeV drawn by its energy lead (NaN where its key has none)."""
+    out = np.full(len(experts), np.nan)
+    std = model.standardised(cond)
+    for key in dict.fromkeys(experts):
+        if key not in model.leads:
+            continue
+        rows = np.flatnonzero(np.array(experts) == key)
+        r = torch.from_numpy(rows).to(cond.device)
+        u = [uniforms(keys[r], torch.tensor(LEAD_COUNTER + d, device=cond.device)) for d in range(2)]
+        logp = model.leads[key].log_probs(std[r])
+        token = sample_from(logp, torch.ones_like(logp, dtype=torch.bool), temperature, 0, u[0])
+        out[rows] = bin_total(token.cpu().numpy(), u[1].cpu().numpy())
+    return out
+
+
+def scaled_to_totals(energy: np.ndarray, event: np.ndarray, total_mev: np.ndarray) -> np.ndarray:
+    """Voxel energies scaled, per event, to add up to total_mev (events with a NaN total or no voxels unscaled)."""
+    sums = np.bincount(event, weights=energy, minlength=len(total_mev))
+    scale = np.divide(total_mev, sums, out=np.ones_like(sums), where=(sums > 0) & np.isfinite(total_mev))
+    return energy * scale[event]
 
 
 def _particle_rows(experts: list[str], dev) -> dict[str, torch.Tensor]:
