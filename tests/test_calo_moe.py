@@ -224,20 +224,20 @@ def test_a_new_expert_can_start_from_another_of_the_base(base, files, tmp_path):
         extend(str(base), "gamma-Pb", [files["Pb"]], tmp_path / "bad", config)
 
 
-def test_an_energy_lead_learns_the_totals_of_its_showers(files):
-    from hitgen.families.calo_moe.data import VoxelData, lead_loss
+def test_a_total_energy_module_learns_the_totals_of_its_showers(files):
+    from hitgen.families.calo_moe.data import VoxelData, total_loss
     from hitgen.families.calo_moe.sampler import draw_totals
     from hitgen.families.calo_moe.tokens import bin_total
     from hitgen.nn.streams import event_keys
 
     data = VoxelData.from_parts([EventSet.read(files["W"])])
     model = _tiny(["gamma-W"])
-    model.add_lead("gamma-W")
+    model.add_total("gamma-W")
     batch = data.batch(np.arange(len(data)))
-    opt = torch.optim.AdamW(model.leads.parameters(), lr=1e-2)
+    opt = torch.optim.AdamW(model.totals.parameters(), lr=1e-2)
     first = None
     for _ in range(150):
-        loss, parts = lead_loss(model, batch)
+        loss, parts = total_loss(model, batch)
         first = first if first is not None else parts["nll_total"]
         opt.zero_grad()
         loss.backward()
@@ -246,23 +246,23 @@ def test_an_energy_lead_learns_the_totals_of_its_showers(files):
     truth = bin_total(data.total, np.full(len(data), 0.5))  # MeV per GeV, 24-26 for these photons
     drawn = draw_totals(model, torch.from_numpy(data.cond), ["gamma-W"] * len(data), torch.from_numpy(event_keys(1, np.arange(len(data)))), 1.0)
     assert abs(drawn.mean() / truth.mean() - 1) < 0.05 and 0.3 < drawn.std() / truth.std() < 3.0
-    with pytest.raises(HitgenError, match="no energy lead for them"):
-        lead_loss(_tiny(["gamma-W"]), batch)
+    with pytest.raises(HitgenError, match="no total-energy module for them"):
+        total_loss(_tiny(["gamma-W"]), batch)
 
 
-def test_a_lead_module_scales_its_showers_and_changes_no_other(base, files, tmp_path):
-    lead_cfg = tmp_path / "lead.toml"
-    lead_cfg.write_text((CONFIGS / "tiny-extend.toml").read_text().replace("max_steps = 4", "max_steps = 100").replace("lr = 2e-3", "lr = 1e-2"))
-    ext = tmp_path / "lead"
-    extend(str(base), "lead-gamma-Ta", [files["Ta"]], ext, lead_cfg)
+def test_a_total_module_scales_its_showers_and_changes_no_other(base, files, tmp_path):
+    total_cfg = tmp_path / "total.toml"
+    total_cfg.write_text((CONFIGS / "tiny-extend.toml").read_text().replace("max_steps = 4", "max_steps = 100").replace("lr = 2e-3", "lr = 1e-2"))
+    ext = tmp_path / "total"
+    extend(str(base), "total-gamma-Ta", [files["Ta"]], ext, total_cfg)
     config = json.loads((ext / "config.json").read_text())
-    assert config["model"]["leads"] == ["gamma-Ta"] and config["modules"][0]["prefixes"] == ["leads.gamma-Ta."]
-    assert config["modules"][0]["train"]["train_only"] == ["leads.gamma-Ta."]
+    assert config["model"]["totals"] == ["gamma-Ta"] and config["modules"][0]["prefixes"] == ["totals.gamma-Ta."]
+    assert config["modules"][0]["train"]["train_only"] == ["totals.gamma-Ta."]
     for m in ("W", "Ta"):
         cond = tmp_path / f"cond_{m}.h5"
         EventSet.read(files[m]).select(np.arange(10)).write(cond)
         a, b = (_generated(model, cond, tmp_path / f"{model.name}_{m}.h5") for model in (base, ext))
-        if m == "W":  # no lead for W: the base's showers, bit for bit
+        if m == "W":  # no total module for W: the base's showers, bit for bit
             assert np.array_equal(a.offsets, b.offsets) and all(np.array_equal(a.hits[k], b.hits[k]) for k in a.hits)
             continue
         checked = 0
@@ -277,10 +277,10 @@ def test_a_lead_module_scales_its_showers_and_changes_no_other(base, files, tmp_
                 assert np.all(ha["energy"][~kept] * ratio[0] < 0.1)
                 checked += 1
         assert checked >= 8
-    with pytest.raises(HitgenError, match="already has the energy lead gamma-Ta"):
-        extend(str(ext), "lead-gamma-Ta", [files["Ta"]], tmp_path / "x", lead_cfg)
+    with pytest.raises(HitgenError, match="already has the total-energy module gamma-Ta"):
+        extend(str(ext), "total-gamma-Ta", [files["Ta"]], tmp_path / "x", total_cfg)
     with pytest.raises(HitgenError, match="does not generate gamma-Pb showers"):
-        extend(str(base), "lead-gamma-Pb", [files["Pb"]], tmp_path / "y", lead_cfg)
+        extend(str(base), "total-gamma-Pb", [files["Pb"]], tmp_path / "y", total_cfg)
 
 
 def test_onnx_export_one_graph_per_route_and_onnxruntime_draws_the_same_showers(base, files, tmp_path):

@@ -1,9 +1,9 @@
 """Growing a model by modules: `hitgen extend BASE --add NAME --data F.h5 --out OUT --config TRAIN.toml`.
 
 For a family with the `module_of(model_config, add)` hook (calo-moe: an expert of a new (particle,
-material), a new particle's LoRA adapter and heads, or an energy lead), which says which parameters the module `add`
+material), a new particle's LoRA adapter and heads, or a total-energy module), which says which parameters the module `add`
 holds (name prefixes, `*` wildcards allowed) and how the model config grows; it may also name
-settings of the [loss] the module trains by (`training_loss`: calo-moe's energy leads, lead_only).
+settings of the [loss] the module trains by (`training_loss`: calo-moe's total-energy modules, total_only).
 
 mode "module" (the default) trains only the module's parameters, everything else frozen (the
 trainer's `train_only`). The model folder OUT then holds the base's weights unchanged

@@ -51,14 +51,14 @@ class CaloMoEFamily:
         return VoxelData.from_parts(parts)
 
     def loss(self, cfg):
-        from hitgen.families.calo_moe.data import lead_loss, moe_loss
+        from hitgen.families.calo_moe.data import moe_loss, total_loss
 
-        return lead_loss if cfg.loss.lead_only else moe_loss
+        return total_loss if cfg.loss.total_only else moe_loss
 
     def loss_fields(self, cfg) -> tuple[str, ...]:
-        from hitgen.families.calo_moe.data import LEAD_LOSS_FIELDS, LOSS_FIELDS
+        from hitgen.families.calo_moe.data import LOSS_FIELDS, TOTAL_LOSS_FIELDS
 
-        return LEAD_LOSS_FIELDS if cfg.loss.lead_only else LOSS_FIELDS
+        return TOTAL_LOSS_FIELDS if cfg.loss.total_only else LOSS_FIELDS
 
     def settings_of(self, model_config: dict[str, Any]) -> list[dict[str, str]]:
         """The detector settings the model generates for: one absorber per material it has experts for."""

@@ -20,12 +20,12 @@ class ModelSection(TrunkSection):
     lora_particles: list[str] = Field(default_factory=list)  # particles added by LoRA (hitgen extend --add PARTICLE)
     lora_rank: int = Field(8, gt=0)
     lora_alpha: float = Field(16.0, gt=0)
-    leads: list[str] = Field(default_factory=list)  # (particle, material) keys with an energy lead (--add lead-KEY)
-    lead_width: int = Field(128, gt=0)
+    totals: list[str] = Field(default_factory=list)  # (particle, material) keys with a total-energy module (--add total-KEY)
+    total_width: int = Field(128, gt=0)
     # a fixed standardisation of the log energy (an extension keeps its base's); None: from the data
     stats: dict[str, float] | None = None
 
-    @field_validator("experts", "leads")
+    @field_validator("experts", "totals")
     @classmethod
     def _known(cls, experts: list[str]) -> list[str]:
         unknown = [k for k in experts if k not in EXPERT_KEYS]
@@ -37,8 +37,8 @@ class ModelSection(TrunkSection):
 
 
 class LossSection(Strict):
-    # train the energy leads alone on the showers' totals (a lead module: the trunk is not run)
-    lead_only: bool = False
+    # train the total-energy modules alone on the showers' totals (a total module: the trunk is not run)
+    total_only: bool = False
 
 
 class CaloMoETrainConfig(FamilyConfig):

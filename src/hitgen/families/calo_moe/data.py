@@ -31,7 +31,7 @@ class VoxelData:
     ebin: np.ndarray
     cond: np.ndarray  # (N, N_COND) float32
     expert: np.ndarray  # (N,) int64 index into tokens.EXPERT_KEYS
-    total: np.ndarray  # (N,) int64 the energy lead's token of the window's total (tokens.total_bin)
+    total: np.ndarray  # (N,) int64 the total-energy module's token of the window's total (tokens.total_bin)
 
     @property
     def length(self) -> np.ndarray:
@@ -107,21 +107,23 @@ def check_experts(data: VoxelData, experts: list[str], lora_particles: list[str]
 
 
 LOSS_FIELDS = ("loss", "ce_layer", "ce_x", "ce_y", "ce_energy")
-LEAD_LOSS_FIELDS = ("loss", "nll_total")
+TOTAL_LOSS_FIELDS = ("loss", "nll_total")
 
 
-def lead_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-    """The energy leads' negative log-likelihood of the showers' totals, per shower ([loss] lead_only:
-    a lead module; the trunk is not run). Every shower must have a lead in the model."""
+def total_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """The total-energy modules' negative log-likelihood of the showers' totals, per shower ([loss] total_only:
+    a total module; the trunk is not run). Every shower must have a total module in the model."""
     experts = [EXPERT_KEYS[c] for c in batch["expert"].tolist()]
-    missing = sorted(k for k in set(experts) if k not in model.leads)
+    missing = sorted(k for k in set(experts) if k not in model.totals)
     if missing:
-        raise HitgenError(f"the training data hold {missing[0]} showers, but the model has no energy lead for them (leads: {list(model.leads)})")
+        raise HitgenError(
+            f"the training data hold {missing[0]} showers, but the model has no total-energy module for them (it has: {list(model.totals)})"
+        )
     cond = model.standardised(batch["cond"])
     nll = cond.new_zeros(())
     for key in dict.fromkeys(experts):
         rows = torch.tensor([r for r, k in enumerate(experts) if k == key], device=cond.device)
-        nll = nll - model.leads[key].log_prob(cond[rows], batch["total"][rows]).sum()
+        nll = nll - model.totals[key].log_prob(cond[rows], batch["total"][rows]).sum()
     nll = nll / len(experts)
     return nll, {"loss": float(nll.detach()), "nll_total": float(nll.detach())}
 

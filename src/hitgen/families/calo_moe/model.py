@@ -17,13 +17,13 @@ tokens with fixed-routing experts per (particle, absorber) and output heads per 
   27 000 unshared output rows from about a million training tokens; the factorised heads are exact
   (a product of conditionals) and share statistics across voxels of one layer or column.
 
-- Energy leads (not in the paper; the lesson of the CLAS12 GPT and AllShowers, whose resolution came
+- Total-energy modules (not in the paper; the lesson of the CLAS12 GPT and AllShowers, whose resolution came
   right once a model of its own drew the total): per (particle, material), a small MLP of the
   condition and a discretised logistic mixture over the shower's total (tokens.total_bin); the
   generated voxels' energies are scaled to the total it draws. The trunk never sees it.
 
 Parameter names say what belongs to which module: `experts.<particle>-<material>.*` (an expert),
-`heads.<particle>.*` (a particle's heads), `leads.<particle>-<material>.*` (an energy lead), `lora` /
+`heads.<particle>.*` (a particle's heads), `totals.<particle>-<material>.*` (a total-energy module), `lora` /
 everything else: the backbone.
 """
 
@@ -38,7 +38,7 @@ from torch import nn
 
 from hitgen.detectors.ild_ecal.geometry import N_LAYERS
 from hitgen.detectors.ild_ecal.views import WINDOW
-from hitgen.families.calo_moe.tokens import ENERGY_BINS, LEAD_BINS, N_COND, served_by
+from hitgen.families.calo_moe.tokens import ENERGY_BINS, N_COND, TOTAL_BINS, served_by
 from hitgen.nn.blocks import KVCache, init_weights
 from hitgen.nn.heads import MixtureHead
 
@@ -59,8 +59,8 @@ class CaloMoEConfig:
     lora_particles: list[str] = field(default_factory=list)
     lora_rank: int = 8
     lora_alpha: float = 16.0
-    leads: list[str] = field(default_factory=list)  # (particle, material) keys with an energy lead
-    lead_width: int = 128
+    totals: list[str] = field(default_factory=list)  # (particle, material) keys with a total-energy module
+    total_width: int = 128
     stats: dict[str, Any] = field(default_factory=dict)  # log energy mean and std of the base training data
 
     @property
@@ -128,22 +128,22 @@ class Heads(nn.Module):
         return h_lx + self.emb_y(y)
 
 
-class Lead(nn.Module):
-    """One (particle, material)'s energy lead: p(total | condition), an MLP of the standardised
-    condition vector and a mixture of 8 logistics over LEAD_BINS bins (and the empty window)."""
+class TotalModel(nn.Module):
+    """One (particle, material)'s total-energy module: p(total | condition), an MLP of the standardised
+    condition vector and a mixture of 8 logistics over TOTAL_BINS bins (and the empty window)."""
 
     def __init__(self, cfg: CaloMoEConfig) -> None:
         super().__init__()
-        w = cfg.lead_width
+        w = cfg.total_width
         self.mlp = nn.Sequential(nn.Linear(N_COND, w), nn.GELU(), nn.Linear(w, w), nn.GELU(), nn.Linear(w, w), nn.GELU())
-        self.head = MixtureHead(w, LEAD_BINS, 1)
+        self.head = MixtureHead(w, TOTAL_BINS, 1)
 
     def log_prob(self, cond: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
         """log p (B,) of the total tokens (B,) given standardised conditions (B, N_COND)."""
         return self.head.log_prob(self.mlp(cond), total)
 
     def log_probs(self, cond: torch.Tensor) -> torch.Tensor:
-        """(B, LEAD_BINS + 1) log-probabilities of every total token."""
+        """(B, TOTAL_BINS + 1) log-probabilities of every total token."""
         return self.head.log_probs(self.mlp(cond))
 
 
@@ -232,18 +232,17 @@ class CaloMoE(nn.Module):
             self.add_expert(key)
         for particle in cfg.lora_particles:
             self._add_heads(particle)
-        self.leads = nn.ModuleDict()
-        for key in cfg.leads:
-            self.add_lead(key)
+        self.totals = nn.ModuleDict()
+        for key in cfg.totals:
+            self.add_total(key)
 
-    def add_lead(self, key: str) -> None:
-        """An energy lead for showers of `key` (particle-material), initialised from the torch seed."""
-        if key in self.leads:
+    def add_total(self, key: str) -> None:
+        """A total-energy module for showers of `key` (particle-material), initialised from the torch seed."""
+        if key in self.totals:
             return
-        lead = Lead(self.cfg)
-        self.leads[key] = lead
-        if key not in self.cfg.leads:
-            self.cfg.leads.append(key)
+        self.totals[key] = TotalModel(self.cfg)
+        if key not in self.cfg.totals:
+            self.cfg.totals.append(key)
 
     def _add_heads(self, particle: str) -> None:
         if particle not in self.heads:

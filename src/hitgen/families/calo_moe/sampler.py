@@ -8,7 +8,7 @@ voxel already in the shower is not drawn again (its y is masked; should all 30 y
 taken, which no shower comes near, the mask is lifted), and energies do not increase (bins above
 the previous voxel's are masked), as the sequences are ordered by decreasing energy.
 
-A shower whose (particle, material) has an energy lead then draws its total from the lead (from its
+A shower whose (particle, material) has a total-energy module then draws its total from it (from its
 own stream, past every voxel draw) and its voxels' energies are scaled to add up to it; a voxel
 scaled below the readout threshold (0.1 MeV) is dropped, as `hitgen simulate` drops such a cell."""
 
@@ -39,7 +39,7 @@ from hitgen.nn.draw import sample_from, sample_values
 from hitgen.nn.streams import event_keys, uniforms
 
 DRAWS = 5  # layer, x, y, energy bin, position in the bin
-LEAD_COUNTER = 1 << 24  # the lead's two draws per event: past every voxel's (max_voxels * DRAWS)
+TOTAL_COUNTER = 1 << 24  # the total module's two draws per event: past every voxel's (max_voxels * DRAWS)
 COMPACT_AT = 0.9
 
 
@@ -86,7 +86,7 @@ def generate_showers(
                 progress(done)
     v = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     keep = np.ones(len(v["energy"]), bool)
-    if model.leads:
+    if model.totals:
         total = draw_totals(model, torch.from_numpy(cond_all).to(device), experts, torch.from_numpy(keys_all).to(device), temperature)
         drawn = v["energy"]
         v["energy"] = scaled_to_totals(drawn, v["event"], total * conditions["energy"].astype(np.float64))
@@ -99,16 +99,16 @@ def generate_showers(
 
 
 def draw_totals(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.Tensor, temperature: float) -> np.ndarray:
-    """Each shower's total in MeV per GeV drawn by its energy lead (NaN where its key has none)."""
+    """Each shower's total in MeV per GeV drawn by its total-energy module (NaN where its key has none)."""
     out = np.full(len(experts), np.nan)
     std = model.standardised(cond)
     for key in dict.fromkeys(experts):
-        if key not in model.leads:
+        if key not in model.totals:
             continue
         rows = np.flatnonzero(np.array(experts) == key)
         r = torch.from_numpy(rows).to(cond.device)
-        u = [uniforms(keys[r], torch.tensor(LEAD_COUNTER + d, device=cond.device)) for d in range(2)]
-        logp = model.leads[key].log_probs(std[r])
+        u = [uniforms(keys[r], torch.tensor(TOTAL_COUNTER + d, device=cond.device)) for d in range(2)]
+        logp = model.totals[key].log_probs(std[r])
         token = sample_from(logp, torch.ones_like(logp, dtype=torch.bool), temperature, 0, u[0])
         out[rows] = bin_total(token.cpu().numpy(), u[1].cpu().numpy())
     return out

@@ -11,9 +11,9 @@ Energy bins: ENERGY_BINS bins uniform in log E from the threshold (0.1 MeV) to E
 1-10 GeV has a cell above 20 MeV). A bin is decoded by a uniform draw in log E within it, so that the
 generated energies are continuous; the 2.6% bin width is far below the per-voxel spread.
 
-Energy leads (a module per (particle, material), not in the paper): a shower's total, the energy of
-its window's voxels in MeV per GeV of incident energy, in LEAD_BINS bins uniform in log from
-LEAD_MIN to LEAD_MAX (0.5% wide; the samples of 1-10 GeV photons and electrons in W, Ta and Pb hold
+Total-energy modules (a module per (particle, material), not in the paper): a shower's total, the energy of
+its window's voxels in MeV per GeV of incident energy, in TOTAL_BINS bins uniform in log from
+TOTAL_MIN to TOTAL_MAX (0.5% wide; the samples of 1-10 GeV photons and electrons in W, Ta and Pb hold
 8-53 MeV/GeV), one more token for a total below the range (an empty window).
 
 Condition: the incident kinetic energy (log, standardised by the training data), the entry point
@@ -56,23 +56,23 @@ def served_by(key: str, experts: list[str], lora_particles: list[str]) -> str | 
     return fallback if particle in lora_particles and fallback in experts else None
 
 
-LEAD_BINS = 800
-LEAD_MIN, LEAD_MAX = 2.0, 100.0  # MeV per GeV
-_LEAD_LOG_MIN, _LEAD_LOG_MAX = np.log(LEAD_MIN), np.log(LEAD_MAX)
+TOTAL_BINS = 800
+TOTAL_MIN, TOTAL_MAX = 2.0, 100.0  # MeV per GeV
+_TOTAL_LOG_MIN, _TOTAL_LOG_MAX = np.log(TOTAL_MIN), np.log(TOTAL_MAX)
 
 
 def total_bin(mev_per_gev: np.ndarray) -> np.ndarray:
-    """The lead's token of a total: its bin, LEAD_BINS (the special token) below LEAD_MIN; above LEAD_MAX the last bin."""
+    """The token of a total: its bin, TOTAL_BINS (the special token) below TOTAL_MIN; above TOTAL_MAX the last bin."""
     r = np.asarray(mev_per_gev, dtype=np.float64)
-    x = (np.log(np.maximum(r, LEAD_MIN)) - _LEAD_LOG_MIN) / (_LEAD_LOG_MAX - _LEAD_LOG_MIN) * LEAD_BINS
-    return np.where(r < LEAD_MIN, LEAD_BINS, np.clip(np.floor(x), 0, LEAD_BINS - 1)).astype(np.int64)
+    x = (np.log(np.maximum(r, TOTAL_MIN)) - _TOTAL_LOG_MIN) / (_TOTAL_LOG_MAX - _TOTAL_LOG_MIN) * TOTAL_BINS
+    return np.where(r < TOTAL_MIN, TOTAL_BINS, np.clip(np.floor(x), 0, TOTAL_BINS - 1)).astype(np.int64)
 
 
 def bin_total(bins: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """MeV per GeV of lead tokens, log-uniform within the bin by the uniforms u; 0 for the special token."""
+    """MeV per GeV of total tokens, log-uniform within the bin by the uniforms u; 0 for the special token."""
     bins = np.asarray(bins)
-    r = np.exp(_LEAD_LOG_MIN + (np.minimum(bins, LEAD_BINS - 1) + u) * (_LEAD_LOG_MAX - _LEAD_LOG_MIN) / LEAD_BINS)
-    return np.where(bins >= LEAD_BINS, 0.0, r)
+    r = np.exp(_TOTAL_LOG_MIN + (np.minimum(bins, TOTAL_BINS - 1) + u) * (_TOTAL_LOG_MAX - _TOTAL_LOG_MIN) / TOTAL_BINS)
+    return np.where(bins >= TOTAL_BINS, 0.0, r)
 
 
 # every (particle, material) a model may hold an expert for; batches carry the index into this list
