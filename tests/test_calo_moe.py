@@ -312,7 +312,8 @@ def test_the_shipped_model_composes_its_modules_and_generates_for_every_absorber
     if not (SHIPPED / "ild-ecal-moe" / "config.json").is_file():
         pytest.skip("no shipped foundation model")
     loaded = load_model("ild-ecal-moe")
-    assert [m["name"] for m in loaded.config["modules"]] == ["gamma-Pb", "e-", "e--Ta", "e--Pb"]
+    pairs = ["gamma-W", "gamma-Ta", "gamma-Pb", "e--W", "e--Ta", "e--Pb"]
+    assert [m["name"] for m in loaded.config["modules"]] == ["gamma-Pb", "e-", "e--Ta", "e--Pb", *(f"total-{p}" for p in pairs)]
     for particle, absorber in (("gamma", "W"), ("gamma", "Ta"), ("gamma", "Pb"), ("e-", "W"), ("e-", "Ta"), ("e-", "Pb")):
         options = {"particle": particle, "energy_range": (5.0, 6.0)}
         out = generate_file("ild-ecal-moe", tmp_path / f"{particle}_{absorber}.h5", options=options, n_events=3, settings={"absorber": absorber})
