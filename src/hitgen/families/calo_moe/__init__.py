@@ -96,7 +96,7 @@ class CaloMoEFamily:
     onnx_usage = (
         "one graph per route (trunk_<particle>-<material>): prefill with a past of C = 0 slots, decode with t = 1, "
         "append new_k/new_v at the next free slots, past_mask true where not yet written (docs/onnx.md); "
-        "embeddings, prefix and heads: hitgen.families.calo_moe.model"
+        "embeddings, prefix, heads and total-energy modules: hitgen.families.calo_moe.model"
     )
 
     def check_conditions(self, conditions: dict[str, np.ndarray]) -> list[str]:

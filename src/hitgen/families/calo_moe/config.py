@@ -32,7 +32,8 @@ class ModelSection(TrunkSection):
         if unknown:
             raise ValueError(f"unknown (particle, material) {unknown[0]!r} (known: {', '.join(EXPERT_KEYS)})")
         if len(set(experts)) != len(experts):
-            raise ValueError(f"{experts[0]!r}: a (particle, material) is named twice")
+            twice = next(k for k in experts if experts.count(k) > 1)
+            raise ValueError(f"{twice!r}: a (particle, material) is named twice")
         return experts
 
 
