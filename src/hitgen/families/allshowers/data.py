@@ -20,7 +20,7 @@ import torch
 from hitgen.core.errors import HitgenError
 from hitgen.core.events import EventSet
 from hitgen.detectors.ild_ecal.geometry import CELL_SIZE_MM, N_LAYERS, layout_of, require_ild_layout
-from hitgen.families.allshowers.model import N_COND, PARTICLE_PDGS
+from hitgen.families.allshowers.model import N_COND, PARTICLE_PDGS, xy_scale
 
 ENERGY_FLOOR_MEV = 0.01  # log(E_layer + floor): an empty layer is a finite number
 _DEQUANT_SEED = 20
@@ -174,8 +174,7 @@ def centred_points(points: torch.Tensor, stats: dict, width: float, cut: float =
     """Standardised points (..., 3) with x and y moved to their cell's centre plus a normal offset of
     `width` cells, cut at `cut` of a cell (so every point stays in its cell); log E unchanged. The
     cells are ild-ecal's: N_CELLS odd, so the cell centres are the multiples of the cell size."""
-    mean = torch.tensor(stats["point_mean"][:2], dtype=points.dtype, device=points.device)
-    std = torch.tensor(stats["point_std"][:2], dtype=points.dtype, device=points.device)
+    mean, std = xy_scale(points, stats)
     xy = points[..., :2] * std + mean
     centre = torch.floor(xy / CELL_SIZE_MM + 0.5) * CELL_SIZE_MM
     offset = (torch.randn_like(xy) * width).clamp(-cut, cut) * CELL_SIZE_MM

@@ -86,10 +86,15 @@ def mlp(n_in: int, width: int, depth: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def xy_scale(x: torch.Tensor, stats: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and standard deviation (2,) in mm of the points' x and y (their standardisation)."""
+    mean, std = (torch.tensor(stats[k][:2], dtype=x.dtype, device=x.device) for k in ("point_mean", "point_std"))
+    return mean, std
+
+
 def cell_phase(x: torch.Tensor, stats: dict[str, Any]) -> torch.Tensor:
     """(..., 4): sin and cos of 2 pi x / cell and of 2 pi y / cell, x and y in mm, from standardised points (..., 3)."""
-    mean = torch.tensor(stats["point_mean"][:2], dtype=x.dtype, device=x.device)
-    std = torch.tensor(stats["point_std"][:2], dtype=x.dtype, device=x.device)
+    mean, std = xy_scale(x, stats)
     a = (x[..., :2] * std + mean) * (2 * math.pi / CELL_SIZE_MM)
     return torch.cat([a.sin(), a.cos()], dim=-1)
 
