@@ -142,6 +142,40 @@ def test_generation_is_seeded_batch_independent_ordered_and_never_repeats_a_voxe
         generate_showers(model, cond, "Pb", seed=3, batch_size=6)
 
 
+def _crowded(exclusion: str) -> CaloMoE:
+    """A tiny model whose heads want a 2 x 2 patch of layer 3 and never the end: every shower soon
+    asks for voxels it already holds."""
+    model = _tiny(["gamma-W"])
+    model.cfg.exclusion = exclusion
+    heads = model.heads["gamma"]
+    with torch.no_grad():
+        for head, favoured, boost in ((heads.layer, [3], 8.0), (heads.x, [14, 15], 6.0), (heads.y, [14, 15], 6.0)):
+            head[-1].bias[favoured] += boost
+        heads.layer[-1].bias[-1] -= 20.0  # the end
+    return model
+
+
+@pytest.mark.parametrize("exclusion", ["y", "xy", "voxel"])
+def test_a_voxel_drawn_twice_is_drawn_again_as_configured(files, exclusion):
+    cond = EventSet.read(files["W"]).select(np.arange(4)).conditions
+    model = _crowded(exclusion)
+    off, hits = generate_showers(model, cond, "W", seed=5, batch_size=4)
+    assert np.array_equal(np.diff(off), [model.cfg.max_voxels] * 4)
+    for i in range(4):
+        s = slice(off[i], off[i + 1])
+        cells = set(zip(hits["layer"][s].tolist(), hits["cell_x"][s].tolist(), hits["cell_y"][s].tolist(), strict=True))
+        assert len(cells) == model.cfg.max_voxels  # every voxel once, though the heads want 4 of them
+    assert len(differing_events((off, hits), generate_showers(model, cond, "W", seed=5, batch_size=1))) <= allowed(4)
+    in_layer_3 = np.mean(hits["layer"] == 3)
+    x_per_shower = [len(np.unique(hits["cell_x"][off[i] : off[i + 1]])) for i in range(4)]
+    if exclusion == "y":  # only y moves: x stays in the two columns the heads want
+        assert max(x_per_shower) <= 4 and in_layer_3 > 0.99
+    elif exclusion == "xy":  # x and y move, the layer stays
+        assert min(x_per_shower) > 4 and in_layer_3 > 0.99
+    else:  # the whole voxel moves, now and then out of the crowded layer
+        assert min(x_per_shower) > 4 and in_layer_3 < 0.99
+
+
 def test_training_on_two_absorbers_lowers_the_loss_and_records_both(base):
     rows = (base / "log.csv").read_text().splitlines()[1:]
     losses = [float(r.split(",")[2]) for r in rows]

@@ -90,14 +90,25 @@ def response(ref: ShowerObservables, cand: ShowerObservables, edges: np.ndarray)
     return out
 
 
-def high_level_features(o: ShowerObservables) -> np.ndarray:
-    """CaloChallenge's high-level features beside the conditions (energy, direction, entry point):
-    energy per layer, centre and width in x and y per layer (from the axis), total energy, sparsity
-    per layer; and the response (total / incident energy), which a tree finds hard to form from the
-    two energies itself. (N, 7 + 30 x 6 + 2)."""
+def high_level_blocks(o: ShowerObservables) -> dict[str, np.ndarray]:
+    """CaloChallenge's high-level features in blocks: energy per layer, centre and width in x and y
+    per layer (from the axis), the total energy and the response (total / incident energy, which a
+    tree finds hard to form from the two energies itself), sparsity per layer."""
     total = o.layer_energy.sum(axis=1)
-    blocks = [o.conditions[:, :7], o.layer_energy, o.layer_cx, o.layer_cy, o.layer_wx, o.layer_wy, total, total / o.energy, o.sparsity]
-    return np.column_stack(blocks).astype(np.float64)
+    return {
+        "layer energy": o.layer_energy,
+        "layer centre x": o.layer_cx,
+        "layer centre y": o.layer_cy,
+        "layer width x": o.layer_wx,
+        "layer width y": o.layer_wy,
+        "total energy, response": np.column_stack([total, total / o.energy]),
+        "sparsity per layer": o.sparsity,
+    }
+
+
+def high_level_features(o: ShowerObservables) -> np.ndarray:
+    """The high-level blocks beside the conditions (energy, direction, entry point): (N, 7 + 30 x 6 + 2)."""
+    return np.column_stack([o.conditions[:, :7], *high_level_blocks(o).values()]).astype(np.float64)
 
 
 def _window_matrix(o: ShowerObservables):
@@ -128,7 +139,8 @@ def low_level_features(ref: ShowerObservables, cand: ShowerObservables, seed: in
 
 
 def classifiers(ref: ShowerObservables, cand: ShowerObservables, paired: bool) -> dict[str, Any]:
-    """AUCs of the shared classifier on the high-level features and on the voxel window, with the
+    """AUCs of the shared classifier on the high-level features, on each of their blocks alone (which
+    features tell the candidate apart) and on the voxel window, with the
     statistical error of an uninformative classifier at the test size. Paired: the candidate has the
     reference's conditions event by event, and both members of a pair go to the same half."""
     from threadpoolctl import threadpool_limits
@@ -141,9 +153,15 @@ def classifiers(ref: ShowerObservables, cand: ShowerObservables, paired: bool) -
     with threadpool_limits(1, user_api="openmp"):
         high = classifier_auc(high_level_features(ref), high_level_features(cand), conditions)
         low = classifier_auc(low_ref, low_cand, conditions)
+        # what separates them: each block of high-level features alone, beside the conditions
+        by_block = {
+            name: classifier_auc(np.column_stack([ref.conditions[:, :7], a]), np.column_stack([cand.conditions[:, :7], b]), conditions)
+            for (name, a), b in zip(high_level_blocks(ref).items(), high_level_blocks(cand).values(), strict=True)
+        }
     return {
         "classifier_auc": high,
         "classifier_auc_low_level": low,
+        "classifier_auc_by_block": by_block,
         # the test half of each sample: n - n // 2 events (exact when every event has its own conditions)
         "classifier_auc_error": auc_standard_error(n - n // 2),
         "classifier_n_test": n - n // 2,

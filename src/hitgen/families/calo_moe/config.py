@@ -17,6 +17,7 @@ class ModelSection(TrunkSection):
     rope_fraction: float = Field(0.5, gt=0, le=1)
     head_width: int = Field(128, gt=0)
     max_voxels: int = Field(600, gt=0)
+    exclusion: Literal["y", "xy", "voxel"] = "y"  # how generation keeps a voxel from being drawn twice (sampler.py)
     lora_particles: list[str] = Field(default_factory=list)  # particles added by LoRA (hitgen extend --add PARTICLE)
     lora_rank: int = Field(8, gt=0)
     lora_alpha: float = Field(16.0, gt=0)

@@ -55,6 +55,9 @@ class CaloMoEConfig:
     rope_fraction: float = 0.5  # share of each head's dimensions that rotate
     head_width: int = 128
     max_voxels: int = 600  # generation stops a shower at this many voxels
+    # a voxel already in the shower, drawn again: "y" draws its y among the column's free cells, "xy"
+    # draws x and y again, "voxel" the whole voxel (sampler.py; measured in docs/families/calo-moe.md)
+    exclusion: str = "y"
     # particles added by LoRA adapters (peft) on the attention projections, rank and alpha
     lora_particles: list[str] = field(default_factory=list)
     lora_rank: int = 8

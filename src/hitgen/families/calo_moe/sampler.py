@@ -4,9 +4,13 @@ batch), finished showers leave the batch.
 
 Each step draws the next voxel's layer (or the end), then x, y and the energy bin, then a uniform
 position of the energy within its bin. Two constraints of the token order hold by construction: a
-voxel already in the shower is not drawn again (its y is masked; should all 30 y of a column be
-taken, which no shower comes near, the mask is lifted), and energies do not increase (bins above
-the previous voxel's are masked), as the sequences are ordered by decreasing energy.
+voxel already in the shower is not drawn again, and energies do not increase (bins above the
+previous voxel's are masked), as the sequences are ordered by decreasing energy. How a voxel is kept
+from being drawn twice is the model's `exclusion`: "y" (the default) draws its y among the column's
+free cells (should all 30 y of a column be taken, which no shower comes near, the mask is lifted);
+"xy" draws x and y again from the voxel's own redraw stream, keeping the layer, "voxel" the layer
+too (both up to REDRAWS times, then as "y"). Measured on W photons (docs/families/calo-moe.md):
+"y" alone widens the showers in y only; "voxel" moves energy deeper.
 
 A shower whose (particle, material) has a total-energy module then draws its total from it (from its
 own stream, past every voxel draw) and its voxels' energies are scaled to add up to it; a voxel
@@ -41,6 +45,9 @@ from hitgen.nn.streams import event_keys, uniforms
 DRAWS = 5  # layer, x, y, energy bin, position in the bin
 TOTAL_COUNTER = 1 << 24  # the total module's two draws per event: past every voxel's (max_voxels * DRAWS)
 COMPACT_AT = 0.9
+EXCLUSIONS = ("y", "xy", "voxel")
+REDRAWS = 16  # exclusion "xy" / "voxel": draws of a taken voxel before its y alone is drawn among the free
+REDRAW_COUNTER = 1 << 25  # the redraws' stream counters: past the voxels' and the total's
 
 
 def experts_for(model: CaloMoE, pdg: np.ndarray, material: str) -> list[str]:
@@ -65,6 +72,8 @@ def generate_showers(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Showers for every event of `conditions` in the absorber `material`: CSR offsets and ild-ecal hits."""
     model = model.to(device).eval()
+    if model.cfg.exclusion not in EXCLUSIONS:
+        raise HitgenError(f"unknown exclusion '{model.cfg.exclusion}' in the model's config (calo-moe: one of {', '.join(EXCLUSIONS)})")
     n = len(conditions["energy"])
     experts = experts_for(model, conditions["pdg"], material)
     keys_all = event_keys(seed, np.arange(first_event, first_event + n))
@@ -121,6 +130,32 @@ def scaled_to_totals(energy: np.ndarray, event: np.ndarray, total_mev: np.ndarra
     return energy * scale[event]
 
 
+def _taken(used: torch.Tensor, layer: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(B, WINDOW) whether each y of the rows' (layer, x) column is already in the shower."""
+    return used.view(-1, EOS_LAYER, WINDOW, WINDOW)[torch.arange(len(layer), device=used.device), layer.clamp(max=EOS_LAYER - 1), x]
+
+
+def _free_y(used: torch.Tensor, layer: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(B, WINDOW) the y a voxel of the rows' (layer, x) may take: those not yet in the shower (all of
+    them should the column be full, which no shower comes near)."""
+    free = ~_taken(used, layer, x)
+    free[~free.any(-1)] = True
+    return free
+
+
+def _draw_voxel(heads, h, logp, allowed, temperature: float, u_layer, u_x, u_y, used, layer=None):
+    """One voxel (layer or the end, x, y) per row from the heads, by the three uniforms (the layer
+    kept where given); with `used` (B, N_VOXELS), y only among the column's free cells. Returns
+    layer, x, y and the input of the y-dependent heads."""
+    layer = sample_from(logp, allowed, temperature, 0, u_layer) if layer is None else layer
+    hl = heads.after_layer(h, layer.clamp(max=EOS_LAYER - 1))
+    x = sample_values(heads.x(hl).float(), temperature, 0, u_x)
+    hx = heads.after_x(hl, x)
+    logp_y = torch.log_softmax(heads.y(hx).float(), -1)
+    free = torch.ones_like(logp_y, dtype=torch.bool) if used is None else _free_y(used, layer, x)
+    return layer, x, sample_from(logp_y, free, temperature, 0, u_y), hx
+
+
 def _particle_rows(experts: list[str], dev) -> dict[str, torch.Tensor]:
     """The batch rows of each particle (its heads draw them), from the rows' expert keys."""
     particles = [e.rsplit("-", 1)[0] for e in experts]
@@ -136,6 +171,7 @@ def _batch(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.T
     event = np.arange(b)  # the batch row of every live row
     live = torch.ones(b, dtype=torch.bool, device=dev)
     h = model.trunk(model.prefix(cond, experts), 0, route, cache)[:, -1]
+    exclusion = model.cfg.exclusion
     used = torch.zeros((b, N_VOXELS), dtype=torch.bool, device=dev)
     prev = torch.full((b,), ENERGY_BINS - 1, dtype=torch.long, device=dev)
     bins = torch.arange(ENERGY_BINS, device=dev)
@@ -154,15 +190,25 @@ def _batch(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.T
             allowed = torch.ones_like(logp, dtype=torch.bool)
             if step == model.cfg.max_voxels:
                 allowed[:, :EOS_LAYER] = False
-            lr = sample_from(logp, allowed, temperature, 0, u[0][r])
-            lc = lr.clamp(max=EOS_LAYER - 1)
-            hl = heads.after_layer(hr, lc)
-            xr = sample_values(heads.x(hl).float(), temperature, 0, u[1][r])
-            hx = heads.after_x(hl, xr)
-            taken = used[r].view(-1, EOS_LAYER, WINDOW, WINDOW)[torch.arange(len(r), device=dev), lc, xr]
-            free = ~taken
-            free[~free.any(-1)] = True
-            yr = sample_from(torch.log_softmax(heads.y(hx).float(), -1), free, temperature, 0, u[2][r])
+            rows = torch.arange(len(r), device=dev)
+            if exclusion == "y":
+                lr, xr, yr, hx = _draw_voxel(heads, hr, logp, allowed, temperature, u[0][r], u[1][r], u[2][r], used[r])
+            else:  # a voxel already taken is drawn again (x, y; with "voxel" its layer too), from the row's redraw stream
+                lr, xr, yr, hx = _draw_voxel(heads, hr, logp, allowed, temperature, u[0][r], u[1][r], u[2][r], None)
+                for t in range(REDRAWS):
+                    clash = torch.nonzero((lr < EOS_LAYER) & _taken(used[r], lr, xr)[rows, yr]).squeeze(1)
+                    if not len(clash):
+                        break
+                    ku = [uniforms(k[r][clash], torch.tensor(REDRAW_COUNTER + (step * REDRAWS + t) * 3 + d, device=dev)) for d in range(3)]
+                    keep = lr[clash] if exclusion == "xy" else None
+                    lr[clash], xr[clash], yr[clash], hx[clash] = _draw_voxel(
+                        heads, hr[clash], logp[clash], allowed[clash], temperature, *ku, None, keep
+                    )
+                else:  # still taken after REDRAWS: y drawn among the column's free cells
+                    free = _free_y(used[r], lr, xr)
+                    clash = torch.nonzero(~free[rows, yr]).squeeze(1)
+                    if len(clash):
+                        yr[clash] = sample_from(torch.log_softmax(heads.y(hx[clash]).float(), -1), free[clash], temperature, 0, u[2][r][clash])
             hy = heads.after_y(hx, yr)
             er = sample_from(torch.log_softmax(heads.energy(hy).float(), -1), bins[None, :] <= prev[r][:, None], temperature, 0, u[3][r])
             layer[r], x[r], y[r], ebin[r] = lr, xr, yr, er
