@@ -107,10 +107,10 @@ def test_distorted_candidates_are_caught(g4, spread, tmp_path):
     assert sigmas(deep, "classifier_auc") > 5 and sigmas(deep, "classifier_auc_low_level") > 3
     assert away(deep, "radial_profile") < 4
     # which features tell it apart: the energy per layer does, the total alone cannot (the same hits)
-    blocks, err = deep["classifier_auc_by_block"], deep["classifier_auc_error"]
-    assert blocks["layer energy"] > 0.5 + 4 * err
-    assert abs(blocks["total energy, response"] - 0.5) < 3 * err
-    assert set(blocks) == set(deep["noise_floor"]["classifier_auc_by_block"])
+    groups, err = deep["classifier_auc_by_group"], deep["classifier_auc_error"]
+    assert groups["layer energy"] > 0.5 + 4 * err
+    assert abs(groups["total energy, response"] - 0.5) < 3 * err
+    assert set(groups) == set(deep["noise_floor"]["classifier_auc_by_group"])
 
 
 def test_particles_are_compared_one_by_one(g4, tmp_path):

@@ -158,11 +158,11 @@ def _summary_rows(b: dict[str, Any]) -> list[list[str]]:
         else:
             rows.append([label, fmt_value(fmt, get(b, key)), fmt_value(fmt, get(floor, key))])
     err, err_floor = get(b, "classifier_auc_error"), get(floor, "classifier_auc_error")
-    floor_blocks = floor.get("classifier_auc_by_block", {})
-    for block, auc in b.get("classifier_auc_by_block", {}).items():  # which features tell them apart
-        at_floor = floor_blocks.get(block)
+    floor_groups = floor.get("classifier_auc_by_group", {})
+    for group, auc in b.get("classifier_auc_by_group", {}).items():  # which features tell them apart
+        at_floor = floor_groups.get(group)
         rows.append(
-            [f"high-level AUC, {block} alone", f"{auc:.3f} +- {err:.3f}", "n/a" if at_floor is None else f"{at_floor:.3f} +- {err_floor:.3f}"]
+            [f"high-level AUC, {group} alone", f"{auc:.3f} +- {err:.3f}", "n/a" if at_floor is None else f"{at_floor:.3f} +- {err_floor:.3f}"]
         )
     return rows
 

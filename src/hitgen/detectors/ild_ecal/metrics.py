@@ -90,8 +90,8 @@ def response(ref: ShowerObservables, cand: ShowerObservables, edges: np.ndarray)
     return out
 
 
-def high_level_blocks(o: ShowerObservables) -> dict[str, np.ndarray]:
-    """CaloChallenge's high-level features in blocks: energy per layer, centre and width in x and y
+def high_level_groups(o: ShowerObservables) -> dict[str, np.ndarray]:
+    """CaloChallenge's high-level features in groups: energy per layer, centre and width in x and y
     per layer (from the axis), the total energy and the response (total / incident energy, which a
     tree finds hard to form from the two energies itself), sparsity per layer."""
     total = o.layer_energy.sum(axis=1)
@@ -107,8 +107,8 @@ def high_level_blocks(o: ShowerObservables) -> dict[str, np.ndarray]:
 
 
 def high_level_features(o: ShowerObservables) -> np.ndarray:
-    """The high-level blocks beside the conditions (energy, direction, entry point): (N, 7 + 30 x 6 + 2)."""
-    return np.column_stack([o.conditions[:, :7], *high_level_blocks(o).values()]).astype(np.float64)
+    """The high-level groups beside the conditions (energy, direction, entry point): (N, 7 + 30 x 6 + 2)."""
+    return np.column_stack([o.conditions[:, :7], *high_level_groups(o).values()]).astype(np.float64)
 
 
 def _window_matrix(o: ShowerObservables):
@@ -139,7 +139,7 @@ def low_level_features(ref: ShowerObservables, cand: ShowerObservables, seed: in
 
 
 def classifiers(ref: ShowerObservables, cand: ShowerObservables, paired: bool) -> dict[str, Any]:
-    """AUCs of the shared classifier on the high-level features, on each of their blocks alone (which
+    """AUCs of the shared classifier on the high-level features, on each of their groups alone (which
     features tell the candidate apart) and on the voxel window, with the
     statistical error of an uninformative classifier at the test size. Paired: the candidate has the
     reference's conditions event by event, and both members of a pair go to the same half."""
@@ -153,15 +153,15 @@ def classifiers(ref: ShowerObservables, cand: ShowerObservables, paired: bool) -
     with threadpool_limits(1, user_api="openmp"):
         high = classifier_auc(high_level_features(ref), high_level_features(cand), conditions)
         low = classifier_auc(low_ref, low_cand, conditions)
-        # what separates them: each block of high-level features alone, beside the conditions
-        by_block = {
+        # what separates them: each group of high-level features alone, beside the conditions
+        by_group = {
             name: classifier_auc(np.column_stack([ref.conditions[:, :7], a]), np.column_stack([cand.conditions[:, :7], b]), conditions)
-            for (name, a), b in zip(high_level_blocks(ref).items(), high_level_blocks(cand).values(), strict=True)
+            for (name, a), b in zip(high_level_groups(ref).items(), high_level_groups(cand).values(), strict=True)
         }
     return {
         "classifier_auc": high,
         "classifier_auc_low_level": low,
-        "classifier_auc_by_block": by_block,
+        "classifier_auc_by_group": by_group,
         # the test half of each sample: n - n // 2 events (exact when every event has its own conditions)
         "classifier_auc_error": auc_standard_error(n - n // 2),
         "classifier_n_test": n - n // 2,
