@@ -19,7 +19,7 @@ from hitgen.core.events import EventSet
 from hitgen.families import get_family
 from hitgen.families.allshowers.loss import flow_matching_loss, ot_pairing
 from hitgen.families.allshowers.model import AllShowers, AllShowersConfig, BandAttention
-from hitgen.families.allshowers.sampler import generate_showers, integrate, point_layers
+from hitgen.families.allshowers.sampler import generate_showers, integrate, matched_cells, point_layers
 from hitgen.families.base import SamplingOptions
 from hitgen.simulation.runner import simulate
 from sameness import allowed, differing_events
@@ -209,6 +209,47 @@ def test_generation_is_seeded_and_independent_of_the_batch(showers):
     for solver in ("euler-2", "midpoint-2", "plain"):
         offsets, _ = generate_showers(model, cond, 7, 45, solver)
         assert len(offsets) == 46
+
+
+def test_matched_cells_are_distinct_and_the_least_displacement():
+    from hitgen.detectors.ild_ecal.geometry import ILD
+
+    c = ILD.n_cells // 2  # a cell near the axis; its centre at ILD.cell_centre_mm(c)
+    x0 = float(ILD.cell_centre_mm(c))
+    # layer 4 of event 0: three points in cell (c, c), one leaning to +x and one to -y; a point of
+    # another layer and one of another event in the same cell; event 1's layer 4 crowded alike
+    x = np.array([x0, x0 + 2.0, x0 - 0.5, x0, x0, x0 + 0.3, x0 + 0.4])
+    y = np.array([x0, x0, x0 - 2.2, x0, x0, x0, x0])
+    event = np.array([0, 0, 0, 0, 1, 1, 1])
+    layer = np.array([4, 4, 4, 5, 4, 4, 4])
+    cx, cy = ILD.cell_of(x), ILD.cell_of(y)
+    mx, my = matched_cells(x, y, cx, cy, event, layer)
+    assert (mx[[0, 1, 2]].tolist(), my[[0, 1, 2]].tolist()) == ([c, c + 1, c], [c, c, c - 1])  # each to its nearest free cell
+    assert (mx[3], my[3]) == (c, c)  # alone in its layer: kept
+    for e in (0, 1):
+        sel = (event == e) & (layer == 4)
+        assert len(set(zip(mx[sel].tolist(), my[sel].tolist(), strict=True))) == sel.sum()
+
+    def cost(ix, iy, sel):
+        return float(((x[sel] - ILD.cell_centre_mm(ix[sel])) ** 2 + (y[sel] - ILD.cell_centre_mm(iy[sel])) ** 2).sum())
+
+    sel = (event == 1) & (layer == 4)  # against every assignment of event 1's three points to distinct cells nearby
+    cells = [(i, j) for i in range(c - 2, c + 3) for j in range(c - 2, c + 3)]
+    best = min(
+        sum((x[k] - ILD.cell_centre_mm(i)) ** 2 + (y[k] - ILD.cell_centre_mm(j)) ** 2 for k, (i, j) in zip(np.flatnonzero(sel), pick, strict=True))
+        for pick in itertools.permutations(cells, 3)
+    )
+    assert cost(mx, my, sel) == pytest.approx(best)
+
+
+def test_matched_generation_gives_each_point_its_own_cell(showers):
+    model, _ = _model(showers)
+    cond = {k: v[:20] for k, v in showers.conditions.items()}
+    summed = generate_showers(model, cond, 7, 20, "euler-2")
+    model.cfg.cell_mapping = "matched"
+    matched = generate_showers(model, cond, 7, 20, "euler-2")
+    assert (np.diff(matched[0]) >= np.diff(summed[0])).all() and matched[0][-1] > summed[0][-1]
+    assert len(differing_events(matched, generate_showers(model, cond, 7, 6, "euler-2"), atol=1e-3)) <= allowed(20)
 
 
 def test_cli_trains_generates_and_refuses_bad_input(showers, tmp_path):

@@ -53,6 +53,7 @@ class AllShowersConfig:
     dequantisation: str = "uniform"
     dequantisation_width: float = 0.15
     cell_features: bool = False  # the point's phase within the 5 mm cell grid as input features
+    cell_mapping: str = "sum"  # points to cells: "sum" (the paper) or "matched" (distinct cells; sampler.py)
     default_solver: str = "heun-32"
     count_solver: str | None = None  # the first stage's solver where it differs from the decoder's
     # standardisation of the training data (set from it when the model is built, then fixed)

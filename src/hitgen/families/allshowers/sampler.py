@@ -8,9 +8,14 @@ an MLP of 60 numbers, costs little at many) integrates the first stage with that
 number comes from the event's own random stream (hitgen.nn.streams), so an event does not depend on
 the batch it is generated in (up to the last bits of batched matrix products).
 
-From points to cells: a point's x, y fall in one cell (5 mm); several points in one cell add up; a
-cell keeps its energy where the sum reaches the layout's threshold (0.1 MeV), as the digitisation
-of `hitgen simulate` does; points off the plane are dropped (the
+From points to cells: a point's x, y fall in one cell (5 mm); with the model's `cell_mapping`
+"sum" (the paper's), several points in one cell add up. With "matched", the points of a layer take
+distinct cells, as every training point had one (a point is a Geant4 cell): where two or more share
+a cell, the layer's points are assigned to the cells around them (MATCH_MARGIN cells beyond their
+own) with the least total squared distance from point to cell centre (scipy's
+linear_sum_assignment; a layer with no shared cell keeps its cells, each point's nearest, which is
+that least already). A cell keeps its energy where it reaches the layout's threshold (0.1 MeV), as
+the digitisation of `hitgen simulate` does; points off the plane are dropped (the
 plane is 60 cm wide, the showers a few cm). With layer_energies, the energies of an e/gamma
 shower's points in each layer are scaled to the layer energy the first stage drew; muons keep the
 CNF's energies (a muon's layer holds one or two MIP deposits, the CNF's own energy spectrum).
@@ -36,6 +41,8 @@ DECODERS = ("plain", *(f"{s}-{n}" for s in SOLVERS for n in NFES))  # plain: the
 MAX_POINTS_PER_LAYER = 1000  # a guard against a first stage far outside its data
 _POINT_COUNTER = 1 << 20  # stream counters of the point noise start here (the first stage's below)
 MUONS = (13, -13)
+CELL_MAPPINGS = ("sum", "matched")
+MATCH_MARGIN = 2  # "matched": a layer's points may move to cells this far beyond the box of their own cells
 CNF_GROUP = 16  # events whose points move together: 2.6x faster than all 256 of a batch at once (docs/families/allshowers.md)
 
 
@@ -98,6 +105,8 @@ def generate_showers(
     cfg = model.cfg
     solver, nfe = parse_decoder(cfg.default_solver if decoder == "plain" else decoder)
     rescale = (cfg.layer_energies and cfg.scale_to_layer_energies) if rescale is None else rescale
+    if cfg.cell_mapping not in CELL_MAPPINGS:
+        raise HitgenError(f"unknown cell mapping '{cfg.cell_mapping}' in the model's config (AllShowers: one of {', '.join(CELL_MAPPINGS)})")
     if rescale and not cfg.layer_energies:
         raise HitgenError("this AllShowers model draws no layer energies to scale to")
     n = len(conditions["energy"])
@@ -141,7 +150,7 @@ def _batch(model: AllShowers, cond, keys, pdg, solver: str, nfe: int, rescale: b
     event = torch.cat(events)
     by_event = torch.argsort(event, stable=True)  # each event's points in layer order, as drawn
     flat = (torch.cat(points)[by_event], event[by_event], torch.cat(layers)[by_event])
-    return _to_cells(*flat, b, layer_energy, pdg, cfg.stats, rescale)
+    return _to_cells(*flat, b, layer_energy, pdg, cfg.stats, rescale, cfg.cell_mapping)
 
 
 def point_noise(keys: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -172,7 +181,9 @@ def point_layers(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return layer, pos < per_event[:, None]
 
 
-def _to_cells(points, event, layer, b: int, layer_energy, pdg, stats, rescale: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _to_cells(
+    points, event, layer, b: int, layer_energy, pdg, stats, rescale: bool, cell_mapping: str = "sum"
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Cells of b events from their points (n, 3, standardised), each point's event and layer (n,)."""
     pts = points.double().cpu().numpy() * np.array(stats["point_std"]) + np.array(stats["point_mean"])
     event, layer = event.cpu().numpy(), layer.cpu().numpy()
@@ -187,6 +198,8 @@ def _to_cells(points, event, layer, b: int, layer_energy, pdg, stats, rescale: b
     cx, cy = ILD.cell_of(pts[:, 0]), ILD.cell_of(pts[:, 1])
     on = (cx >= 0) & (cx < ILD.n_cells) & (cy >= 0) & (cy < ILD.n_cells)
     event, layer, cx, cy, energy = event[on], layer[on], cx[on], cy[on], energy[on]
+    if cell_mapping == "matched":
+        cx, cy = matched_cells(pts[on, 0], pts[on, 1], cx, cy, event, layer)
     cell = ((event * N_LAYERS + layer) * ILD.n_cells + cx) * ILD.n_cells + cy
     unique, inverse = np.unique(cell, return_inverse=True)
     summed = np.bincount(inverse, weights=energy, minlength=len(unique))
@@ -198,3 +211,30 @@ def _to_cells(points, event, layer, b: int, layer_energy, pdg, stats, rescale: b
     # the cells as `hitgen simulate ild-ecal` digitises them: the threshold, the order, the dtypes
     offsets, hits, _ = digitize(offsets_from_counts(np.bincount(event_u, minlength=b)), layer_u, cx_u, cy_u, summed, summed >= ILD.threshold_mev)
     return np.diff(offsets), hits
+
+
+def matched_cells(x, y, cx, cy, event, layer) -> tuple[np.ndarray, np.ndarray]:
+    """Cells (cx, cy) of the points (x, y in mm; their own cells cx, cy) such that no two points of one
+    event and layer share one: in each layer where some do, the points' assignment to the cells of
+    the box around their own cells (MATCH_MARGIN more on each side, on the plane) with the least total
+    squared distance from point to cell centre."""
+    from scipy.optimize import linear_sum_assignment
+
+    cx, cy, n = cx.copy(), cy.copy(), ILD.n_cells
+    group = event.astype(np.int64) * N_LAYERS + layer
+    cell = (group * n + cx) * n + cy
+    order = np.lexsort((cell, group))
+    g, c = group[order], cell[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]]) if len(g) else np.zeros(0, np.int64)
+    ends = np.r_[starts[1:], len(g)]
+    shared = np.r_[False, c[1:] == c[:-1]]  # sorted by cell within a group: a repeat shares its cell
+    crowded = np.add.reduceat(shared.astype(np.int64), starts) > 0 if len(starts) else np.zeros(0, bool)
+    for s, e in zip(starts[crowded].tolist(), ends[crowded].tolist(), strict=True):
+        idx = order[s:e]
+        i = np.arange(max(cx[idx].min() - MATCH_MARGIN, 0), min(cx[idx].max() + MATCH_MARGIN, n - 1) + 1)
+        j = np.arange(max(cy[idx].min() - MATCH_MARGIN, 0), min(cy[idx].max() + MATCH_MARGIN, n - 1) + 1)
+        ii, jj = np.repeat(i, len(j)), np.tile(j, len(i))
+        cost = (x[idx, None] - ILD.cell_centre_mm(ii)) ** 2 + (y[idx, None] - ILD.cell_centre_mm(jj)) ** 2
+        rows, cols = linear_sum_assignment(cost)
+        cx[idx[rows]], cy[idx[rows]] = ii[cols], jj[cols]
+    return cx, cy
