@@ -220,26 +220,27 @@ def test_matched_cells_are_distinct_and_the_least_displacement():
     # another layer and one of another event in the same cell; event 1's layer 4 crowded alike
     x = np.array([x0, x0 + 2.0, x0 - 0.5, x0, x0, x0 + 0.3, x0 + 0.4])
     y = np.array([x0, x0, x0 - 2.2, x0, x0, x0, x0])
+    energy = np.array([1.0, 1.0, 1.0, 1.0, 0.2, 5.0, 1.0])
     event = np.array([0, 0, 0, 0, 1, 1, 1])
     layer = np.array([4, 4, 4, 5, 4, 4, 4])
     cx, cy = ILD.cell_of(x), ILD.cell_of(y)
-    mx, my = matched_cells(x, y, cx, cy, event, layer)
+    mx, my = matched_cells(x, y, energy, cx, cy, event, layer)
     assert (mx[[0, 1, 2]].tolist(), my[[0, 1, 2]].tolist()) == ([c, c + 1, c], [c, c, c - 1])  # each to its nearest free cell
     assert (mx[3], my[3]) == (c, c)  # alone in its layer: kept
+    assert (mx[5], my[5]) == (c, c)  # event 1: the most energetic point keeps the cell
     for e in (0, 1):
         sel = (event == e) & (layer == 4)
         assert len(set(zip(mx[sel].tolist(), my[sel].tolist(), strict=True))) == sel.sum()
 
-    def cost(ix, iy, sel):
-        return float(((x[sel] - ILD.cell_centre_mm(ix[sel])) ** 2 + (y[sel] - ILD.cell_centre_mm(iy[sel])) ** 2).sum())
+    def cost(points, cells):
+        return sum(
+            energy[k] * ((x[k] - ILD.cell_centre_mm(i)) ** 2 + (y[k] - ILD.cell_centre_mm(j)) ** 2) for k, (i, j) in zip(points, cells, strict=True)
+        )
 
-    sel = (event == 1) & (layer == 4)  # against every assignment of event 1's three points to distinct cells nearby
-    cells = [(i, j) for i in range(c - 2, c + 3) for j in range(c - 2, c + 3)]
-    best = min(
-        sum((x[k] - ILD.cell_centre_mm(i)) ** 2 + (y[k] - ILD.cell_centre_mm(j)) ** 2 for k, (i, j) in zip(np.flatnonzero(sel), pick, strict=True))
-        for pick in itertools.permutations(cells, 3)
-    )
-    assert cost(mx, my, sel) == pytest.approx(best)
+    crowded = np.flatnonzero((event == 1) & (layer == 4))  # against every assignment to distinct cells nearby
+    nearby = [(i, j) for i in range(c - 2, c + 3) for j in range(c - 2, c + 3)]
+    best = min(cost(crowded, pick) for pick in itertools.permutations(nearby, 3))
+    assert cost(crowded, list(zip(mx[crowded], my[crowded], strict=True))) == pytest.approx(best)
 
 
 def test_matched_generation_gives_each_point_its_own_cell(showers):

@@ -28,7 +28,7 @@ class ModelSection(TrunkSection):
     dequantisation_width: float = Field(0.15, gt=0, le=0.5)
     cell_features: bool = False  # the point's phase within the 5 mm cell grid as input features
     # points to cells: "sum" adds the points of one cell (the paper); "matched" gives the points of a
-    # layer distinct cells with the least total squared displacement (sampler.py)
+    # layer distinct cells with the least energy-weighted squared displacement (sampler.py)
     cell_mapping: Literal["sum", "matched"] = "sum"
     default_solver: str = Field("heun-32", pattern=SOLVER)  # solver and function evaluations of generation by default
     count_solver: str | None = Field(None, pattern=SOLVER)  # the first stage's, where it differs from the decoder's (a reflowed model)

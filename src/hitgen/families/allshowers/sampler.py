@@ -12,11 +12,13 @@ From points to cells: a point's x, y fall in one cell (5 mm); with the model's `
 "sum" (the paper's), several points in one cell add up. With "matched", the points of a layer take
 distinct cells, as every training point had one (a point is a Geant4 cell): where two or more share
 a cell, the layer's points are assigned to the cells around them (MATCH_MARGIN cells beyond their
-own) with the least total squared distance from point to cell centre (scipy's
+own) with the least sum of energy x squared distance from point to cell centre (scipy's
 linear_sum_assignment; a layer with no shared cell keeps its cells, each point's nearest, which is
-that least already). A cell keeps its energy where it reaches the layout's threshold (0.1 MeV), as
-the digitisation of `hitgen simulate` does; points off the plane are dropped (the
-plane is 60 cm wide, the showers a few cm). With layer_energies, the energies of an e/gamma
+that least already). Measured (docs/families/allshowers.md): the cells per shower come right, the
+classifier's AUC falls, but the core's energy moves outward; "sum" stays the shipped models'.
+A cell keeps its energy where it reaches the layout's threshold (0.1 MeV), as the digitisation of
+`hitgen simulate` does; points off the plane are dropped (the plane is 60 cm wide, the showers a
+few cm). With layer_energies, the energies of an e/gamma
 shower's points in each layer are scaled to the layer energy the first stage drew; muons keep the
 CNF's energies (a muon's layer holds one or two MIP deposits, the CNF's own energy spectrum).
 """
@@ -199,7 +201,7 @@ def _to_cells(
     on = (cx >= 0) & (cx < ILD.n_cells) & (cy >= 0) & (cy < ILD.n_cells)
     event, layer, cx, cy, energy = event[on], layer[on], cx[on], cy[on], energy[on]
     if cell_mapping == "matched":
-        cx, cy = matched_cells(pts[on, 0], pts[on, 1], cx, cy, event, layer)
+        cx, cy = matched_cells(pts[on, 0], pts[on, 1], energy, cx, cy, event, layer)
     cell = ((event * N_LAYERS + layer) * ILD.n_cells + cx) * ILD.n_cells + cy
     unique, inverse = np.unique(cell, return_inverse=True)
     summed = np.bincount(inverse, weights=energy, minlength=len(unique))
@@ -213,11 +215,12 @@ def _to_cells(
     return np.diff(offsets), hits
 
 
-def matched_cells(x, y, cx, cy, event, layer) -> tuple[np.ndarray, np.ndarray]:
-    """Cells (cx, cy) of the points (x, y in mm; their own cells cx, cy) such that no two points of one
-    event and layer share one: in each layer where some do, the points' assignment to the cells of
-    the box around their own cells (MATCH_MARGIN more on each side, on the plane) with the least total
-    squared distance from point to cell centre."""
+def matched_cells(x, y, energy, cx, cy, event, layer) -> tuple[np.ndarray, np.ndarray]:
+    """Cells (cx, cy) of the points (x, y in mm, energy; their own cells cx, cy) such that no two
+    points of one event and layer share one: in each layer where some do, the points' assignment to
+    the cells of the box around their own cells (MATCH_MARGIN more on each side, on the plane) with
+    the least sum of energy x squared distance from point to cell centre (the least change of the
+    layer's energy-weighted second moment: the energetic points stay, the soft ones move)."""
     from scipy.optimize import linear_sum_assignment
 
     cx, cy, n = cx.copy(), cy.copy(), ILD.n_cells
@@ -234,7 +237,7 @@ def matched_cells(x, y, cx, cy, event, layer) -> tuple[np.ndarray, np.ndarray]:
         i = np.arange(max(cx[idx].min() - MATCH_MARGIN, 0), min(cx[idx].max() + MATCH_MARGIN, n - 1) + 1)
         j = np.arange(max(cy[idx].min() - MATCH_MARGIN, 0), min(cy[idx].max() + MATCH_MARGIN, n - 1) + 1)
         ii, jj = np.repeat(i, len(j)), np.tile(j, len(i))
-        cost = (x[idx, None] - ILD.cell_centre_mm(ii)) ** 2 + (y[idx, None] - ILD.cell_centre_mm(jj)) ** 2
+        cost = energy[idx, None] * ((x[idx, None] - ILD.cell_centre_mm(ii)) ** 2 + (y[idx, None] - ILD.cell_centre_mm(jj)) ** 2)
         rows, cols = linear_sum_assignment(cost)
         cx[idx[rows]], cy[idx[rows]] = ii[cols], jj[cols]
     return cx, cy
