@@ -18,3 +18,5 @@ s eval_e-_Ta_seed8112.h5 --particle e- --absorber Ta --events 2000 --seed 8112
 s eval_e-_Pb_seed8113.h5 --particle e- --absorber Pb --events 2000 --seed 8113
 [ -f replica_e-_Ta_seed8212.h5 ] || hitgen simulate ild-ecal --conditions eval_e-_Ta_seed8112.h5 --absorber Ta --seed 8212 --out replica_e-_Ta_seed8212.h5
 [ -f replica_e-_Pb_seed8213.h5 ] || hitgen simulate ild-ecal --conditions eval_e-_Pb_seed8113.h5 --absorber Pb --seed 8213 --out replica_e-_Pb_seed8213.h5
+# 50 000 W electrons (issue 21's 10k and 50k electron adapters: 10 000 drawn from them with --events 10000 --draw 1)
+s train_e-_W_seed8022.h5 --particle e- --events 50000 --seed 8022
