@@ -190,13 +190,13 @@ def _batch(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.T
             allowed = torch.ones_like(logp, dtype=torch.bool)
             if step == model.cfg.max_voxels:
                 allowed[:, :EOS_LAYER] = False
-            rows = torch.arange(len(r), device=dev)
+            rows, used_r = torch.arange(len(r), device=dev), used[r]  # used[r]: one copy of the rows' voxels per step
             if exclusion == "y":
-                lr, xr, yr, hx = _draw_voxel(heads, hr, logp, allowed, temperature, u[0][r], u[1][r], u[2][r], used[r])
+                lr, xr, yr, hx = _draw_voxel(heads, hr, logp, allowed, temperature, u[0][r], u[1][r], u[2][r], used_r)
             else:  # a voxel already taken is drawn again (x, y; with "voxel" its layer too), from the row's redraw stream
                 lr, xr, yr, hx = _draw_voxel(heads, hr, logp, allowed, temperature, u[0][r], u[1][r], u[2][r], None)
                 for t in range(REDRAWS):
-                    clash = torch.nonzero((lr < EOS_LAYER) & _taken(used[r], lr, xr)[rows, yr]).squeeze(1)
+                    clash = torch.nonzero((lr < EOS_LAYER) & _taken(used_r, lr, xr)[rows, yr]).squeeze(1)
                     if not len(clash):
                         break
                     ku = [uniforms(k[r][clash], torch.tensor(REDRAW_COUNTER + (step * REDRAWS + t) * 3 + d, device=dev)) for d in range(3)]
@@ -205,7 +205,7 @@ def _batch(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.T
                         heads, hr[clash], logp[clash], allowed[clash], temperature, *ku, None, keep
                     )
                 else:  # still taken after REDRAWS: y drawn among the column's free cells
-                    free = _free_y(used[r], lr, xr)
+                    free = _free_y(used_r, lr, xr)
                     clash = torch.nonzero(~free[rows, yr]).squeeze(1)
                     if len(clash):
                         yr[clash] = sample_from(torch.log_softmax(heads.y(hx[clash]).float(), -1), free[clash], temperature, 0, u[2][r][clash])
