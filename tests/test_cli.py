@@ -109,9 +109,10 @@ def test_simulate_then_info_then_truncated(tmp_path):
 
 def _start_long_simulation(out: Path) -> subprocess.Popen:
     """A long run, returned once its first unit's block is written (work has begun, and an interrupt
-    now has finished work to keep and unfinished work to throw away)."""
+    now has finished work to keep and unfinished work to throw away). Photons of 0.5-1 GeV: the
+    smallest showers of the default range, so that the first unit is done in seconds."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hitgen", "simulate", "clas12-ecal", "--events", "100000", "--out", str(out)],
+        [sys.executable, "-m", "hitgen", "simulate", "clas12-ecal", "--events", "100000", "--momentum-range", "0.5:1", "--out", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
