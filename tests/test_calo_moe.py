@@ -333,10 +333,67 @@ def test_onnx_export_one_graph_per_route_and_onnxruntime_draws_the_same_showers(
     assert len(differing_events(got["torch"], got["onnxruntime"])) <= allowed(8)
 
 
+def test_the_renormalised_loss_is_the_cross_entropy_of_the_free_voxels_by_brute_force(files):
+    """[loss] renormalise against the whole joint written out: p(layer) p(x | layer) p(y | layer, x) of
+    the end and all 27 000 voxels at every position, the voxels already in the shower set to zero, the
+    rest renormalised; its cross entropy of the true next token is the loss, position by position."""
+    from hitgen.families.calo_moe.data import IGNORE, VoxelData, moe_loss, taken_pairs
+
+    model = _tiny(["gamma-W"])
+    data = VoxelData.from_parts([EventSet.read(files["W"]).select(np.arange(2))])
+    batch = data.batch(np.arange(2))
+    with torch.no_grad():
+        plain, parts = moe_loss(model, batch)
+        renormalised, rparts = moe_loss(model, batch, renormalise=True)
+        h = model(batch, ["gamma-W"] * 2)
+        heads = model.heads["gamma"]
+        layers, columns = torch.arange(30), torch.arange(30 * 30)
+        total, positions = 0.0, 0
+        for r in range(2):
+            n = int((batch["t_x"][r] != IGNORE).sum())
+            hj = h[r, : n + 1, None, :]  # every position of the shower, the end's included
+            p_layer = torch.softmax(heads.layer(hj[:, 0]), -1)
+            p_x = torch.softmax(heads.x(heads.after_layer(hj, layers)), -1)  # (position, layer, x)
+            hl = heads.after_layer(hj, columns // 30)
+            p_y = torch.softmax(heads.y(heads.after_x(hl, columns % 30)), -1).view(n + 1, 30, 30, 30)
+            joint = p_layer[:, :30, None, None] * p_x[..., None] * p_y  # (position, layer, x, y)
+            voxel = (batch["layer"][r, :n], batch["x"][r, :n], batch["y"][r, :n])
+            for k in range(n):  # voxel k is in the shower from position k + 1 on
+                joint[k + 1 :, voxel[0][k], voxel[1][k], voxel[2][k]] = 0.0
+            free = joint.flatten(1).sum(1) + p_layer[:, 30]
+            target = torch.cat([joint[torch.arange(n), *voxel], p_layer[n, 30:]])
+            total += float(-torch.log(target / free).sum())
+            positions += n + 1
+    assert renormalised.item() - rparts["ce_energy"] == pytest.approx(total / positions, rel=1e-4)  # the energy bin: as before
+    assert rparts["log_free"] < 0 and renormalised < plain  # the taken voxels' mass is given back
+    assert renormalised.item() == pytest.approx(parts["loss"] + rparts["log_free"], rel=1e-5)
+    # the pairs of a hand-made shower: voxels (layer 0, x 1, y 2), (0, 1, 3), (2, 0, 0)
+    j, lc, xc, mask = taken_pairs(np.array([0, 0, 2]), np.array([1, 1, 0]), np.array([2, 3, 0]))
+    assert j.tolist() == [1, 2, 3, 3] and lc.tolist() == [0, 0, 0, 2] and xc.tolist() == [1, 1, 1, 0]
+    assert [np.flatnonzero(m).tolist() for m in mask] == [[2], [2, 3], [2, 3], [0]]
+
+
+def test_training_with_the_renormalised_loss_logs_it_and_lowers_it(files, tmp_path):
+    from hitgen.training.trainer import train
+
+    raw = (CONFIGS / "tiny.toml").read_text().replace("max_voxels = 80", 'max_voxels = 80\nexclusion = "voxel"')
+    (tmp_path / "cfg.toml").write_text(raw + "\n[loss]\nrenormalise = true\n")
+    run = train(tmp_path / "cfg.toml", [files["W"], files["Ta"]], tmp_path / "run")
+    header, *rows = (run / "log.csv").read_text().splitlines()
+    fields = header.split(",")
+    assert "log_free" in fields and json.loads((run / "config.json").read_text())["model"]["exclusion"] == "voxel"
+    log = [dict(zip(fields, r.split(","), strict=True)) for r in rows]
+    assert float(log[-1]["loss"]) < float(log[0]["loss"]) and all(float(r["log_free"]) < 0 for r in log)
+
+
 def test_config_refuses_an_unknown_expert():
     raw = tomllib.loads((CONFIGS / "tiny.toml").read_text())
     raw["model"]["experts"] = ["gamma-W", "pi+-W"]
     with pytest.raises(ValueError, match="unknown \\(particle, material\\) 'pi\\+-W'"):
+        get_family("calo-moe").config_type.model_validate(raw)
+    raw["model"]["experts"] = ["gamma-W"]
+    raw["loss"] = {"renormalise": True}
+    with pytest.raises(ValueError, match='trains what exclusion "voxel" draws'):
         get_family("calo-moe").config_type.model_validate(raw)
 
 

@@ -3,6 +3,7 @@ with fixed-routing experts per (particle, absorber) that grows by modules; docs/
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,12 +54,16 @@ class CaloMoEFamily:
     def loss(self, cfg):
         from hitgen.families.calo_moe.data import moe_loss, total_loss
 
-        return total_loss if cfg.loss.total_only else moe_loss
+        if cfg.loss.total_only:
+            return total_loss
+        return functools.partial(moe_loss, renormalise=True) if cfg.loss.renormalise else moe_loss
 
     def loss_fields(self, cfg) -> tuple[str, ...]:
-        from hitgen.families.calo_moe.data import LOSS_FIELDS, TOTAL_LOSS_FIELDS
+        from hitgen.families.calo_moe.data import LOSS_FIELDS, RENORMALISED_FIELDS, TOTAL_LOSS_FIELDS
 
-        return TOTAL_LOSS_FIELDS if cfg.loss.total_only else LOSS_FIELDS
+        if cfg.loss.total_only:
+            return TOTAL_LOSS_FIELDS
+        return RENORMALISED_FIELDS if cfg.loss.renormalise else LOSS_FIELDS
 
     def settings_of(self, model_config: dict[str, Any]) -> list[dict[str, str]]:
         """The detector settings the model generates for: one absorber per material it has experts for."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from hitgen.core.config import FamilyConfig, Strict, TrunkSection
 from hitgen.families.calo_moe.tokens import EXPERT_KEYS
@@ -41,8 +41,17 @@ class ModelSection(TrunkSection):
 class LossSection(Strict):
     # train the total-energy modules alone on the showers' totals (a total module: the trunk is not run)
     total_only: bool = False
+    # the cross entropy of the heads renormalised over the voxels not yet in the shower: the distribution
+    # that generation with exclusion "voxel" draws (data.moe_loss)
+    renormalise: bool = False
 
 
 class CaloMoETrainConfig(FamilyConfig):
     model: ModelSection
     loss: LossSection = LossSection()
+
+    @model_validator(mode="after")
+    def _renormalised_for_voxel_exclusion(self) -> CaloMoETrainConfig:
+        if self.loss.renormalise and self.model.exclusion != "voxel":
+            raise ValueError(f'[loss] renormalise trains what exclusion "voxel" draws, not exclusion "{self.model.exclusion}"')
+        return self

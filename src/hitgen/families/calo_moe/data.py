@@ -11,6 +11,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from hitgen.core.errors import HitgenError
 from hitgen.core.events import EventSet
+from hitgen.detectors.ild_ecal.views import WINDOW
 from hitgen.families.calo_moe.tokens import EOS_LAYER, EXPERT_KEYS, condition_vector, expert_key, particle_names, served_by, tokenize, total_bin
 
 IGNORE = -100
@@ -128,19 +129,74 @@ def total_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dic
     return nll, {"loss": float(nll.detach()), "nll_total": float(nll.detach())}
 
 
-def moe_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+RENORMALISED_FIELDS = (*LOSS_FIELDS, "log_free")
+
+
+def taken_pairs(layer: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For one shower's voxels (in sequence order): every (position j, column) such that the column
+    (layer, x) holds a voxel before position j (j = 0 ... n, n the end), as j, the column's layer and x,
+    and which y of the column are taken before j (pairs, WINDOW)."""
+    n = len(layer)
+    column = layer.astype(np.int64) * WINDOW + x
+    ids, first, col_of = np.unique(column, return_index=True, return_inverse=True)
+    taken_at = np.full((len(ids), WINDOW), n + 1, np.int64)  # where each (column, y) is taken
+    np.minimum.at(taken_at, (col_of.ravel(), y), np.arange(n))
+    j, c = np.nonzero(first[None, :] < np.arange(n + 1)[:, None])
+    return j, ids[c] // WINDOW, ids[c] % WINDOW, taken_at[c] < j[:, None]
+
+
+def _head_parts(mlp: torch.nn.Sequential, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A head's first layer on h (with its bias) and its weight: the head of h + e is
+    second(gelu(first(h) + weight @ e)), so that embeddings added to h cost a gather, not a matmul."""
+    return F.linear(h, mlp[0].weight, mlp[0].bias), mlp[0].weight
+
+
+def taken_mass(heads, h: torch.Tensor, layer_logp: torch.Tensor, pairs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """(B, T + 1) the mass M the heads put on voxels already in each shower at each position,
+    p(layer) p(x | layer) p(y | layer, x) summed over them; pairs: row, position, layer, x and taken-y
+    mask of every (position, column holding a voxel before it) (taken_pairs)."""
+    r, j, lc, xc, mask = pairs
+    a_x, w_x = _head_parts(heads.x, h)
+    a_y, w_y = _head_parts(heads.y, h)
+    e_l, e_x = heads.emb_layer.weight, heads.emb_x.weight
+    hx = F.gelu(a_x[r, j] + F.linear(e_l, w_x)[lc])
+    logp_x = torch.log_softmax(heads.x[2](hx), -1).gather(1, xc[:, None])[:, 0]
+    hy = F.gelu(a_y[r, j] + F.linear(e_l, w_y)[lc] + F.linear(e_x, w_y)[xc])
+    in_column = (torch.softmax(heads.y[2](hy), -1) * mask).sum(1)
+    m = torch.exp(layer_logp[r, j, lc] + logp_x) * in_column
+    return h.new_zeros(h.shape[:2]).index_put_((r, j), m, accumulate=True)
+
+
+def _batch_pairs(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    n = (batch["t_x"][rows] != IGNORE).sum(1).tolist()
+    layer, x, y = (batch[k][rows].numpy() for k in ("layer", "x", "y"))
+    parts = [taken_pairs(layer[r, : n[r]], x[r, : n[r]], y[r, : n[r]]) for r in range(len(n))]
+    r = np.concatenate([np.full(len(p[0]), k) for k, p in enumerate(parts)])
+    return (torch.from_numpy(r), *(torch.from_numpy(np.concatenate([p[i] for p in parts])) for i in range(4)))
+
+
+def moe_loss(model, batch: dict[str, torch.Tensor], renormalise: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross entropy per position of the four heads (layer or end; x, y and energy bin of a voxel),
-    summed over heads and averaged over positions; each part per position as logged."""
+    summed over heads and averaged over positions; each part per position as logged.
+
+    renormalise ([loss] renormalise): the cross entropy of the distribution that generation with
+    exclusion "voxel" draws from, the heads' renormalised over the voxels not yet in the shower: the
+    voxel's -log p plus log(1 - M) at each position (M: taken_mass), logged as log_free."""
     experts = [EXPERT_KEYS[c] for c in batch["expert"].tolist()]
     h = model(batch, experts)
     particles = [k.rsplit("-", 1)[0] for k in experts]
-    sums = {k: h.new_zeros(()) for k in LOSS_FIELDS[1:]}
+    sums = {k: h.new_zeros(()) for k in (RENORMALISED_FIELDS if renormalise else LOSS_FIELDS)[1:]}
     for particle in dict.fromkeys(particles):
         rows = torch.tensor([r for r, p in enumerate(particles) if p == particle], device=h.device)
         heads = model.heads[particle]
         hp = h[rows]
         t_layer = batch["t_layer"][rows]
-        sums["ce_layer"] = sums["ce_layer"] + F.cross_entropy(heads.layer(hp).flatten(0, 1), t_layer.flatten(), ignore_index=IGNORE, reduction="sum")
+        layer_logits = heads.layer(hp)
+        sums["ce_layer"] = sums["ce_layer"] + F.cross_entropy(layer_logits.flatten(0, 1), t_layer.flatten(), ignore_index=IGNORE, reduction="sum")
+        if renormalise:
+            m = taken_mass(heads, hp, torch.log_softmax(layer_logits.float(), -1), _batch_pairs(batch, rows))
+            free = torch.log1p(-m.clamp(max=1 - 1e-6))
+            sums["log_free"] = sums["log_free"] + free[t_layer != IGNORE].sum()
         vox = batch["t_x"][rows] != IGNORE
         hv = hp[vox]
         hl = heads.after_layer(hv, t_layer[vox])
