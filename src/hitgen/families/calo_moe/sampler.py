@@ -9,8 +9,10 @@ previous voxel's are masked), as the sequences are ordered by decreasing energy.
 from being drawn twice is the model's `exclusion`: "y" (the default) draws its y among the column's
 free cells (should all 30 y of a column be taken, which no shower comes near, the mask is lifted);
 "xy" draws x and y again from the voxel's own redraw stream, keeping the layer, "voxel" the layer
-too (both up to REDRAWS times, then as "y"). Measured on W photons (docs/families/calo-moe.md):
-"y" alone widens the showers in y only; "voxel" moves energy deeper.
+too (both up to REDRAWS times, then as "y"). "voxel" is rejection sampling: it draws the heads'
+distribution renormalised over the voxels not yet in the shower, which a model trained with
+`[loss] renormalise` learns (the shipped model). Measured on W photons of a model trained by the plain
+likelihood (docs/families/calo-moe.md): "y" widens the showers in y only; "voxel" moves energy deeper.
 
 A shower whose (particle, material) has a total-energy module then draws its total from it (from its
 own stream, past every voxel draw) and its voxels' energies are scaled to add up to it; a voxel
