@@ -168,11 +168,13 @@ def taken_mass(heads, h: torch.Tensor, layer_logp: torch.Tensor, pairs: tuple[to
 
 
 def _batch_pairs(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """taken_pairs of the batch's rows, with each pair's row, on the batch's device."""
     n = (batch["t_x"][rows] != IGNORE).sum(1).tolist()
-    layer, x, y = (batch[k][rows].numpy() for k in ("layer", "x", "y"))
+    layer, x, y = (batch[k][rows].cpu().numpy() for k in ("layer", "x", "y"))
     parts = [taken_pairs(layer[r, : n[r]], x[r, : n[r]], y[r, : n[r]]) for r in range(len(n))]
     r = np.concatenate([np.full(len(p[0]), k) for k, p in enumerate(parts)])
-    return (torch.from_numpy(r), *(torch.from_numpy(np.concatenate([p[i] for p in parts])) for i in range(4)))
+    arrays = (r, *(np.concatenate([p[i] for p in parts]) for i in range(4)))
+    return tuple(torch.from_numpy(a).to(rows.device) for a in arrays)
 
 
 def moe_loss(model, batch: dict[str, torch.Tensor], renormalise: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
