@@ -176,6 +176,59 @@ def test_a_voxel_drawn_twice_is_drawn_again_as_configured(files, exclusion):
         assert min(x_per_shower) > 4 and in_layer_3 < 0.99
 
 
+@pytest.mark.parametrize("keep_layer", [False, True])
+def test_the_redraws_of_taken_voxels_draw_the_heads_renormalised_over_the_free(keep_layer):
+    """Rejection as the sampler runs it (redraws in chunks) against the distribution written out:
+    p(layer) p(x | layer) p(y | layer, x) over the end and all 27 000 voxels, the taken voxels set to
+    zero and the rest renormalised (exclusion "voxel"; "xy" keeps the layer: renormalised within it)."""
+    from scipy.stats import chisquare
+
+    from hitgen.families.calo_moe.sampler import _draw_voxel, redraw_taken
+    from hitgen.nn.streams import event_keys, uniforms
+
+    model = _tiny(["gamma-W"])
+    heads = model.heads["gamma"]
+    with torch.no_grad():
+        for head, favoured, boost in ((heads.layer, [3, 4], 4.0), (heads.x, [14, 15], 4.0), (heads.y, [14, 15], 4.0)):
+            head[-1].bias[favoured] += boost
+    n = 20000
+    torch.manual_seed(1)
+    h = torch.randn(1, 32).expand(n, -1)
+    taken = [(3, 14, 14), (3, 14, 15), (3, 15, 14), (4, 15, 15), (4, 14, 15)]
+    used = torch.zeros((n, 30 * 30 * 30), dtype=torch.bool)
+    for lv, xv, yv in taken:
+        used[:, (lv * 30 + xv) * 30 + yv] = True
+    keys = torch.from_numpy(event_keys(11, np.arange(n)))
+    u = [uniforms(keys, torch.tensor(100 + d)) for d in range(3)]
+    with torch.no_grad():
+        logp = torch.log_softmax(heads.layer(h), -1)
+        allowed = torch.ones_like(logp, dtype=torch.bool)
+        drawn = _draw_voxel(heads, h, logp, allowed, 1.0, *u, None)
+        layer, x, y, _ = redraw_taken(heads, h, logp, allowed, 1.0, keys, 7, used, drawn, keep_layer, u[2])
+        h1 = h[:1]
+        p_layer = torch.softmax(heads.layer(h1), -1)[0]
+        p_x = torch.softmax(heads.x(heads.after_layer(h1, torch.arange(30))), -1)  # (layer, x)
+        columns = torch.arange(900)
+        p_y = torch.softmax(heads.y(heads.after_x(heads.after_layer(h1, columns // 30), columns % 30)), -1).view(30, 30, 30)
+    within = p_x[..., None] * p_y  # p(x, y | layer)
+    for lv, xv, yv in taken:
+        within[lv, xv, yv] = 0.0
+    if keep_layer:
+        expected = torch.cat([(p_layer[:30, None, None] * within / within.sum((1, 2), keepdim=True)).flatten(), p_layer[30:]])
+    else:
+        joint = torch.cat([(p_layer[:30, None, None] * within).flatten(), p_layer[30:]])
+        expected = joint / joint.sum()
+        assert 0.2 < 1 - float(joint.sum()) < 0.6  # the taken voxels hold a good share: many rows redraw
+    flat = torch.where(layer < 30, (layer.clamp(max=29) * 30 + x) * 30 + y, 27000)
+    assert not any(((layer == lv) & (x == xv) & (y == yv)).any() for lv, xv, yv in taken)
+    counts = torch.bincount(flat, minlength=27001).double()
+    e = expected.double() * n
+    big = e >= 5
+    observed = torch.cat([counts[big], counts[~big].sum()[None]]).numpy()
+    predicted = torch.cat([e[big], e[~big].sum()[None]]).numpy()
+    assert int(big.sum()) > 20 and chisquare(observed, predicted * observed.sum() / predicted.sum()).pvalue > 1e-3
+
+
 def test_training_on_two_absorbers_lowers_the_loss_and_records_both(base):
     rows = (base / "log.csv").read_text().splitlines()[1:]
     losses = [float(r.split(",")[2]) for r in rows]

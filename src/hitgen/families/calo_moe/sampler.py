@@ -49,6 +49,7 @@ TOTAL_COUNTER = 1 << 24  # the total module's two draws per event: past every vo
 COMPACT_AT = 0.9
 EXCLUSIONS = ("y", "xy", "voxel")
 REDRAWS = 16  # exclusion "xy" / "voxel": draws of a taken voxel before its y alone is drawn among the free
+REDRAW_CHUNKS = (4, 12)  # the redraws drawn at once (they add up to REDRAWS): the first 4 settle all but a few rows
 REDRAW_COUNTER = 1 << 25  # the redraws' stream counters: past the voxels' and the total's
 
 
@@ -158,6 +159,43 @@ def _draw_voxel(heads, h, logp, allowed, temperature: float, u_layer, u_x, u_y, 
     return layer, x, sample_from(logp_y, free, temperature, 0, u_y), hx
 
 
+def _is_taken(used: torch.Tensor, rows: torch.Tensor, layer: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Whether each (layer, x, y) of the given rows of `used` (B, N_VOXELS) is in the shower (never the end)."""
+    flat = (layer.clamp(max=EOS_LAYER - 1) * WINDOW + x) * WINDOW + y
+    return (layer < EOS_LAYER) & used[rows, flat]
+
+
+def redraw_taken(heads, h, logp, allowed, temperature: float, keys, step: int, used, drawn, keep_layer: bool, u_y):
+    """Rejection of voxels already in the shower: each row's voxel `drawn` (layer, x, y, heads' input),
+    if taken, is replaced by the first free one of its redraws t = 0..REDRAWS-1 (x and y, and the layer
+    unless keep_layer, drawn from the heads by the row's stream counters REDRAW_COUNTER + (step * REDRAWS
+    + t) * 3 + d); the result is a draw of the heads' distribution renormalised over the free voxels (and
+    the end). Should all REDRAWS be taken, the last one's y is drawn among its column's free cells by u_y.
+    The redraws are drawn REDRAW_CHUNKS at a time for all the rows that need them: the same voxels as
+    one redraw after another, in a few calls of the heads instead of up to REDRAWS."""
+    lr, xr, yr, hx = (t.clone() for t in drawn)
+    dev = lr.device
+    clash = torch.nonzero(_is_taken(used, torch.arange(len(lr), device=dev), lr, xr, yr)).squeeze(1)
+    t0 = 0
+    for size in REDRAW_CHUNKS:
+        if not len(clash):
+            return lr, xr, yr, hx
+        n = len(clash)
+        rows = clash.repeat_interleave(size)
+        t = torch.arange(t0, t0 + size, device=dev).repeat(n)
+        ku = [uniforms(keys[rows], REDRAW_COUNTER + (step * REDRAWS + t) * 3 + d) for d in range(3)]
+        lc, xc, yc, hc = _draw_voxel(heads, h[rows], logp[rows], allowed[rows], temperature, *ku, None, lr[rows] if keep_layer else None)
+        free = ~_is_taken(used, rows, lc, xc, yc).view(n, size)
+        settled = free.any(1)
+        pick = torch.where(settled, free.int().argmax(1), size - 1) + torch.arange(n, device=dev) * size  # first free, else the last
+        lr[clash], xr[clash], yr[clash], hx[clash] = lc[pick], xc[pick], yc[pick], hc[pick]
+        clash, t0 = clash[~settled], t0 + size
+    if len(clash):  # every redraw taken: y among the last one's free cells
+        free = _free_y(used[clash], lr[clash], xr[clash])
+        yr[clash] = sample_from(torch.log_softmax(heads.y(hx[clash]).float(), -1), free, temperature, 0, u_y[clash])
+    return lr, xr, yr, hx
+
+
 def _particle_rows(experts: list[str], dev) -> dict[str, torch.Tensor]:
     """The batch rows of each particle (its heads draw them), from the rows' expert keys."""
     particles = [e.rsplit("-", 1)[0] for e in experts]
@@ -192,25 +230,12 @@ def _batch(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.T
             allowed = torch.ones_like(logp, dtype=torch.bool)
             if step == model.cfg.max_voxels:
                 allowed[:, :EOS_LAYER] = False
-            rows, used_r = torch.arange(len(r), device=dev), used[r]  # used[r]: one copy of the rows' voxels per step
+            used_r = used if len(groups) == 1 else used[r]  # the rows' voxels (one particle: every row, no copy)
             if exclusion == "y":
                 lr, xr, yr, hx = _draw_voxel(heads, hr, logp, allowed, temperature, u[0][r], u[1][r], u[2][r], used_r)
             else:  # a voxel already taken is drawn again (x, y; with "voxel" its layer too), from the row's redraw stream
-                lr, xr, yr, hx = _draw_voxel(heads, hr, logp, allowed, temperature, u[0][r], u[1][r], u[2][r], None)
-                for t in range(REDRAWS):
-                    clash = torch.nonzero((lr < EOS_LAYER) & _taken(used_r, lr, xr)[rows, yr]).squeeze(1)
-                    if not len(clash):
-                        break
-                    ku = [uniforms(k[r][clash], torch.tensor(REDRAW_COUNTER + (step * REDRAWS + t) * 3 + d, device=dev)) for d in range(3)]
-                    keep = lr[clash] if exclusion == "xy" else None
-                    lr[clash], xr[clash], yr[clash], hx[clash] = _draw_voxel(
-                        heads, hr[clash], logp[clash], allowed[clash], temperature, *ku, None, keep
-                    )
-                else:  # still taken after REDRAWS: y drawn among the column's free cells
-                    free = _free_y(used_r, lr, xr)
-                    clash = torch.nonzero(~free[rows, yr]).squeeze(1)
-                    if len(clash):
-                        yr[clash] = sample_from(torch.log_softmax(heads.y(hx[clash]).float(), -1), free[clash], temperature, 0, u[2][r][clash])
+                drawn = _draw_voxel(heads, hr, logp, allowed, temperature, u[0][r], u[1][r], u[2][r], None)
+                lr, xr, yr, hx = redraw_taken(heads, hr, logp, allowed, temperature, k[r], step, used_r, drawn, exclusion == "xy", u[2][r])
             hy = heads.after_y(hx, yr)
             er = sample_from(torch.log_softmax(heads.energy(hy).float(), -1), bins[None, :] <= prev[r][:, None], temperature, 0, u[3][r])
             layer[r], x[r], y[r], ebin[r] = lr, xr, yr, er
