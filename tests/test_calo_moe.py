@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from hitgen.core.errors import HitgenError
 from hitgen.core.events import EventSet
@@ -80,6 +81,17 @@ def test_tokens_are_the_cells_by_decreasing_energy(files):
     assert np.isclose(bin_energy(seq.ebin, np.full(len(seq.ebin), 0.5)).sum(), inside_energy, rtol=0.02)
     e = np.array([0.1, 0.5, 3.0, 63.0])
     assert np.all(bin_energy(energy_bin(e), np.zeros(4)) <= e * (1 + 1e-12)) and np.all(e < bin_energy(energy_bin(e), np.ones(4)))
+
+
+def test_shape_features_of_a_hand_made_shower():
+    from hitgen.families.calo_moe.tokens import shape_features
+
+    # shower 0: two voxels of one energy bin at layers 2 and 4 (x, y 15 and 18, 19): mean layer 3, spread
+    # 1, mean distance from the centre (15, 15) (0 + 5) / 2; shower 1: none
+    f = shape_features(np.array([0, 0]), np.array([2, 4]), np.array([15, 18]), np.array([15, 19]), np.array([100, 100]), 2)
+    np.testing.assert_allclose(f, [[3.0, 1.0, 2.5], [0.0, 0.0, 0.0]], rtol=1e-6)
+    g = shape_features(np.array([0, 0]), np.array([2, 4]), np.array([15, 15]), np.array([15, 15]), np.array([100, 140]), 1)
+    assert 3.0 < g[0, 0] < 4.0  # weighted towards the more energetic voxel
 
 
 def test_partial_rotary_embedding_depends_on_relative_position_only():
@@ -331,7 +343,8 @@ def test_a_total_energy_module_learns_the_totals_of_its_showers(files):
         opt.step()
     assert parts["nll_total"] < first - 1.0
     truth = bin_total(data.total, np.full(len(data), 0.5))  # MeV per GeV, 24-26 for these photons
-    drawn = draw_totals(model, torch.from_numpy(data.cond), ["gamma-W"] * len(data), torch.from_numpy(event_keys(1, np.arange(len(data)))), 1.0)
+    keys, shape = torch.from_numpy(event_keys(1, np.arange(len(data)))), torch.from_numpy(data.shape)
+    drawn = draw_totals(model, torch.from_numpy(data.cond), ["gamma-W"] * len(data), keys, 1.0, shape)
     assert abs(drawn.mean() / truth.mean() - 1) < 0.05 and 0.3 < drawn.std() / truth.std() < 3.0
     with pytest.raises(HitgenError, match="no total-energy module for them"):
         total_loss(_tiny(["gamma-W"]), batch)
@@ -368,6 +381,33 @@ def test_a_total_module_scales_its_showers_and_changes_no_other(base, files, tmp
         extend(str(ext), "total-gamma-Ta", [files["Ta"]], tmp_path / "x", total_cfg)
     with pytest.raises(HitgenError, match="does not generate gamma-Pb showers"):
         extend(str(base), "total-gamma-Pb", [files["Pb"]], tmp_path / "y", total_cfg)
+    # --replace with [module] total_shape: the module trained anew in its place, reading the showers' shape
+    # standardised by its training showers' (in its file); the rest of the model as it was
+    from hitgen.families.calo_moe.data import VoxelData
+
+    assert config["model"]["total_shape"] == []
+    shape_cfg = tmp_path / "shape.toml"
+    shape_cfg.write_text("[module]\ntotal_shape = true\n\n" + total_cfg.read_text())
+    again = tmp_path / "again"
+    extend(str(ext), "total-gamma-Ta", [files["Ta"]], again, shape_cfg, replace=True)
+    grown = json.loads((again / "config.json").read_text())
+    assert [m["name"] for m in grown["modules"]] == ["total-gamma-Ta"] and grown["model"]["totals"] == ["gamma-Ta"]
+    assert grown["model"]["total_shape"] == ["gamma-Ta"] and grown["weights_sha256"] == config["weights_sha256"]
+    module = load_file(str(again / grown["modules"][0]["file"]))
+    shape = torch.from_numpy(VoxelData.from_parts([EventSet.read(files["Ta"])]).shape)
+    torch.testing.assert_close(module["totals.gamma-Ta.shape_mean"], shape.mean(0))
+    torch.testing.assert_close(module["totals.gamma-Ta.shape_std"], shape.std(0))
+    torch.testing.assert_close(module["totals.gamma-Ta.shape_hi"], shape.max(0).values)
+    w_base, w_again = (_generated(m, tmp_path / "cond_W.h5", tmp_path / f"{m.name}_W_again.h5") for m in (base, again))
+    assert np.array_equal(w_base.offsets, w_again.offsets) and all(np.array_equal(w_base.hits[k], w_again.hits[k]) for k in w_base.hits)
+    ta_ext, ta_again = (_generated(m, tmp_path / "cond_Ta.h5", tmp_path / f"{m.name}_Ta_again.h5") for m in (ext, again))
+    assert np.array_equal(ta_ext.hits["layer"][:5], ta_again.hits["layer"][:5]) and not np.array_equal(ta_ext.hits["energy"], ta_again.hits["energy"])
+    with pytest.raises(HitgenError, match="only a total-energy module may be replaced"):
+        extend(str(ext), "gamma-Pb", [files["Pb"]], tmp_path / "z", total_cfg, replace=True)
+    with pytest.raises(HitgenError, match="total_shape: not a setting of the module gamma-Pb"):
+        extend(str(ext), "gamma-Pb", [files["Pb"]], tmp_path / "z", shape_cfg)
+    with pytest.raises(HitgenError, match="no total-energy module gamma-W to replace"):
+        extend(str(ext), "total-gamma-W", [files["W"]], tmp_path / "z", total_cfg, replace=True)
 
 
 def test_onnx_export_one_graph_per_route_and_onnxruntime_draws_the_same_showers(base, files, tmp_path):

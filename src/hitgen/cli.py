@@ -297,6 +297,7 @@ def extend(
     events: Annotated[int | None, typer.Option(help="train on this many showers drawn from the data")] = None,
     draw: Annotated[int, typer.Option(help="the seed of that draw")] = 0,
     stop_after: Annotated[int | None, typer.Option(help="stop (with a checkpoint) after this many steps of this call")] = None,
+    replace: Annotated[bool, typer.Option(help="train the model's module of that name anew (modules nothing else depends on)")] = False,
 ) -> None:
     """Grow a model by one module trained on new data, the rest frozen (families that grow by modules)."""
     from hitgen.training.modules import extend as grow
@@ -305,7 +306,7 @@ def extend(
     with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console, transient=True) as bar:
         task = bar.add_task("steps", total=None)
         shown = lambda step, total, row: bar.update(task, completed=step, total=total)  # noqa: E731
-        folder = grow(base, add, data, out, config, mode, events, draw, stop_after, shown)
+        folder = grow(base, add, data, out, config, mode, events, draw, stop_after, shown, replace)
     console.print(f"{folder}: {'model folder' if (folder / 'config.json').exists() and folder == out else 'run in progress (rerun to resume)'}")
 
 

@@ -1,9 +1,10 @@
 """Growing a model by modules: `hitgen extend BASE --add NAME --data F.h5 --out OUT --config TRAIN.toml`.
 
-For a family with the `module_of(model_config, add)` hook (calo-moe: an expert of a new (particle,
+For a family with the `module_of(model_config, add, replace, options)` hook (calo-moe: an expert of a new (particle,
 material), a new particle's LoRA adapter and heads, or a total-energy module), which says which parameters the module `add`
 holds (name prefixes, `*` wildcards allowed) and how the model config grows; it may also name
-settings of the [loss] the module trains by (`training_loss`: calo-moe's total-energy modules, total_only).
+settings of the [loss] the module trains by (`training_loss`: calo-moe's total-energy modules, total_only);
+`options` is the extension config's [module] table (calo-moe: `total_shape = true`).
 
 mode "module" (the default) trains only the module's parameters, everything else frozen (the
 trainer's `train_only`). The model folder OUT then holds the base's weights unchanged
@@ -17,7 +18,8 @@ shows forgetting); OUT is then a plain model folder.
 The training itself is hitgen's trainer (checkpoints, exact resume: the same command continues an
 interrupted run), in OUT/run, with the [train] table of the given config and the base's model
 settings. `--events N --draw K` trains on N events drawn (seeded by K) from the given files, to
-measure how the result depends on the sample size and on the draw.
+measure how the result depends on the sample size and on the draw. `--replace` trains a module the
+base has anew, in its place (calo-moe: a total-energy module, on which nothing else depends).
 """
 
 from __future__ import annotations
@@ -43,18 +45,20 @@ from hitgen.training.trainer import in_prefixes, train
 MODES = ("module", "full")
 
 
-def _train_table(path: Path) -> dict[str, Any]:
+def _extension_config(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The [train] table of an extension config and its optional [module] table (settings of the
+    module itself, which the family's module_of reads)."""
     try:
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise HitgenError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as e:
         raise HitgenError(f"{path}: not valid TOML ({e})") from None
-    extra = sorted(set(raw) - {"train"})
+    extra = sorted(set(raw) - {"train", "module"})
     if extra:
-        raise HitgenError(f"{path}: an extension config has only a [train] table (the model is the base's), not [{extra[0]}]")
+        raise HitgenError(f"{path}: an extension config has a [train] and a [module] table only (the model is the base's), not [{extra[0]}]")
     try:
-        return TrainSection.model_validate(raw.get("train", {})).model_dump()
+        return TrainSection.model_validate(raw.get("train", {})).model_dump(), dict(raw.get("module", {}))
     except ValueError as e:
         raise HitgenError(f"{path}: train: {str(e).splitlines()[-1].strip()}") from None
 
@@ -86,20 +90,22 @@ def extend(
     draw: int = 0,
     stop_after: int | None = None,
     progress=None,
+    replace: bool = False,
 ) -> Path:
     """Train the module `add` on `data` over the base model; returns the model folder `out` (or the
-    run folder while the training is unfinished)."""
+    run folder while the training is unfinished). `replace`: the base's module of that name is trained
+    anew and takes its place (the family says which modules may be: those nothing else depends on)."""
     if mode not in MODES:
         raise HitgenError(f"unknown --mode '{mode}' (known: {', '.join(MODES)})")
     base = load_model(base_ref)
     module_of = getattr(base.family, "module_of", None)
     if module_of is None:
         raise HitgenError(f"{base.path}: a {base.config['architecture']} model does not grow by modules")
-    plan = module_of(base.config["model"], add)  # the family refuses what it cannot add, in one line
+    train_table, options = _extension_config(config)
+    plan = module_of(base.config["model"], add, replace, options)  # the family refuses what it cannot add, in one line
     prefixes, grown = plan["prefixes"], plan["model"]
     if events is not None and events < 1:
         raise HitgenError(f"--events must be positive (got {events})")
-    train_table = _train_table(config)
     out = Path(out)
     if (out / "config.json").exists():
         raise HitgenError(f"{out}: already holds a model; choose another --out")
@@ -116,7 +122,7 @@ def extend(
         return run
     if mode == "full":
         return _plain_folder(run, out)
-    return _compose(base, add, prefixes, grown, run, record, out)
+    return _compose(base, add, prefixes, grown, run, record, out, replace)
 
 
 def _plain_folder(run: Path, out: Path) -> Path:
@@ -126,8 +132,8 @@ def _plain_folder(run: Path, out: Path) -> Path:
     return out
 
 
-def _compose(base, add: str, prefixes: list[str], grown: dict[str, Any], run: Path, record: dict, out: Path) -> Path:
-    """OUT: the base's weights, the base's modules, the new module file, and config.json last."""
+def _compose(base, add: str, prefixes: list[str], grown: dict[str, Any], run: Path, record: dict, out: Path, replace: bool = False) -> Path:
+    """OUT: the base's weights, the base's modules (but the one replaced), the new module file, and config.json last."""
     state = load_file(str(run / "model.safetensors"))
     base_state = base.model.state_dict()
     for name, tensor in base_state.items():  # the frozen part must be the base's, bit for bit
@@ -138,6 +144,8 @@ def _compose(base, add: str, prefixes: list[str], grown: dict[str, Any], run: Pa
     backbone_sha = base.config["weights_sha256"]
     entries = []
     for m in base.config.get("modules") or []:
+        if replace and m["name"] == add:
+            continue
         with atomic_path(modules_dir / Path(m["file"]).name) as tmp:
             shutil.copyfile(base.path / m["file"], tmp)
         entries.append(m)

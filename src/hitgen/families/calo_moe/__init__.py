@@ -35,7 +35,10 @@ class CaloMoEFamily:
 
         check_experts(data, cfg.model.experts, cfg.model.lora_particles)
         fields = cfg.model.model_dump(exclude={"architecture", "stats"})
-        return CaloMoE(CaloMoEConfig(**fields, stats=cfg.model.stats or data.log_energy_stats()))
+        model = CaloMoE(CaloMoEConfig(**fields, stats=cfg.model.stats or data.log_energy_stats()))
+        for key, shape in data.shapes_of(cfg.model.total_shape).items():  # a warm start from a model that has them replaces them
+            model.totals[key].fit_standardisation(torch.from_numpy(shape))
+        return model
 
     def model_from_config(self, model_config: dict[str, Any]) -> torch.nn.Module:
         from hitgen.families.calo_moe.model import CaloMoE, CaloMoEConfig
@@ -74,11 +77,11 @@ class CaloMoEFamily:
         """Route the following generation to the experts of this absorber."""
         model.material = settings.get("absorber", "W")
 
-    def module_of(self, model_config: dict[str, Any], add: str) -> dict[str, Any]:
+    def module_of(self, model_config: dict[str, Any], add: str, replace: bool = False, options: dict[str, Any] | None = None) -> dict[str, Any]:
         """`hitgen extend`: what module `add` is (hitgen.families.calo_moe.modules)."""
         from hitgen.families.calo_moe.modules import module_of
 
-        return module_of(model_config, add)
+        return module_of(model_config, add, replace, options or {})
 
     def generate(self, model, conditions, opts: SamplingOptions, device: str, progress: Callable[[int], None] | None, first_event: int):
         from hitgen.families.calo_moe.sampler import generate_showers

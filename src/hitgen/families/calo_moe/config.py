@@ -22,6 +22,7 @@ class ModelSection(TrunkSection):
     lora_rank: int = Field(8, gt=0)
     lora_alpha: float = Field(16.0, gt=0)
     totals: list[str] = Field(default_factory=list)  # (particle, material) keys with a total-energy module (--add total-KEY)
+    total_shape: list[str] = Field(default_factory=list)  # totals whose module also reads the shower's shape (model.TotalModel)
     total_width: int = Field(128, gt=0)
     # a fixed standardisation of the log energy (an extension keeps its base's); None: from the data
     stats: dict[str, float] | None = None
@@ -52,6 +53,8 @@ class CaloMoETrainConfig(FamilyConfig):
 
     @model_validator(mode="after")
     def _renormalised_for_voxel_exclusion(self) -> CaloMoETrainConfig:
+        if set(self.model.total_shape) - set(self.model.totals):
+            raise ValueError(f"total_shape {sorted(set(self.model.total_shape) - set(self.model.totals))[0]!r} has no total-energy module (totals)")
         if self.loss.renormalise and self.model.exclusion != "voxel":
             raise ValueError(f'[loss] renormalise trains what exclusion "voxel" draws, not exclusion "{self.model.exclusion}"')
         return self

@@ -12,7 +12,17 @@ import torch.nn.functional as F  # noqa: N812
 from hitgen.core.errors import HitgenError
 from hitgen.core.events import EventSet
 from hitgen.detectors.ild_ecal.views import WINDOW
-from hitgen.families.calo_moe.tokens import EOS_LAYER, EXPERT_KEYS, condition_vector, expert_key, particle_names, served_by, tokenize, total_bin
+from hitgen.families.calo_moe.tokens import (
+    EOS_LAYER,
+    EXPERT_KEYS,
+    condition_vector,
+    expert_key,
+    particle_names,
+    served_by,
+    shape_features,
+    tokenize,
+    total_bin,
+)
 
 IGNORE = -100
 
@@ -33,6 +43,7 @@ class VoxelData:
     cond: np.ndarray  # (N, N_COND) float32
     expert: np.ndarray  # (N,) int64 index into tokens.EXPERT_KEYS
     total: np.ndarray  # (N,) int64 the total-energy module's token of the window's total (tokens.total_bin)
+    shape: np.ndarray  # (N, N_SHAPE) float32 tokens.shape_features of the voxels
 
     @property
     def length(self) -> np.ndarray:
@@ -48,16 +59,23 @@ class VoxelData:
             seq = tokenize(events)
             codes = np.array([EXPERT_KEYS.index(k) for k in expert_names(events)], dtype=np.int64)
             total = total_bin(seq.window_energy / events.conditions["energy"].astype(np.float64))
-            pieces.append(cls(seq.offsets, seq.layer, seq.x, seq.y, seq.ebin, condition_vector(events.conditions), codes, total))
+            event = np.repeat(np.arange(events.n_events), np.diff(seq.offsets))
+            shape = shape_features(event, seq.layer, seq.x, seq.y, seq.ebin, events.n_events)
+            pieces.append(cls(seq.offsets, seq.layer, seq.x, seq.y, seq.ebin, condition_vector(events.conditions), codes, total, shape))
         if len(pieces) == 1:
             return pieces[0]
         starts = np.cumsum([0] + [p.offsets[-1] for p in pieces[:-1]])
         offsets = np.concatenate([pieces[0].offsets[:1]] + [p.offsets[1:] + s for p, s in zip(pieces, starts, strict=True)])
-        cat = {k: np.concatenate([getattr(p, k) for p in pieces]) for k in ("layer", "x", "y", "ebin", "cond", "expert", "total")}
+        cat = {k: np.concatenate([getattr(p, k) for p in pieces]) for k in ("layer", "x", "y", "ebin", "cond", "expert", "total", "shape")}
         return cls(offsets=offsets, **cat)
 
     def experts(self) -> list[str]:
         return [EXPERT_KEYS[c] for c in np.unique(self.expert)]
+
+    def shapes_of(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """The shape features of the showers of each key (those the data hold)."""
+        codes = {k: EXPERT_KEYS.index(k) for k in keys}
+        return {k: self.shape[self.expert == c] for k, c in codes.items() if (self.expert == c).any()}
 
     def log_energy_stats(self) -> dict[str, float]:
         log_e = self.cond[:, 0].astype(np.float64)
@@ -76,6 +94,7 @@ class VoxelData:
             self.cond[idx],
             self.expert[idx],
             self.total[idx],
+            self.shape[idx],
         )
 
     def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
@@ -98,6 +117,7 @@ class VoxelData:
         out["cond"] = torch.from_numpy(self.cond[idx])
         out["expert"] = torch.from_numpy(self.expert[idx])
         out["total"] = torch.from_numpy(self.total[idx])
+        out["shape"] = torch.from_numpy(self.shape[idx])
         return out
 
 
@@ -113,7 +133,8 @@ TOTAL_LOSS_FIELDS = ("loss", "nll_total")
 
 def total_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
     """The total-energy modules' negative log-likelihood of the showers' totals, per shower ([loss] total_only:
-    a total module; the trunk is not run). Every shower must have a total module in the model."""
+    a total module; the trunk is not run). Every shower must have a total module in the model; a module
+    of a key in total_shape reads the showers' shape features (their Geant4 voxels')."""
     experts = [EXPERT_KEYS[c] for c in batch["expert"].tolist()]
     missing = sorted(k for k in set(experts) if k not in model.totals)
     if missing:
@@ -124,7 +145,7 @@ def total_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dic
     nll = cond.new_zeros(())
     for key in dict.fromkeys(experts):
         rows = torch.tensor([r for r, k in enumerate(experts) if k == key], device=cond.device)
-        nll = nll - model.totals[key].log_prob(cond[rows], batch["total"][rows]).sum()
+        nll = nll - model.totals[key].log_prob(cond[rows], batch["total"][rows], batch["shape"][rows]).sum()
     nll = nll / len(experts)
     return nll, {"loss": float(nll.detach()), "nll_total": float(nll.detach())}
 

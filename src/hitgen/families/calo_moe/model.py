@@ -20,7 +20,10 @@ tokens with fixed-routing experts per (particle, absorber) and output heads per 
 - Total-energy modules (not in the paper; the lesson of the CLAS12 GPT and AllShowers, whose resolution came
   right once a model of its own drew the total): per (particle, material), a small MLP of the
   condition and a discretised logistic mixture over the shower's total (tokens.total_bin); the
-  generated voxels' energies are scaled to the total it draws. The trunk never sees it.
+  generated voxels' energies are scaled to the total it draws. The trunk never sees it. A module of a
+  key in `total_shape` also reads the shower's shape (tokens.shape_features: mean layer, layer spread,
+  mean radius), drawn after the voxels: Geant4's total follows the shape (a deeper shower reaches the
+  thicker back layers and is seen less), which a total of the condition alone would cut loose.
 
 Parameter names say what belongs to which module: `experts.<particle>-<material>.*` (an expert),
 `heads.<particle>.*` (a particle's heads), `totals.<particle>-<material>.*` (a total-energy module), `lora` /
@@ -38,7 +41,7 @@ from torch import nn
 
 from hitgen.detectors.ild_ecal.geometry import N_LAYERS
 from hitgen.detectors.ild_ecal.views import WINDOW
-from hitgen.families.calo_moe.tokens import ENERGY_BINS, N_COND, TOTAL_BINS, served_by
+from hitgen.families.calo_moe.tokens import ENERGY_BINS, N_COND, N_SHAPE, TOTAL_BINS, served_by
 from hitgen.nn.blocks import KVCache, init_weights
 from hitgen.nn.heads import MixtureHead
 
@@ -63,6 +66,7 @@ class CaloMoEConfig:
     lora_rank: int = 8
     lora_alpha: float = 16.0
     totals: list[str] = field(default_factory=list)  # (particle, material) keys with a total-energy module
+    total_shape: list[str] = field(default_factory=list)  # those whose total module also reads the shower's shape
     total_width: int = 128
     stats: dict[str, Any] = field(default_factory=dict)  # log energy mean and std of the base training data
 
@@ -132,22 +136,46 @@ class Heads(nn.Module):
 
 
 class TotalModel(nn.Module):
-    """One (particle, material)'s total-energy module: p(total | condition), an MLP of the standardised
-    condition vector and a mixture of 8 logistics over TOTAL_BINS bins (and the empty window)."""
+    """One (particle, material)'s total-energy module: p(total | condition), or with `shape`
+    p(total | condition, the shower's shape features), an MLP and a mixture of 8 logistics over
+    TOTAL_BINS bins (and the empty window). The shape features enter clipped to the range of the
+    module's training showers (a generated shower outside it is read at its edge: the module is never
+    asked where it saw no data) and standardised by them (buffers, in its file; fit_standardisation)."""
 
-    def __init__(self, cfg: CaloMoEConfig) -> None:
+    def __init__(self, cfg: CaloMoEConfig, shape: bool = False) -> None:
         super().__init__()
         w = cfg.total_width
-        self.mlp = nn.Sequential(nn.Linear(N_COND, w), nn.GELU(), nn.Linear(w, w), nn.GELU(), nn.Linear(w, w), nn.GELU())
+        self.shape = shape
+        n_in = N_COND + (N_SHAPE if shape else 0)
+        self.mlp = nn.Sequential(nn.Linear(n_in, w), nn.GELU(), nn.Linear(w, w), nn.GELU(), nn.Linear(w, w), nn.GELU())
         self.head = MixtureHead(w, TOTAL_BINS, 1)
+        if shape:
+            for name, value in (("shape_mean", 0.0), ("shape_std", 1.0), ("shape_lo", -torch.inf), ("shape_hi", torch.inf)):
+                self.register_buffer(name, torch.full((N_SHAPE,), value))
 
-    def log_prob(self, cond: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
-        """log p (B,) of the total tokens (B,) given standardised conditions (B, N_COND)."""
-        return self.head.log_prob(self.mlp(cond), total)
+    def fit_standardisation(self, shape: torch.Tensor) -> None:
+        """The shape features' mean, spread and range over the module's training showers (N, N_SHAPE)."""
+        self.shape_mean.copy_(shape.mean(0))
+        if len(shape) > 1:
+            self.shape_std.copy_(shape.std(0).clamp(min=1e-3))
+        self.shape_lo.copy_(shape.min(0).values)
+        self.shape_hi.copy_(shape.max(0).values)
 
-    def log_probs(self, cond: torch.Tensor) -> torch.Tensor:
+    def _inputs(self, cond: torch.Tensor, shape: torch.Tensor | None) -> torch.Tensor:
+        if not self.shape:
+            return cond
+        if shape is None:
+            raise ValueError("this total-energy module reads the shower's shape features")
+        inside = torch.minimum(torch.maximum(shape, self.shape_lo), self.shape_hi)
+        return torch.cat([cond, (inside - self.shape_mean) / self.shape_std], dim=1)
+
+    def log_prob(self, cond: torch.Tensor, total: torch.Tensor, shape: torch.Tensor | None = None) -> torch.Tensor:
+        """log p (B,) of the total tokens (B,) given standardised conditions (B, N_COND) (and shape features (B, N_SHAPE))."""
+        return self.head.log_prob(self.mlp(self._inputs(cond, shape)), total)
+
+    def log_probs(self, cond: torch.Tensor, shape: torch.Tensor | None = None) -> torch.Tensor:
         """(B, TOTAL_BINS + 1) log-probabilities of every total token."""
-        return self.head.log_probs(self.mlp(cond))
+        return self.head.log_probs(self.mlp(self._inputs(cond, shape)))
 
 
 class MoEBlock(nn.Module):
@@ -243,7 +271,7 @@ class CaloMoE(nn.Module):
         """A total-energy module for showers of `key` (particle-material), initialised from the torch seed."""
         if key in self.totals:
             return
-        self.totals[key] = TotalModel(self.cfg)
+        self.totals[key] = TotalModel(self.cfg, shape=key in self.cfg.total_shape)
         if key not in self.cfg.totals:
             self.cfg.totals.append(key)
 

@@ -15,7 +15,8 @@ distribution renormalised over the voxels not yet in the shower, which a model t
 likelihood (docs/families/calo-moe.md): "y" widens the showers in y only; "voxel" moves energy deeper.
 
 A shower whose (particle, material) has a total-energy module then draws its total from it (from its
-own stream, past every voxel draw) and its voxels' energies are scaled to add up to it; a voxel
+own stream, past every voxel draw; given the shower's shape where the module reads it) and its voxels'
+energies are scaled to add up to it; a voxel
 scaled below the readout threshold (0.1 MeV) is dropped, as `hitgen simulate` drops such a cell."""
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from hitgen.families.calo_moe.tokens import (
     condition_vector,
     expert_key,
     particle_names,
+    shape_features,
     to_cells,
 )
 from hitgen.nn.draw import sample_from, sample_values
@@ -99,7 +101,8 @@ def generate_showers(
     v = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     keep = np.ones(len(v["energy"]), bool)
     if model.totals:
-        total = draw_totals(model, torch.from_numpy(cond_all).to(device), experts, torch.from_numpy(keys_all).to(device), temperature)
+        shape = torch.from_numpy(shape_features(v["event"], v["layer"], v["x"], v["y"], v["ebin"], n)).to(device)
+        total = draw_totals(model, torch.from_numpy(cond_all).to(device), experts, torch.from_numpy(keys_all).to(device), temperature, shape)
         drawn = v["energy"]
         v["energy"] = scaled_to_totals(drawn, v["event"], total * conditions["energy"].astype(np.float64))
         keep = (v["energy"] >= THRESHOLD_MEV) | (v["energy"] == drawn)
@@ -110,8 +113,9 @@ def generate_showers(
     return offsets, hits
 
 
-def draw_totals(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.Tensor, temperature: float) -> np.ndarray:
-    """Each shower's total in MeV per GeV drawn by its total-energy module (NaN where its key has none)."""
+def draw_totals(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.Tensor, temperature: float, shape: torch.Tensor) -> np.ndarray:
+    """Each shower's total in MeV per GeV drawn by its total-energy module (NaN where its key has none),
+    given the showers' shape features (N, N_SHAPE) where the module reads them."""
     out = np.full(len(experts), np.nan)
     std = model.standardised(cond)
     for key in dict.fromkeys(experts):
@@ -120,7 +124,7 @@ def draw_totals(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: to
         rows = np.flatnonzero(np.array(experts) == key)
         r = torch.from_numpy(rows).to(cond.device)
         u = [uniforms(keys[r], torch.tensor(TOTAL_COUNTER + d, device=cond.device)) for d in range(2)]
-        logp = model.totals[key].log_probs(std[r])
+        logp = model.totals[key].log_probs(std[r], shape[r])
         token = sample_from(logp, torch.ones_like(logp, dtype=torch.bool), temperature, 0, u[0])
         out[rows] = bin_total(token.cpu().numpy(), u[1].cpu().numpy())
     return out
@@ -203,7 +207,7 @@ def _particle_rows(experts: list[str], dev) -> dict[str, torch.Tensor]:
 
 
 def _batch(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.Tensor, temperature: float) -> dict[str, np.ndarray]:
-    """The voxels of one batch as flat arrays: event (row of the batch), layer, x, y, energy (MeV)."""
+    """The voxels of one batch as flat arrays: event (row of the batch), layer, x, y, energy bin, energy (MeV)."""
     dev = cond.device
     b = len(cond)
     route = model.router(experts)
@@ -245,7 +249,8 @@ def _batch(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.T
             break
         g = go.cpu().numpy()
         energy = bin_energy(ebin[go].cpu().numpy(), u[4][go].cpu().numpy())
-        out.append({"event": event[g], "layer": layer[go].cpu().numpy(), "x": x[go].cpu().numpy(), "y": y[go].cpu().numpy(), "energy": energy})
+        drawn = {"layer": layer[go], "x": x[go], "y": y[go], "ebin": ebin[go]}
+        out.append({"event": event[g]} | {k: t.cpu().numpy() for k, t in drawn.items()} | {"energy": energy})
         layer = torch.where(go, layer, 0)
         idx = torch.nonzero(go).squeeze(1)
         used[idx, ((layer * WINDOW + x) * WINDOW + y)[idx]] = True
@@ -261,5 +266,5 @@ def _batch(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.T
         step_in = model.embed(layer, x, y, ebin)[:, None]
         h = model.trunk(step_in, step + 1, route, cache)[:, -1]
     if not out:
-        return {k: np.zeros(0, np.int64) for k in ("event", "layer", "x", "y")} | {"energy": np.zeros(0)}
+        return {k: np.zeros(0, np.int64) for k in ("event", "layer", "x", "y", "ebin")} | {"energy": np.zeros(0)}
     return {key: np.concatenate([o[key] for o in out]) for key in out[0]}

@@ -18,7 +18,12 @@ TOTAL_MIN to TOTAL_MAX (0.5% wide; the samples of 1-10 GeV photons and electrons
 
 Condition: the incident kinetic energy (log, standardised by the training data), the entry point
 within the entry cell (the window is centred on the entry cell, so only the offset inside it is
-left), and the direction's x and y (zero at normal incidence, the training samples' case)."""
+left), and the direction's x and y (zero at normal incidence, the training samples' case).
+
+Shape features (a total-energy module's further input, where the model says so): the shower's
+energy-weighted mean layer, its spread in layers and its mean distance from the window's centre in
+cells, from its voxels with every energy at its bin's centre, so that a module trained on Geant4's
+voxels and one drawing a generated shower's total see the same quantity."""
 
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ _LOG_MIN, _LOG_MAX = np.log(E_MIN_MEV), np.log(E_MAX_MEV)
 N_VOXELS = N_LAYERS * WINDOW * WINDOW
 EOS_LAYER = N_LAYERS  # the layer head's extra class: the shower ends
 N_COND = 5  # standardised log energy, entry offset x and y in the cell (/ half cell), direction x and y
+N_SHAPE = 3  # shape_features: mean layer, layer spread, mean distance from the window's centre
 
 PARTICLES = {22: "gamma", 11: "e-", -11: "e+"}  # EM showers only (no hadronic physics data here)
 MATERIALS = ("W", "Ta", "Pb")
@@ -152,3 +158,16 @@ def to_cells(entry_point: np.ndarray, x: np.ndarray, y: np.ndarray, event: np.nd
     """Detector cells (cell_x, cell_y) of window voxels (x, y) of the given events."""
     cx, cy = cell_of(entry_point[:, 0]), cell_of(entry_point[:, 1])
     return x + (cx - HALF_WINDOW)[event], y + (cy - HALF_WINDOW)[event]
+
+
+def shape_features(event: np.ndarray, layer: np.ndarray, x: np.ndarray, y: np.ndarray, ebin: np.ndarray, n: int) -> np.ndarray:
+    """(n, N_SHAPE) float32 of the showers 0..n-1 from their voxels (event index, layer, x, y, energy
+    bin): the energy-weighted mean layer, the layer spread and the mean distance from the window's
+    centre (cells), energies at their bins' centres; zeros for a shower without voxels."""
+    e = bin_energy(np.asarray(ebin), np.full(len(ebin), 0.5))
+    w = np.bincount(event, weights=e, minlength=n)
+    safe = np.where(w > 0, w, 1.0)
+    mean = np.bincount(event, weights=e * layer, minlength=n) / safe
+    spread = np.sqrt(np.maximum(np.bincount(event, weights=e * np.square(layer.astype(np.float64)), minlength=n) / safe - mean**2, 0.0))
+    radius = np.bincount(event, weights=e * np.hypot(x - HALF_WINDOW, y - HALF_WINDOW), minlength=n) / safe
+    return np.where(w[:, None] > 0, np.stack([mean, spread, radius], axis=1), 0.0).astype(np.float32)
