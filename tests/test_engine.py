@@ -111,6 +111,15 @@ def test_uniforms_are_uniform_and_distinct_per_event_and_draw():
     assert not np.array_equal(streams.event_keys(8, np.arange(10)), keys[:10].numpy())
 
 
+def test_uniforms_of_several_counters_in_one_call_are_those_of_one_call_each():
+    keys = torch.from_numpy(streams.event_keys(3, np.arange(7)))
+    block = streams.uniforms_from(keys, 40, 5)
+    assert torch.equal(block, torch.stack([streams.uniforms(keys, torch.tensor(40 + d)) for d in range(5)], 1))
+    first = torch.arange(7) * 11  # a first counter per row
+    rows = streams.uniforms_from(keys, first, 3)
+    assert torch.equal(rows, torch.stack([streams.uniforms(keys, first + d) for d in range(3)], 1))
+
+
 def test_inverse_cdf_sampling_draws_the_given_distribution():
     p = torch.tensor([0.0, 0.5, 0.0, 0.2, 0.3, 0.0])
     u = torch.rand(60_000, generator=torch.Generator().manual_seed(4), dtype=torch.float64)

@@ -71,6 +71,13 @@ def uniforms(keys: torch.Tensor, counter: torch.Tensor) -> torch.Tensor:
     return ((a >> 5) * 67108864 + (b >> 6)).double() * (1.0 / 9007199254740992.0)  # (27 + 26 bits) / 2**53
 
 
+def uniforms_from(keys: torch.Tensor, first: torch.Tensor | int, n: int) -> torch.Tensor:
+    """(B, n) the uniforms of counters first .. first + n - 1 of every row (first: (B,) or one for all),
+    in one call: the same numbers as n calls of uniforms."""
+    counters = (torch.as_tensor(first, device=keys.device).reshape(-1, 1) + torch.arange(n, device=keys.device)).expand(len(keys), n)
+    return uniforms(keys.repeat_interleave(n, 0), counters.reshape(-1)).view(len(keys), n)
+
+
 def draw_uniforms(keys: torch.Tensor, position: torch.Tensor, stream: int) -> torch.Tensor:
     """The uniform of `stream` at token `position` (B,) of every row's event."""
     return uniforms(keys, position * N_STREAMS + stream)

@@ -44,7 +44,7 @@ from hitgen.families.calo_moe.tokens import (
     to_cells,
 )
 from hitgen.nn.draw import sample_from, sample_values
-from hitgen.nn.streams import event_keys, uniforms
+from hitgen.nn.streams import event_keys, uniforms, uniforms_from
 
 DRAWS = 5  # layer, x, y, energy bin, position in the bin
 TOTAL_COUNTER = 1 << 24  # the total module's two draws per event: past every voxel's (max_voxels * DRAWS)
@@ -187,7 +187,7 @@ def redraw_taken(heads, h, logp, allowed, temperature: float, keys, step: int, u
         n = len(clash)
         rows = clash.repeat_interleave(size)
         t = torch.arange(t0, t0 + size, device=dev).repeat(n)
-        ku = [uniforms(keys[rows], REDRAW_COUNTER + (step * REDRAWS + t) * 3 + d) for d in range(3)]
+        ku = uniforms_from(keys[rows], REDRAW_COUNTER + (step * REDRAWS + t) * 3, 3).unbind(1)
         lc, xc, yc, hc = _draw_voxel(heads, h[rows], logp[rows], allowed[rows], temperature, *ku, None, lr[rows] if keep_layer else None)
         free = ~_is_taken(used, rows, lc, xc, yc).view(n, size)
         settled = free.any(1)
@@ -224,7 +224,7 @@ def _batch(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.T
     groups = _particle_rows(rows_experts, dev)
     for step in range(model.cfg.max_voxels + 1):
         k = keys[torch.from_numpy(event).to(dev)]
-        u = [uniforms(k, torch.tensor(step * DRAWS + d, device=dev)) for d in range(DRAWS)]
+        u = uniforms_from(k, step * DRAWS, DRAWS).unbind(1)
         layer = torch.empty(len(event), dtype=torch.long, device=dev)
         x, y, ebin = torch.empty_like(layer), torch.empty_like(layer), torch.empty_like(layer)
         for particle, r in groups.items():
