@@ -68,7 +68,8 @@ def teacher_forced(model, events: EventSet) -> None:
     print(f"teacher-forced, {len(data)} Geant4 showers: the energy head's mass above the previous bin {above.mean():.4f}")
     for lo, hi in RANKS:
         s = (ranks >= lo) & (ranks < hi)
-        print(f"  voxels {lo}-{hi - 1}: mass > 40 bins below the true one (the order's mask applied) {far[s].mean():.5f} per voxel, {far[s].sum() / len(data):.4f} per shower")
+        per_voxel, per_shower = far[s].mean(), far[s].sum() / len(data)
+        print(f"  voxels {lo}-{hi - 1}: mass > 40 bins below the true one (order masked) {per_voxel:.5f} per voxel, {per_shower:.4f} per shower")
     print(f"  the end at the first position: {np.mean(np.concatenate(end_first)):.5f}")
 
 

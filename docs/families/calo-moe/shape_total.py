@@ -36,7 +36,8 @@ def explained(sample: str) -> None:
         ("log E, mean layer, spread, radius", np.column_stack([base, shape, shape[:, 0] ** 2])),
     ):
         residual = total - x @ np.linalg.lstsq(x, total, rcond=None)[0]
-        print(f"{sample}: {label}: {1 - residual.var() / total.var():.3f} of the total's variance explained (residual std {residual.std():.2f} MeV/GeV)")
+        share = 1 - residual.var() / total.var()
+        print(f"{sample}: {label}: {share:.3f} of the total's variance explained (residual std {residual.std():.2f} MeV/GeV)")
 
 
 def spreads(path: str) -> None:
