@@ -166,7 +166,7 @@ def test_evaluation_at_the_floor_and_against_a_distorted_copy(tmp_path):
     assert m_hot["hits_per_event_w1"] < 3 * floor["hits_per_event_w1"] + 1  # hit counts were not distorted
     rows = summary_tables(m_hot)[0][2]
     groups = m_hot["classifier_auc_by_group"]
-    assert len(rows) == 8 + len(groups) == 15 and rows[0][0] == "hits per event W1" and rows[-1][0] == "high-level AUC, sparsity per layer alone"
+    assert len(rows) == 9 + len(groups) == 16 and rows[0][0] == "hits per event W1" and rows[-1][0] == "high-level AUC, sparsity per layer alone"
     assert groups["total energy, response"] > 0.5 + 5 * m_hot["classifier_auc_error"]  # 30% hotter: the total gives it away
     # with a replica the floor is reference vs replica
     m_rep, _ = evaluate(ref, hot, tmp_path / "rep", plots=False, replica=same)

@@ -159,3 +159,15 @@ def test_quantile_kl():
     w = rng.exponential(1, 20000)
     assert quantile_kl(a, rng.choice(a, 20000, p=w / w.sum()), w) < 0.005
     assert np.isnan(quantile_kl(a, np.zeros(0)))
+
+
+def test_rms90_is_the_resolution_of_the_core():
+    from hitgen.detectors.ild_ecal.observables import rms90
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(25.0, 2.5, 200_000)  # 10% resolution
+    assert rms90(x) == pytest.approx(0.0789 * 1.0, rel=0.02)  # a normal's narrowest 90%: 0.789 of its std
+    # 3% of the showers far below: the std / mean grows by 40%, the core's barely moves
+    tail = np.concatenate([x, rng.uniform(5.0, 15.0, 6000)])
+    assert tail.std() / tail.mean() > 1.4 * x.std() / x.mean() and rms90(tail) / rms90(x) < 1.1
+    assert rms90(np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 100.0])) == pytest.approx(np.std(np.arange(1, 10)) / 5.0)

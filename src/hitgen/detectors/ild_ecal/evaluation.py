@@ -30,6 +30,7 @@ SUMMARY_ROWS = [  # (key in a particle's block of metrics.json, label, format)
     ("response_max_dev", "response, largest |ratio - 1|", "{:.4f}"),
     ("resolution_ratio_mean", "resolution (std/mean), mean ratio cand/ref", "{:.3f}"),
     ("resolution_max_dev", "resolution, largest |ratio - 1|", "{:.3f}"),
+    ("rms90_max_dev", "resolution of the narrowest 90% (RMS90), largest |ratio - 1|", "{:.3f}"),
     ("classifier_auc", "high-level classifier AUC", "{:.3f}"),
     ("classifier_auc_low_level", "low-level classifier AUC (voxel window)", "{:.3f}"),
 ]
@@ -217,6 +218,7 @@ def render_report(metrics: dict[str, Any], figures: list[tuple[str, Path]], path
                         ("resolution_candidate", "{:.4f}"),
                         ("resolution_ratio", "{:.3f}"),
                         ("resolution_ratio_error", "{:.3f}"),
+                        ("rms90_ratio", "{:.3f}"),
                     )
                 ],
             }

@@ -65,18 +65,20 @@ def _summary(ratio: np.ndarray) -> tuple[float, float]:
 
 
 def response(ref: ShowerObservables, cand: ShowerObservables, edges: np.ndarray) -> dict[str, Any]:
-    """Response (visible / incident energy) and resolution (its std / mean) per energy bin, their
-    ratios candidate / reference, and the mean and largest deviation of those ratios."""
+    """Response (visible / incident energy) and resolution (its std / mean; and rms90, that of the
+    narrowest 90%) per energy bin, their ratios candidate / reference, and the mean and largest
+    deviation of those ratios."""
     r, c = response_in_bins(ref, edges), response_in_bins(cand, edges)
     with np.errstate(divide="ignore", invalid="ignore"):
-        response_ratio, resolution_ratio = c.response / r.response, c.resolution / r.resolution
+        response_ratio, resolution_ratio, rms90_ratio = c.response / r.response, c.resolution / r.resolution, c.rms90 / r.rms90
         response_ratio_error = response_ratio * np.hypot(c.response_error / c.response, r.response_error / r.response)
         resolution_ratio_error = resolution_ratio * np.hypot(c.resolution_error / c.resolution, r.resolution_error / r.resolution)
     samples = (("reference", r), ("candidate", c))
-    keys = ("response", "resolution", "response_error", "resolution_error")
+    keys = ("response", "resolution", "response_error", "resolution_error", "rms90")
     out: dict[str, Any] = {}
     out["response_ratio_mean"], out["response_max_dev"] = _summary(response_ratio)
     out["resolution_ratio_mean"], out["resolution_max_dev"] = _summary(resolution_ratio)
+    out["rms90_ratio_mean"], out["rms90_max_dev"] = _summary(rms90_ratio)
     out["energy_bins"] = {
         "edges": edges.tolist(),
         "n_reference": r.n.tolist(),
@@ -86,6 +88,7 @@ def response(ref: ShowerObservables, cand: ShowerObservables, edges: np.ndarray)
         "response_ratio_error": response_ratio_error.tolist(),
         "resolution_ratio": resolution_ratio.tolist(),
         "resolution_ratio_error": resolution_ratio_error.tolist(),
+        "rms90_ratio": rms90_ratio.tolist(),
     }
     return out
 

@@ -194,13 +194,26 @@ def bin_of(energy: np.ndarray, edges: np.ndarray) -> np.ndarray:
 @dataclass
 class Response:
     """Per energy bin: events, mean response (visible / incident) and resolution (std / mean),
-    with their statistical errors (std / sqrt(n); resolution / sqrt(2 n))."""
+    with their statistical errors (std / sqrt(n); resolution / sqrt(2 n)), and the resolution of the
+    narrowest 90% (rms90)."""
 
     n: np.ndarray
     response: np.ndarray
     resolution: np.ndarray
     response_error: np.ndarray
     resolution_error: np.ndarray
+    rms90: np.ndarray
+
+
+def rms90(values: np.ndarray) -> float:
+    """The std / mean of the values in the narrowest range that holds 90% of them: the resolution as
+    calorimetry quotes it where tails (a few showers far off) would rule the plain std / mean (CALICE's
+    and ILD's RMS90). Of a normal distribution, 0.79 of its std / mean."""
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    k = int(np.ceil(0.9 * len(x)))
+    start = int(np.argmin(x[k - 1 :] - x[: len(x) - k + 1]))
+    core = x[start : start + k]
+    return float(core.std() / core.mean())
 
 
 def response_in_bins(obs: ShowerObservables, edges: np.ndarray, visible: np.ndarray | None = None) -> Response:
@@ -208,7 +221,7 @@ def response_in_bins(obs: ShowerObservables, edges: np.ndarray, visible: np.ndar
     which = bin_of(obs.energy, edges)
     k = len(edges) - 1
     n = np.bincount(which, minlength=k).astype(np.int64)
-    mean, res, mean_err, res_err = (np.full(k, np.nan) for _ in range(4))
+    mean, res, mean_err, res_err, res90 = (np.full(k, np.nan) for _ in range(5))
     for b in np.flatnonzero(n >= MIN_EVENTS_PER_BIN):
         rb = r[which == b]
         mean[b] = rb.mean()
@@ -216,4 +229,5 @@ def response_in_bins(obs: ShowerObservables, edges: np.ndarray, visible: np.ndar
         if mean[b] > 0:
             res[b] = rb.std() / mean[b]
             res_err[b] = res[b] / np.sqrt(2 * n[b])
-    return Response(n, mean, res, mean_err, res_err)
+            res90[b] = rms90(rb)
+    return Response(n, mean, res, mean_err, res_err, res90)
