@@ -1,5 +1,6 @@
 """The table of docs/families/calo-moe.md from evaluation folders of evaluate.sh (and the electrons'):
-per model and absorber, the response and resolution per energy bin (largest |ratio - 1|), the paired
+per model and absorber, the response and resolution per energy bin (largest |ratio - 1|; the
+resolution as std / mean and as RMS90, where the evaluation has it), the paired
 classifier AUCs, the longitudinal and radial profiles (largest |ratio - 1| where Geant4 holds at
 least 1% of the energy; no correction of any kind), each beside its noise floor (the replica).
 
@@ -46,6 +47,8 @@ def row(folder: Path) -> dict:
         "response_max_dev_floor": fl["response_max_dev"],
         "resolution_max_dev": m["resolution_max_dev"],
         "resolution_max_dev_floor": fl["resolution_max_dev"],
+        "rms90_max_dev": m.get("rms90_max_dev", float("nan")),  # evaluations from 2026-12-07 on
+        "rms90_max_dev_floor": fl.get("rms90_max_dev", float("nan")),
         "auc": m["classifier_auc"],
         "auc_floor": fl["classifier_auc"],
         "auc_low_level": m["classifier_auc_low_level"],
@@ -59,7 +62,7 @@ def row(folder: Path) -> dict:
 
 
 HEADER = (
-    "| model, showers | response, largest \\|ratio-1\\| (floor) | resolution, largest \\|ratio-1\\| (floor) "
+    "| model, showers | response, largest \\|ratio-1\\| (floor) | resolution, largest \\|ratio-1\\| (floor) | RMS90 (floor) "
     "| AUC high / low level (floor) | longitudinal, radial largest \\|ratio-1\\| (floor) | visible energy ratio |"
 )
 
@@ -69,6 +72,7 @@ def line(label: str, r: dict) -> str:
         label,
         f"{r['response_max_dev']:.3f} ({r['response_max_dev_floor']:.3f})",
         f"{r['resolution_max_dev']:.2f} ({r['resolution_max_dev_floor']:.2f})",
+        f"{r['rms90_max_dev']:.2f} ({r['rms90_max_dev_floor']:.2f})",
         f"{r['auc']:.3f} / {r['auc_low_level']:.3f} ({r['auc_floor']:.2f} / {r['auc_low_level_floor']:.2f})",
         f"{r['longitudinal_max_dev']:.2f}, {r['radial_max_dev']:.2f} ({r['longitudinal_max_dev_floor']:.2f}, {r['radial_max_dev_floor']:.2f})",
         f"{r['visible_energy_ratio']:.3f}",
@@ -80,7 +84,7 @@ if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if "=" in a]
     out = {}
     print(HEADER)
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for arg in args:
         label, _, folder = arg.partition("=")
         out[label] = row(Path(folder))
