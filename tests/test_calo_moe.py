@@ -394,6 +394,7 @@ def test_a_total_module_scales_its_showers_and_changes_no_other(base, files, tmp
     assert [m["name"] for m in grown["modules"]] == ["total-gamma-Ta"] and grown["model"]["totals"] == ["gamma-Ta"]
     assert grown["model"]["total_shape"] == ["gamma-Ta"] and grown["weights_sha256"] == config["weights_sha256"]
     module = load_file(str(again / grown["modules"][0]["file"]))
+    assert set(module) <= set(json.loads((again / "run" / "init.json").read_text())["parameters_new"])  # nothing of the old one copied
     shape = torch.from_numpy(VoxelData.from_parts([EventSet.read(files["Ta"])]).shape)
     torch.testing.assert_close(module["totals.gamma-Ta.shape_mean"], shape.mean(0))
     torch.testing.assert_close(module["totals.gamma-Ta.shape_std"], shape.std(0))

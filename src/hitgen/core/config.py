@@ -58,6 +58,9 @@ class TrainSection(Strict):
     # model's parameter named with that prefix replaced by the value (a new expert started from another
     # one: {"experts.e--Pb." = "experts.gamma-Pb."})
     init_copy: dict[str, str] = Field(default_factory=dict)
+    # with --init: prefixes of parameters not copied from the init model; they start from their own
+    # initialisation (a module trained anew in place of the init model's: hitgen extend --replace)
+    init_skip: list[str] = Field(default_factory=list)
     # a trained model (folder or shipped name) of the same family whose outputs the loss learns from
     # (distillation; the family's `distillation_loss` says how); none: the family's own loss
     teacher: str | None = None

@@ -114,6 +114,8 @@ def extend(
     trained = base.config["training"]
     model = trained["model"] | plan["training_model"]
     train_table["train_only"] = prefixes if mode == "module" else []
+    if replace:  # trained anew: nothing of the module it replaces is copied (its weights, its data's statistics)
+        train_table["init_skip"] = prefixes
     loss = trained.get("loss", {}) | plan.get("training_loss", {})  # e.g. a module trained by a loss of its own
     cfg = validate_config({"model": model, "loss": loss, "train": train_table}, "the extension config")
     train(cfg, paths, run, progress=progress, stop_after=stop_after, init_from=str(base.path))
@@ -122,7 +124,7 @@ def extend(
         return run
     if mode == "full":
         return _plain_folder(run, out)
-    return _compose(base, add, prefixes, grown, run, record, out, replace)
+    return _compose(base, add, prefixes, grown, run, record, out)
 
 
 def _plain_folder(run: Path, out: Path) -> Path:
@@ -132,7 +134,7 @@ def _plain_folder(run: Path, out: Path) -> Path:
     return out
 
 
-def _compose(base, add: str, prefixes: list[str], grown: dict[str, Any], run: Path, record: dict, out: Path, replace: bool = False) -> Path:
+def _compose(base, add: str, prefixes: list[str], grown: dict[str, Any], run: Path, record: dict, out: Path) -> Path:
     """OUT: the base's weights, the base's modules (but the one replaced), the new module file, and config.json last."""
     state = load_file(str(run / "model.safetensors"))
     base_state = base.model.state_dict()
@@ -144,7 +146,7 @@ def _compose(base, add: str, prefixes: list[str], grown: dict[str, Any], run: Pa
     backbone_sha = base.config["weights_sha256"]
     entries = []
     for m in base.config.get("modules") or []:
-        if replace and m["name"] == add:
+        if m["name"] == add:  # the module replaced (module_of refuses a name the base has, but with --replace)
             continue
         with atomic_path(modules_dir / Path(m["file"]).name) as tmp:
             shutil.copyfile(base.path / m["file"], tmp)

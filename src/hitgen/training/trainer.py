@@ -300,7 +300,7 @@ def _resume_or_init(out: Path, cfg_json: dict, model, optimizer, init_model, ddp
         start, _ = load_checkpoint(ckpt, model, optimizer)
         init = json.loads((out / "init.json").read_text()) if (out / "init.json").exists() else None
         return start, init
-    init = warm_start(model, init_model, t.train_only, family, t.init_copy) if init_model is not None else None
+    init = warm_start(model, init_model, t.train_only, family, t.init_copy, t.init_skip) if init_model is not None else None
     _claim_run_folder(out, cfg_json, ddp)
     if init is not None and ddp.main:
         write_text_atomic(out / "init.json", json.dumps(init, indent=2))
@@ -341,18 +341,26 @@ def _optimiser_step(wrapped, model, optimizer, train_data, cfg: FamilyConfig, st
     return sums, grad_norm, lr
 
 
-def warm_start(model: torch.nn.Module, loaded, train_only: list[str] | None = None, family=None, init_copy: dict[str, str] | None = None) -> dict:
+def warm_start(
+    model: torch.nn.Module,
+    loaded,
+    train_only: list[str] | None = None,
+    family=None,
+    init_copy: dict[str, str] | None = None,
+    init_skip: list[str] | None = None,
+) -> dict:
     """Copy the weights of a trained model (a LoadedModel) into a new model (see train); returns what
     was done. A parameter that trains (train_only) and has another shape in the new configuration (a
     wider module trained anew on the frozen rest) keeps its initialisation; any other change of shape
-    is refused. init_copy starts new parameters from others of the loaded model (TrainSection). A
+    is refused. init_copy starts new parameters from others of the loaded model, init_skip leaves
+    parameters (and buffers) under its prefixes at their initialisation (TrainSection). A
     family may refuse the warm start (its `check_warm_start(model, loaded_model)`: e.g. data
     standardised otherwise)."""
     init_from = loaded.path
     if family is not None and hasattr(family, "check_warm_start"):
         family.check_warm_start(model, loaded.model)
     own, theirs = model.state_dict(), loaded.model.state_dict()
-    taken = {k: v for k, v in theirs.items() if k in own}
+    taken = {k: v for k, v in theirs.items() if k in own and not (init_skip and in_prefixes(k, init_skip))}
     resized = [k for k, v in taken.items() if v.shape != own[k].shape and train_only and in_prefixes(k, train_only)]
     taken = {k: v for k, v in taken.items() if k not in resized}
     copied = {}

@@ -53,8 +53,9 @@ class CaloMoETrainConfig(FamilyConfig):
 
     @model_validator(mode="after")
     def _renormalised_for_voxel_exclusion(self) -> CaloMoETrainConfig:
-        if set(self.model.total_shape) - set(self.model.totals):
-            raise ValueError(f"total_shape {sorted(set(self.model.total_shape) - set(self.model.totals))[0]!r} has no total-energy module (totals)")
+        without = sorted(set(self.model.total_shape) - set(self.model.totals))
+        if without:
+            raise ValueError(f"total_shape {without[0]!r} has no total-energy module (totals)")
         if self.loss.renormalise and self.model.exclusion != "voxel":
             raise ValueError(f'[loss] renormalise trains what exclusion "voxel" draws, not exclusion "{self.model.exclusion}"')
         return self

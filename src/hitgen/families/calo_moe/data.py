@@ -74,8 +74,8 @@ class VoxelData:
 
     def shapes_of(self, keys: list[str]) -> dict[str, np.ndarray]:
         """The shape features of the showers of each key (those the data hold)."""
-        codes = {k: EXPERT_KEYS.index(k) for k in keys}
-        return {k: self.shape[self.expert == c] for k, c in codes.items() if (self.expert == c).any()}
+        rows = {k: self.expert == EXPERT_KEYS.index(k) for k in keys}
+        return {k: self.shape[r] for k, r in rows.items() if r.any()}
 
     def log_energy_stats(self) -> dict[str, float]:
         log_e = self.cond[:, 0].astype(np.float64)

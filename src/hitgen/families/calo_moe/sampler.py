@@ -101,7 +101,7 @@ def generate_showers(
     v = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     keep = np.ones(len(v["energy"]), bool)
     if model.totals:
-        shape = torch.from_numpy(shape_features(v["event"], v["layer"], v["x"], v["y"], v["ebin"], n)).to(device)
+        shape = torch.from_numpy(shape_features(v["event"], v["layer"], v["x"], v["y"], v["ebin"], n)).to(device) if model.cfg.total_shape else None
         total = draw_totals(model, torch.from_numpy(cond_all).to(device), experts, torch.from_numpy(keys_all).to(device), temperature, shape)
         drawn = v["energy"]
         v["energy"] = scaled_to_totals(drawn, v["event"], total * conditions["energy"].astype(np.float64))
@@ -113,9 +113,11 @@ def generate_showers(
     return offsets, hits
 
 
-def draw_totals(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.Tensor, temperature: float, shape: torch.Tensor) -> np.ndarray:
+def draw_totals(
+    model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.Tensor, temperature: float, shape: torch.Tensor | None
+) -> np.ndarray:
     """Each shower's total in MeV per GeV drawn by its total-energy module (NaN where its key has none),
-    given the showers' shape features (N, N_SHAPE) where the module reads them."""
+    given the showers' shape features (N, N_SHAPE; None where no module reads them)."""
     out = np.full(len(experts), np.nan)
     std = model.standardised(cond)
     for key in dict.fromkeys(experts):
@@ -124,7 +126,7 @@ def draw_totals(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: to
         rows = np.flatnonzero(np.array(experts) == key)
         r = torch.from_numpy(rows).to(cond.device)
         u = [uniforms(keys[r], torch.tensor(TOTAL_COUNTER + d, device=cond.device)) for d in range(2)]
-        logp = model.totals[key].log_probs(std[r], shape[r])
+        logp = model.totals[key].log_probs(std[r], None if shape is None else shape[r])
         token = sample_from(logp, torch.ones_like(logp, dtype=torch.bool), temperature, 0, u[0])
         out[rows] = bin_total(token.cpu().numpy(), u[1].cpu().numpy())
     return out
