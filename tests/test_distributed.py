@@ -144,18 +144,19 @@ def test_a_dask_cluster_writes_one_machines_file_even_when_a_worker_dies(referen
 def test_generation_in_units_on_dask_and_in_shares_draws_the_same_events(cluster, tmp_path):
     """The shipped CLAS12 model: one process, a Dask cluster of two workers, and two shares merged
     give the same conditions and the same events (up to the last-bit flips of tests/sameness.py:
-    units change the batches events are decoded in). Photons of 0.5-1.5 GeV: short sequences, so that
-    two units of events take seconds."""
+    units change the batches events are decoded in). Photons of 0.5-1.5 GeV in units of 100 events
+    (--unit-events), so that three units take seconds; the last one is short."""
     from hitgen.families import SamplingOptions
     from hitgen.generation.job import generate_file
     from sameness import assert_same_events
 
     sched, _ = cluster
-    kw = dict(options={"momentum_range": (0.5, 1.5)}, n_events=1050, opts=SamplingOptions(seed=3, batch_size=512))
+    kw = dict(options={"momentum_range": (0.5, 1.5)}, n_events=250, opts=SamplingOptions(seed=3, batch_size=64))
     one = generate_file("clas12-ecal-gpt", tmp_path / "one.h5", **kw).path
-    on_dask = generate_file("clas12-ecal-gpt", tmp_path / "dask.h5", executor="dask", scheduler=str(sched), **kw)
-    assert on_dask.units_run == 2
-    parts = [generate_file("clas12-ecal-gpt", tmp_path / f"p{k}.h5", unit_share=(k, 2), **kw).path for k in (1, 2)]
+    on_dask = generate_file("clas12-ecal-gpt", tmp_path / "dask.h5", executor="dask", scheduler=str(sched), unit_events=100, **kw)
+    assert on_dask.units_run == 3
+    parts = [generate_file("clas12-ecal-gpt", tmp_path / f"p{k}.h5", unit_share=(k, 2), unit_events=100, **kw).path for k in (1, 2)]
+    assert [EventSet.read(p).n_events for p in parts] == [100, 150]
     merged, _, _ = units.merge(parts, tmp_path / "merged.h5", overwrite=False)
     ref = EventSet.read(one)
     for path in (on_dask.path, merged):

@@ -339,6 +339,7 @@ def generate(
     scheduler: Annotated[str | None, typer.Option(help="the Dask scheduler: tcp://HOST:PORT or a scheduler file")] = None,
     resume: Annotated[bool, typer.Option(help="continue an interrupted run of the same command from the units it finished")] = False,
     units: Annotated[str | None, typer.Option(help="K/N: run only the K-th of N shares (a job array); hitgen merge joins them")] = None,
+    unit_events: Annotated[int | None, typer.Option(help="events per unit with --executor dask, --resume or --units (default 1000)")] = None,
 ) -> None:
     """Generate events with a trained model for given or sampled conditions."""
     from hitgen.families import SamplingOptions
@@ -382,6 +383,7 @@ def generate(
             resume=resume,
             unit_share=share,
             settings=settings,
+            unit_events=unit_events,
         )
     if summary.units_run or summary.units_reused:
         console.print(f"units: {summary.units_run} run, {summary.units_reused} reused from the interrupted run")

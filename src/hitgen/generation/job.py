@@ -229,12 +229,17 @@ def generate_file(
     resume: bool = False,
     unit_share: tuple[int, int] | None = None,
     settings: dict | None = None,
+    unit_events: int | None = None,
 ) -> GenerationSummary:
     """Generate events for the conditions of a file, or sampled from the detector's generation
     `options` (for n_events), and write them to `out`, block by block (BLOCK_EVENTS): memory does
     not grow with the run. Everything that can be checked is checked before the first event.
     With executor "dask", resume or unit_share, the run is cut into units written as blocks beside
-    the output (hitgen.distributed.units), run here or on a Dask cluster, and joined."""
+    the output (hitgen.distributed.units), run here or on a Dask cluster, and joined; unit_events
+    events each (smaller units: finer resumes and shares, more overhead per event)."""
+    unit_events = units.UNIT_EVENTS if unit_events is None else unit_events
+    if unit_events < 1:
+        raise HitgenError(f"--unit-events {unit_events}: a unit holds at least one event")
     device = check_device(device)
     dtype = check_dtype(device, dtype)
     opts = opts or SamplingOptions()
@@ -273,6 +278,7 @@ def generate_file(
             scheduler,
             resume,
             unit_share,
+            unit_events,
             progress,
             overwrite,
             outside,
@@ -341,6 +347,7 @@ def _generate_units(
     scheduler,
     resume,
     unit_share,
+    unit_events,
     progress,
     overwrite,
     outside,
@@ -360,10 +367,10 @@ def _generate_units(
         "sampling": notes["sampling"],
         "conditions": digest.hexdigest(),
         "spec": spec,
-        "unit_events": units.UNIT_EVENTS,
+        "unit_events": unit_events,
     }
     run = units.run_id(key)
-    todo = units.plan(n)
+    todo = units.plan(n, unit_events)
     if unit_share is not None:
         todo = units.share_of(todo, *unit_share)
     units.check_no_stale_blocks(out, run, resume)
