@@ -60,7 +60,8 @@ def parse_share(text: str) -> tuple[int, int]:
 def share_of(units: list[Unit], k: int, n: int) -> list[Unit]:
     """The K-th (1-based) of N contiguous shares of the units, as equal as whole units allow."""
     if n > len(units):
-        raise HitgenError(f"--units {k}/{n}: the run has only {len(units)} units of {units[0].events if units else 0} events (N at most {len(units)})")
+        size = units[0].events if units else 0
+        raise HitgenError(f"--units {k}/{n}: the run has only {len(units)} units of {size} events (N at most {len(units)})")
     lo, hi = len(units) * (k - 1) // n, len(units) * k // n
     return units[lo:hi]
 
