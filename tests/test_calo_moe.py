@@ -154,6 +154,37 @@ def test_generation_is_seeded_batch_independent_ordered_and_never_repeats_a_voxe
         generate_showers(model, cond, "Pb", seed=3, batch_size=6)
 
 
+@pytest.mark.parametrize("exclusion", ["y", "voxel"])
+def test_a_shower_with_a_total_module_is_empty_only_when_its_total_says_so(files, exclusion):
+    """The heads made to end most showers at once (the end's logit raised): without a total-energy
+    module most showers come out empty; with one that never draws its empty-window token none does,
+    and the showers that were not empty are the same voxels (rejection touches no other row); with
+    one that always draws it, every shower is empty."""
+    model = _tiny(["gamma-W"])
+    model.cfg.exclusion = exclusion
+    with torch.no_grad():
+        model.heads["gamma"].layer[-1].bias[-1] += 4.0
+    cond = EventSet.read(files["W"]).select(np.arange(24)).conditions
+    off_a, hits_a = generate_showers(model, cond, "W", seed=5, batch_size=8)
+    empty = np.diff(off_a) == 0
+    assert 6 <= empty.sum() < 24
+    model.add_total("gamma-W")
+    special = model.totals["gamma-W"].head.out.bias
+    with torch.no_grad():
+        special[0] = -40.0  # the empty window never drawn
+    off_b, hits_b = generate_showers(model, cond, "W", seed=5, batch_size=8)
+    assert (np.diff(off_b) > 0).all()
+    for e in np.flatnonzero(~empty):  # the same cells, their energies scaled to the drawn total
+        a, b = slice(off_a[e], off_a[e + 1]), slice(off_b[e], off_b[e + 1])
+        cells_a = set(zip(hits_a["layer"][a].tolist(), hits_a["cell_x"][a].tolist(), hits_a["cell_y"][a].tolist(), strict=True))
+        cells_b = set(zip(hits_b["layer"][b].tolist(), hits_b["cell_x"][b].tolist(), hits_b["cell_y"][b].tolist(), strict=True))
+        assert cells_b <= cells_a and len(cells_b) > 0
+    with torch.no_grad():
+        special[0] = 40.0  # always drawn
+    off_c, _ = generate_showers(model, cond, "W", seed=5, batch_size=8)
+    assert (np.diff(off_c) == 0).all()
+
+
 def _crowded(exclusion: str) -> CaloMoE:
     """A tiny model whose heads want a 2 x 2 patch of layer 3 and never the end: every shower soon
     asks for voxels it already holds."""
@@ -369,6 +400,9 @@ def test_a_total_module_scales_its_showers_and_changes_no_other(base, files, tmp
         for e in range(10):  # the base's voxels, each shower's scaled by one factor (those below threshold dropped)
             ha, hb = (ev.hits for ev in (a.select([e]), b.select([e])))
             cells = [h["layer"].astype(np.int64) * 10**6 + h["cell_x"].astype(np.int64) * 10**3 + h["cell_y"] for h in (ha, hb)]
+            if len(cells[0]) == 0:  # the base ended the shower at once; with a total module only its total may
+                assert len(cells[1]) > 0  # (its empty-window token, which 36 Ta showers taught it not to draw)
+                continue
             kept = np.isin(cells[0], cells[1])
             assert np.array_equal(cells[0][kept], cells[1])
             if kept.any():
