@@ -166,6 +166,12 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str, tuple[str, ...]]] = [
         "--unit-events 0",
         ("o.h5",),
     ),
+    (
+        "generate: --unit-events without units",
+        lambda d: ["generate", "clas12-ecal-gpt", "--momentum-range", "1:2", "-n", "5", "--unit-events", "100", "--out", f"{d}/o.h5"],
+        "--unit-events goes with",
+        ("o.h5",),
+    ),
     ("simulate: seed 1e23", lambda d: ["simulate", "clas12-ecal", "-n", "5", "--seed", str(10**23), "--out", f"{d}/o.h5"], "--seed", ("o.h5",)),
     (
         "generate: --conditions with --events",

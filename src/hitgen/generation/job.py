@@ -237,6 +237,8 @@ def generate_file(
     With executor "dask", resume or unit_share, the run is cut into units written as blocks beside
     the output (hitgen.distributed.units), run here or on a Dask cluster, and joined; unit_events
     events each (smaller units: finer resumes and shares, more overhead per event)."""
+    if unit_events is not None and not (executor == "dask" or resume or unit_share is not None):
+        raise HitgenError("--unit-events goes with --executor dask, --resume or --units (a run in units)")
     unit_events = units.UNIT_EVENTS if unit_events is None else unit_events
     if unit_events < 1:
         raise HitgenError(f"--unit-events {unit_events}: a unit holds at least one event")

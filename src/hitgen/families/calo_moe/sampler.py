@@ -21,10 +21,11 @@ scaled below the readout threshold (0.1 MeV) is dropped, as `hitgen simulate` dr
 Such a shower is empty only when its total says so (the module's token of an empty window, learnt
 from its showers like every other total): where its sequence would end at the first position, the
 first voxel is drawn again without the end (rejection: the first position's distribution
-renormalised over the voxels; every other shower as before). Without the rule the end's small probability at the
-first position (about 1e-3, never zero from a softmax; Geant4 gave none of 2000 showers of any pair
-an empty window, the total modules give 1-3e-8) made up to 6 of 2000 showers empty, which took the
-Ta photons' std / mean to 1.66 times Geant4's in one bin (docs/families/calo-moe.md)."""
+renormalised over the voxels; every other shower as before). Without the rule the end's small
+probability at the first position (about 1e-3, never zero from a softmax; Geant4 gave none of 2000
+showers of any pair an empty window, the total modules give 1-3e-8) made up to 6 of 2000 showers
+empty, which took the Ta photons' std / mean to 1.66 times Geant4's in one bin
+(docs/families/calo-moe.md)."""
 
 from __future__ import annotations
 
