@@ -37,7 +37,7 @@ demo: setup
 	@echo "report: demo/evaluation/report.html"
 
 # Two pytest workers, whole files each (module fixtures computed once), one OpenMP thread each: the
-# tests are small and mostly single-threaded, so two processes fill the two cores (9.5 min against
+# tests are small and mostly single-threaded, so two processes fill the two cores (9.5-9.8 min against
 # 13.2 in one process on an AVX2 machine). PYTEST_WORKERS=0 runs them in this process.
 PYTEST_WORKERS ?= 2
 test: setup
