@@ -1,0 +1,60 @@
+"""Where an AllShowers model's muons lose cells: Geant4's cells per layer, the points per layer the
+first stage draws for the same conditions (generation seed 1, the model's count solver or heun-32),
+and (given a generated file of the same conditions) the cells the showers keep; with the share of
+layers holding 0, 1, 2 and 3 or more.
+
+    python docs/families/allshowers/muon_cells.py MODEL EVAL.h5 [GENERATED.h5]
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+
+from hitgen.core.events import EventSet
+from hitgen.detectors.ild_ecal.geometry import N_LAYERS
+from hitgen.families.allshowers import sampler
+from hitgen.families.allshowers.data import condition_vector
+from hitgen.models.io import load_model
+from hitgen.nn import streams
+
+
+def cells_per_layer(events: EventSet) -> np.ndarray:
+    """(N, 30) the number of cells of every layer of every event."""
+    n = len(events.offsets) - 1
+    event = np.repeat(np.arange(n), np.diff(events.offsets))
+    out = np.zeros((n, N_LAYERS))
+    np.add.at(out, (event, events.hits["layer"]), 1)
+    return out
+
+
+def first_stage_points(model, conditions: dict[str, np.ndarray]) -> np.ndarray:
+    """(N, 30) the points per layer the model's first stage draws (as the sampler rounds them)."""
+    cfg, n = model.cfg, len(conditions["energy"])
+    cond = torch.from_numpy(condition_vector(conditions, cfg.stats))
+    keys = torch.as_tensor(streams.event_keys(1, np.arange(n)))
+    k = cfg.n_stage
+    x0 = sampler.normals(keys, torch.arange(k).expand(n, k))
+    with torch.no_grad():
+        stage = sampler.integrate(lambda x, t: model.count_velocity(x, t.expand(n), cond), x0, *sampler.parse_decoder(cfg.count_solver or "heun-32"))
+    raw = stage.double().numpy() * np.array(cfg.stats["stage_std"][:k]) + np.array(cfg.stats["stage_mean"][:k])
+    return np.clip(np.round(np.exp(raw[:, :N_LAYERS]) - 0.5), 0, None)
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    model = load_model(sys.argv[1]).model.eval()
+    ref = EventSet.read(sys.argv[2])
+    rows = [("Geant4 cells", cells_per_layer(ref)), ("first-stage points", first_stage_points(model, ref.conditions))]
+    if len(sys.argv) > 3:
+        rows.append(("generated cells", cells_per_layer(EventSet.read(sys.argv[3]))))
+    for name, a in rows:
+        shares = [float(np.mean(a == j)) for j in (0, 1, 2)] + [float(np.mean(a >= 3))]
+        print(f"{name:20s} per layer {a.mean():.4f}; every third layer {np.round(a.mean(0)[::3], 3)}; "
+              f"layers with 0 / 1 / 2 / 3+: {' / '.join(f'{x:.4f}' for x in shares)}")
+
+
+if __name__ == "__main__":
+    main()
