@@ -16,18 +16,14 @@ import torch
 from hitgen.core.events import EventSet
 from hitgen.detectors.ild_ecal.geometry import N_LAYERS
 from hitgen.families.allshowers import sampler
-from hitgen.families.allshowers.data import condition_vector
+from hitgen.families.allshowers.data import condition_vector, layer_numbers
 from hitgen.models.io import load_model
 from hitgen.nn import streams
 
 
 def cells_per_layer(events: EventSet) -> np.ndarray:
     """(N, 30) the number of cells of every layer of every event."""
-    n = len(events.offsets) - 1
-    event = np.repeat(np.arange(n), np.diff(events.offsets))
-    out = np.zeros((n, N_LAYERS))
-    np.add.at(out, (event, events.hits["layer"]), 1)
-    return out
+    return layer_numbers(events.offsets, events.hits["layer"], events.hits["energy"])[0]
 
 
 def first_stage_points(model, conditions: dict[str, np.ndarray]) -> np.ndarray:
