@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from hitgen.core.events import EventSet
-from hitgen.detectors.ild_ecal.geometry import N_LAYERS
 from hitgen.families.allshowers import sampler
 from hitgen.families.allshowers.data import condition_vector, layer_numbers
 from hitgen.models.io import load_model
@@ -31,12 +30,9 @@ def first_stage_points(model, conditions: dict[str, np.ndarray]) -> np.ndarray:
     cfg, n = model.cfg, len(conditions["energy"])
     cond = torch.from_numpy(condition_vector(conditions, cfg.stats))
     keys = torch.as_tensor(streams.event_keys(1, np.arange(n)))
-    k = cfg.n_stage
-    x0 = sampler.normals(keys, torch.arange(k).expand(n, k))
     with torch.no_grad():
-        stage = sampler.integrate(lambda x, t: model.count_velocity(x, t.expand(n), cond), x0, *sampler.parse_decoder(cfg.count_solver or "heun-32"))
-    raw = stage.double().numpy() * np.array(cfg.stats["stage_std"][:k]) + np.array(cfg.stats["stage_mean"][:k])
-    return np.clip(np.round(np.exp(raw[:, :N_LAYERS]) - 0.5), 0, None)
+        counts = sampler.first_stage(model, cfg, cond, keys, *sampler.parse_decoder(cfg.count_solver or "heun-32"))[1]
+    return counts.numpy().astype(np.float64)
 
 
 def main() -> None:

@@ -126,17 +126,11 @@ def generate_showers(
 
 
 def _batch(model: AllShowers, cond, keys, pdg, solver: str, nfe: int, rescale: bool):
-    cfg, device = model.cfg, cond.device
+    cfg = model.cfg
     net = getattr(model, "backend", None) or model  # the velocity fields in ONNX Runtime where attached
-    b, k = len(cond), cfg.n_stage
-    stage_mean = torch.tensor(cfg.stats["stage_mean"][:k], device=device)
-    stage_std = torch.tensor(cfg.stats["stage_std"][:k], device=device)
-    x0 = normals(keys, torch.arange(k, device=device).expand(b, k))
+    b = len(cond)
     count_solver, count_nfe = parse_decoder(cfg.count_solver) if cfg.count_solver else (solver, nfe)
-    stage = integrate(lambda x, t: net.count_velocity(x, t.expand(b).to(device), cond), x0, count_solver, count_nfe)
-    raw = stage.double() * stage_std.double() + stage_mean.double()
-    counts = torch.clamp(torch.round(torch.exp(raw[:, :N_LAYERS]) - 0.5), 0, MAX_POINTS_PER_LAYER).long()
-    layer_energy = (torch.exp(raw[:, N_LAYERS:]) - ENERGY_FLOOR_MEV).clamp(min=0.0) if cfg.layer_energies else None
+    stage, counts, layer_energy = first_stage(net, cfg, cond, keys, count_solver, count_nfe)
     # the points move in groups of events of similar length (the attention is dense over a group's
     # longest event); each event's points do not depend on its group
     order = torch.argsort(counts.sum(1), stable=True)
@@ -153,6 +147,20 @@ def _batch(model: AllShowers, cond, keys, pdg, solver: str, nfe: int, rescale: b
     by_event = torch.argsort(event, stable=True)  # each event's points in layer order, as drawn
     flat = (torch.cat(points)[by_event], event[by_event], torch.cat(layers)[by_event])
     return _to_cells(*flat, b, layer_energy, pdg, cfg.stats, rescale, cfg.cell_mapping)
+
+
+def first_stage(net, cfg, cond: torch.Tensor, keys: torch.Tensor, solver: str, nfe: int):
+    """The first stage's draw for the events (conditions cond, stream keys): its ODE's output at t = 1
+    (B, n_stage, standardised), the points per layer (B, 30; rounded from log(n + 0.5)) and the layer
+    energies (B, 30 MeV; None where the model draws none)."""
+    b, k, device = len(cond), cfg.n_stage, cond.device
+    x0 = normals(keys, torch.arange(k, device=device).expand(b, k))
+    stage = integrate(lambda x, t: net.count_velocity(x, t.expand(b).to(device), cond), x0, solver, nfe)
+    mean, std = (torch.tensor(cfg.stats[key][:k], device=device).double() for key in ("stage_mean", "stage_std"))  # float32, as trained
+    raw = stage.double() * std + mean
+    counts = torch.clamp(torch.round(torch.exp(raw[:, :N_LAYERS]) - 0.5), 0, MAX_POINTS_PER_LAYER).long()
+    layer_energy = (torch.exp(raw[:, N_LAYERS:]) - ENERGY_FLOOR_MEV).clamp(min=0.0) if cfg.layer_energies else None
+    return stage, counts, layer_energy
 
 
 def point_noise(keys: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -180,11 +180,17 @@ def taken_mass(heads, h: torch.Tensor, layer_logp: torch.Tensor, pairs: tuple[to
     a_x, w_x = _head_parts(heads.x, h)
     a_y, w_y = _head_parts(heads.y, h)
     e_l, e_x = heads.emb_layer.weight, heads.emb_x.weight
-    hx = F.gelu(a_x[r, j] + F.linear(e_l, w_x)[lc])
-    logp_x = torch.log_softmax(heads.x[2](hx), -1).gather(1, xc[:, None])[:, 0]
-    hy = F.gelu(a_y[r, j] + F.linear(e_l, w_y)[lc] + F.linear(e_x, w_y)[xc])
+    # p(layer) and p(x | layer) depend on the pair's (row, position, layer) only, which many pairs
+    # share (every column of a layer): computed once per triple, gathered for each pair
+    t1, n_layers = h.shape[1], len(e_l)
+    triple, of_pair = torch.unique((r * t1 + j) * n_layers + lc, return_inverse=True)
+    tr, tj, tl = triple // (t1 * n_layers), (triple // n_layers) % t1, triple % n_layers
+    hx = F.gelu(a_x[tr, tj] + F.linear(e_l, w_x)[tl])
+    log_p = (torch.log_softmax(heads.x[2](hx), -1) + layer_logp[tr, tj, tl, None])[of_pair, xc]
+    column = (F.linear(e_l, w_y)[:, None, :] + F.linear(e_x, w_y)[None, :, :]).flatten(0, 1)  # (layer, x) -> the y head's input
+    hy = F.gelu(a_y[r, j] + column[lc * len(e_x) + xc])
     in_column = (torch.softmax(heads.y[2](hy), -1) * mask).sum(1)
-    m = torch.exp(layer_logp[r, j, lc] + logp_x) * in_column
+    m = torch.exp(log_p) * in_column
     return h.new_zeros(h.shape[:2]).index_put_((r, j), m, accumulate=True)
 
 
