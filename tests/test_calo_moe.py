@@ -354,6 +354,34 @@ def test_a_new_expert_can_start_from_another_of_the_base(base, files, tmp_path):
         extend(str(base), "gamma-Pb", [files["Pb"]], tmp_path / "bad", config)
 
 
+def test_an_expert_with_an_attention_adapter_of_its_own_changes_only_its_showers(base, files, tmp_path):
+    """[module] attention_lora: the new expert and a LoRA adapter (peft) named after it on every block's
+    attention projections, the rest frozen; the base's showers stay bit-identical, Pb showers go
+    through the adapter, and electrons keep their particle's adapter."""
+    from safetensors.torch import load_file
+
+    config = tmp_path / "lora.toml"
+    config.write_text((CONFIGS / "tiny-extend.toml").read_text() + "\n[module]\nattention_lora = true\n")
+    ext = extend(str(base), "gamma-Pb", [files["Pb"]], tmp_path / "ext", config)
+    grown = json.loads((ext / "config.json").read_text())
+    (module,) = grown["modules"]
+    assert module["prefixes"] == ["experts.gamma-Pb.", "blocks.*.lora_*.gamma-Pb."] and grown["model"]["lora_experts"] == ["gamma-Pb"]
+    tensors = load_file(str(ext / module["file"]))
+    lora_b = [v for k, v in tensors.items() if ".lora_B.gamma-Pb." in k]
+    assert len(lora_b) == 2 * grown["model"]["n_blocks"] and all(float(v.abs().max()) > 0 for v in lora_b)  # qkv and proj, trained
+    for m in ("W", "Ta"):
+        cond = tmp_path / f"cond_{m}.h5"
+        EventSet.read(files[m]).select(np.arange(8)).write(cond)
+        a, b = (_generated(model, cond, tmp_path / f"{model.name}_{m}.h5") for model in (base, ext))
+        assert np.array_equal(a.offsets, b.offsets) and all(np.array_equal(a.hits[k], b.hits[k]) for k in a.hits)
+    loaded = load_model(ext).model
+    assert loaded.adapter_of("gamma-Pb") == "gamma-Pb" and loaded.adapter_of("gamma-W") is None
+    loaded.add_particle("e-")
+    assert loaded.adapter_of("e--Pb") == "e-" and loaded.adapter_of("gamma-Pb") == "gamma-Pb"
+    with pytest.raises(HitgenError, match="attention_lora: not a setting of the module e-"):
+        extend(str(base), "e-", [files["e-W"]], tmp_path / "bad", config)
+
+
 def test_a_total_energy_module_learns_the_totals_of_its_showers(files):
     from hitgen.families.calo_moe.data import VoxelData, total_loss
     from hitgen.families.calo_moe.sampler import draw_totals

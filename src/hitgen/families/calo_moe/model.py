@@ -32,6 +32,7 @@ everything else: the backbone.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -63,6 +64,10 @@ class CaloMoEConfig:
     exclusion: str = "y"
     # particles added by LoRA adapters (peft) on the attention projections, rank and alpha
     lora_particles: list[str] = field(default_factory=list)
+    # experts with a LoRA adapter of their own on the attention projections, named after the expert:
+    # showers of that (particle, material) use it instead of their particle's (a material's module
+    # that reaches the attention too, the rest still frozen)
+    lora_experts: list[str] = field(default_factory=list)
     lora_rank: int = 8
     lora_alpha: float = 16.0
     totals: list[str] = field(default_factory=list)  # (particle, material) keys with a total-energy module
@@ -226,7 +231,7 @@ class MoEBlock(nn.Module):
 class Route:
     """The rows' routing through the trunk: each row's expert feed-forward (only the routed experts
     run: rows are grouped by expert) and, where the model has LoRA adapters, each row's adapter
-    (its particle's, or "__base__")."""
+    (adapter_of: its expert's own, its particle's, or "__base__")."""
 
     def __init__(self, model: CaloMoE, experts: list[str]) -> None:
         served = [model.expert_of(k) for k in experts]
@@ -240,9 +245,8 @@ class Route:
         self.single = served[0] if len(groups) == 1 else None
         self.single_key = experts[0] if len(set(experts)) == 1 else None  # the route of an ONNX graph
         self.groups = {k: torch.tensor(rows) for k, rows in groups.items()}
-        lora = model.cfg.lora_particles
-        particles = [k.rsplit("-", 1)[0] for k in experts]
-        self.adapters = [p if p in lora else "__base__" for p in particles] if lora else None
+        any_lora = model.cfg.lora_particles or model.cfg.lora_experts
+        self.adapters = [model.adapter_of(k) or "__base__" for k in experts] if any_lora else None
 
     def __call__(self, h: torch.Tensor, i: int) -> torch.Tensor:
         if self.single is not None:
@@ -268,8 +272,8 @@ class CaloMoE(nn.Module):
         self.blocks = nn.ModuleList(MoEBlock(cfg) for _ in range(cfg.n_blocks))
         self.ln_f = nn.LayerNorm(d)
         self.apply(init_weights)
-        for particle in cfg.lora_particles:
-            self._inject_lora(particle)
+        for name in (*cfg.lora_particles, *cfg.lora_experts):
+            self._inject_lora(name)
         self.experts = nn.ModuleDict()
         self.heads = nn.ModuleDict()
         for key in cfg.experts:
@@ -294,13 +298,28 @@ class CaloMoE(nn.Module):
             heads.apply(init_weights)
             self.heads[particle] = heads
 
-    def _inject_lora(self, particle: str) -> None:
-        """A LoRA adapter named after the particle on every block's attention projections (peft; its
-        B starts at zero, so the adapter starts as the identity)."""
+    def _inject_lora(self, name: str) -> None:
+        """A LoRA adapter `name` (a particle or an expert) on every block's attention projections (peft;
+        its B starts at zero, so the adapter starts as the identity)."""
         from peft import LoraConfig, inject_adapter_in_model
 
         lora = LoraConfig(r=self.cfg.lora_rank, lora_alpha=self.cfg.lora_alpha, target_modules=["qkv", "proj"], lora_dropout=0.0)
-        inject_adapter_in_model(lora, self.blocks, adapter_name=particle)
+        with warnings.catch_warnings():  # peft warns of a second adapter in one model: here that is the design
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            inject_adapter_in_model(lora, self.blocks, adapter_name=name)
+
+    def adapter_of(self, key: str) -> str | None:
+        """The LoRA adapter showers of `key` (particle-material) go through: the expert's own where it
+        has one, else the particle's, else none (the backbone's projections)."""
+        particle = key.rsplit("-", 1)[0]
+        return key if key in self.cfg.lora_experts else particle if particle in self.cfg.lora_particles else None
+
+    def add_expert_adapter(self, key: str) -> None:
+        """An attention adapter of the expert `key`'s own (the expert must exist)."""
+        if key in self.cfg.lora_experts:
+            return
+        self.cfg.lora_experts.append(key)
+        self._inject_lora(key)
 
     def add_particle(self, particle: str) -> None:
         """A particle through a LoRA adapter and heads of its own (showers of it in a material use the

@@ -1,6 +1,7 @@
 """What a module of the foundation model is (the `module_of` hook of `hitgen extend`,
 hitgen.training.modules): an expert of a new (particle, material), with its particle's heads where
-the model has none; or a new particle's LoRA adapter (every block's attention projections) and heads;
+the model has none; with `[module] attention_lora = true` also a LoRA adapter of the expert's own on every block's
+attention projections; or a new particle's LoRA adapter (every block's attention projections) and heads;
 or the total-energy module of a (particle, material) the model generates (`total-<particle>-<material>`,
 trained alone with [loss] total_only; one may be replaced by one trained anew)."""
 
@@ -23,9 +24,12 @@ def module_of(model_config: dict[str, Any], add: str, replace: bool = False, opt
     experts, lora = model_config["experts"], model_config.get("lora_particles", [])
     options = dict(options or {})
     shape = options.pop("total_shape", False)
+    attention = options.pop("attention_lora", False)
     if options or not isinstance(shape, bool) or (shape and not add.startswith(TOTAL)):
         what = next(iter(options), "total_shape")
         raise HitgenError(f"[module] {what}: not a setting of the module {add} (a total-energy module has total_shape = true or false)")
+    if not isinstance(attention, bool) or (attention and add not in EXPERT_KEYS):
+        raise HitgenError(f"[module] attention_lora: not a setting of the module {add} (an expert has attention_lora = true or false)")
     if add.startswith(TOTAL):
         return _total_module(model_config, add[len(TOTAL) :], replace, shape)
     if replace:
@@ -42,9 +46,9 @@ def module_of(model_config: dict[str, Any], add: str, replace: bool = False, opt
     else:
         particle = add.rsplit("-", 1)[0]
         has_heads = particle in lora or any(k.rsplit("-", 1)[0] == particle for k in experts)
-        prefixes = [f"experts.{add}."] + ([] if has_heads else [f"heads.{particle}."])
-        grown = {**model_config, "experts": [*experts, add]}
-    training = {"experts": grown["experts"], "lora_particles": grown.get("lora_particles", []), "stats": model_config["stats"]}
+        prefixes = [f"experts.{add}."] + ([] if has_heads else [f"heads.{particle}."]) + ([f"blocks.*.lora_*.{add}."] if attention else [])
+        grown = {**model_config, "experts": [*experts, add], "lora_experts": [*model_config.get("lora_experts", []), *([add] if attention else [])]}
+    training = {k: grown.get(k, []) for k in ("experts", "lora_particles", "lora_experts")} | {"stats": model_config["stats"]}
     return {"prefixes": prefixes, "model": grown, "training_model": training | {"totals": model_config.get("totals", [])}}
 
 
@@ -61,5 +65,6 @@ def _total_module(model_config: dict[str, Any], key: str, replace: bool, shape: 
         raise HitgenError(f"--replace: the model has no total-energy module {key} to replace")
     readers = [*(k for k in model_config.get("total_shape", []) if k != key), *([key] if shape else [])]
     grown = {**model_config, "totals": totals if replace else [*totals, key], "total_shape": readers}
-    training = {"experts": experts, "lora_particles": lora, "stats": model_config["stats"], "totals": grown["totals"], "total_shape": readers}
+    training = {"experts": experts, "lora_particles": lora, "lora_experts": model_config.get("lora_experts", [])}
+    training |= {"stats": model_config["stats"], "totals": grown["totals"], "total_shape": readers}
     return {"prefixes": [f"totals.{key}."], "model": grown, "training_model": training, "training_loss": {"total_only": True}}

@@ -47,8 +47,7 @@ class RouteGraph(nn.Module):
 
     def __init__(self, model: CaloMoE, key: str) -> None:
         super().__init__()
-        particle = key.rsplit("-", 1)[0]
-        adapter = particle if particle in model.cfg.lora_particles else None
+        adapter = model.adapter_of(key)
         self.blocks = model.blocks
         self.ffn = model.experts[model.expert_of(key)].ffn
         self.qkv = nn.ModuleList(_merged(b.qkv, adapter) for b in model.blocks)
