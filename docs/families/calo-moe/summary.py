@@ -2,7 +2,7 @@
 per model and absorber, the response and resolution per energy bin (largest |ratio - 1|; the
 resolution as std / mean and as RMS90, where the evaluation has it), the paired
 classifier AUCs, the longitudinal and radial profiles (largest |ratio - 1| where Geant4 holds at
-least 1% of the energy; no correction of any kind), each beside its noise floor (the replica).
+least 1% of the energy; no correction of any kind), the hits per shower W1, each beside its noise floor (the replica).
 
     python docs/families/calo-moe/summary.py LABEL=EVAL_DIR/eval_gamma_W ... [--json out.json]
 
@@ -57,13 +57,15 @@ def row(folder: Path) -> dict:
         "longitudinal_max_dev_floor": max_dev(lr, lp),
         "radial_max_dev": max_dev(rr, rc),
         "radial_max_dev_floor": max_dev(rr, rp),
+        "hits_w1": m["hits_per_event_w1"],
+        "hits_w1_floor": fl["hits_per_event_w1"],
         "visible_energy_ratio": float(cand.hits["energy"].sum() / cand.n_events / (ref.hits["energy"].sum() / ref.n_events)),
     }
 
 
 HEADER = (
     "| model, showers | response, largest \\|ratio-1\\| (floor) | resolution, largest \\|ratio-1\\| (floor) | RMS90 (floor) "
-    "| AUC high / low level (floor) | longitudinal, radial largest \\|ratio-1\\| (floor) | visible energy ratio |"
+    "| AUC high / low level (floor) | longitudinal, radial largest \\|ratio-1\\| (floor) | hits per shower W1 (floor) | visible energy ratio |"
 )
 
 
@@ -75,6 +77,7 @@ def line(label: str, r: dict) -> str:
         f"{r['rms90_max_dev']:.2f} ({r['rms90_max_dev_floor']:.2f})",
         f"{r['auc']:.3f} / {r['auc_low_level']:.3f} ({r['auc_floor']:.2f} / {r['auc_low_level_floor']:.2f})",
         f"{r['longitudinal_max_dev']:.2f}, {r['radial_max_dev']:.2f} ({r['longitudinal_max_dev_floor']:.2f}, {r['radial_max_dev_floor']:.2f})",
+        f"{r['hits_w1']:.1f} ({r['hits_w1_floor']:.1f})",
         f"{r['visible_energy_ratio']:.3f}",
     ]
     return "| " + " | ".join(cells) + " |"
@@ -84,7 +87,7 @@ if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if "=" in a]
     out = {}
     print(HEADER)
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for arg in args:
         label, _, folder = arg.partition("=")
         out[label] = row(Path(folder))
