@@ -11,6 +11,7 @@ from hitgen.core.events import EventSet
 from hitgen.families import get_family
 from hitgen.families.allshowers.loss import flow_matching_loss
 from hitgen.models.io import load_model
+
 torch.set_num_threads(2)
 m = load_model("ild-ecal-allshowers").model.train()
 d = (sys.argv[1] if len(sys.argv) > 1 else "/work/runs/allshowers/data") + "/"

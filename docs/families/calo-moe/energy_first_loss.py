@@ -26,10 +26,10 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from hitgen.core.events import EventSet
+from hitgen.detectors.ild_ecal.views import WINDOW
 from hitgen.families.calo_moe.data import IGNORE, VoxelData, moe_loss
 from hitgen.families.calo_moe.model import CaloMoE, CaloMoEConfig, _mlp
 from hitgen.families.calo_moe.tokens import ENERGY_BINS, EOS_LAYER, EXPERT_KEYS, N_LAYERS
-from hitgen.detectors.ild_ecal.views import WINDOW
 from hitgen.nn.blocks import init_weights
 
 CONFIG = Path(__file__).parents[3] / "configs" / "calo-moe" / "cpu.toml"

@@ -314,13 +314,6 @@ class CaloMoE(nn.Module):
         particle = key.rsplit("-", 1)[0]
         return key if key in self.cfg.lora_experts else particle if particle in self.cfg.lora_particles else None
 
-    def add_expert_adapter(self, key: str) -> None:
-        """An attention adapter of the expert `key`'s own (the expert must exist)."""
-        if key in self.cfg.lora_experts:
-            return
-        self.cfg.lora_experts.append(key)
-        self._inject_lora(key)
-
     def add_particle(self, particle: str) -> None:
         """A particle through a LoRA adapter and heads of its own (showers of it in a material use the
         material's photon expert until the particle has an expert there)."""
