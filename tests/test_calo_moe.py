@@ -374,8 +374,14 @@ def test_an_expert_with_an_attention_adapter_of_its_own_changes_only_its_showers
         EventSet.read(files[m]).select(np.arange(8)).write(cond)
         a, b = (_generated(model, cond, tmp_path / f"{model.name}_{m}.h5") for model in (base, ext))
         assert np.array_equal(a.offsets, b.offsets) and all(np.array_equal(a.hits[k], b.hits[k]) for k in a.hits)
+    from hitgen.families.calo_moe.onnx import RouteGraph
+
     loaded = load_model(ext).model
     assert loaded.adapter_of("gamma-Pb") == "gamma-Pb" and loaded.adapter_of("gamma-W") is None
+    assert loaded.router(["gamma-Pb", "gamma-W"]).adapters == ["gamma-Pb", "__base__"]
+    base_qkv = loaded.blocks[0].qkv.base_layer.weight
+    assert torch.equal(RouteGraph(loaded, "gamma-W").qkv[0].weight, base_qkv)  # the ONNX route graphs: merged for Pb only
+    assert not torch.equal(RouteGraph(loaded, "gamma-Pb").qkv[0].weight, base_qkv)
     loaded.add_particle("e-")
     assert loaded.adapter_of("e--Pb") == "e-" and loaded.adapter_of("gamma-Pb") == "gamma-Pb"
     with pytest.raises(HitgenError, match="attention_lora: not a setting of the module e-"):

@@ -48,7 +48,7 @@ def module_of(model_config: dict[str, Any], add: str, replace: bool = False, opt
         has_heads = particle in lora or any(k.rsplit("-", 1)[0] == particle for k in experts)
         prefixes = [f"experts.{add}."] + ([] if has_heads else [f"heads.{particle}."]) + ([f"blocks.*.lora_*.{add}."] if attention else [])
         grown = {**model_config, "experts": [*experts, add], "lora_experts": [*model_config.get("lora_experts", []), *([add] if attention else [])]}
-    training = {k: grown.get(k, []) for k in ("experts", "lora_particles", "lora_experts")} | {"stats": model_config["stats"]}
+    training = _routing(grown) | {"stats": model_config["stats"]}
     return {"prefixes": prefixes, "model": grown, "training_model": training | {"totals": model_config.get("totals", [])}}
 
 
@@ -65,6 +65,10 @@ def _total_module(model_config: dict[str, Any], key: str, replace: bool, shape: 
         raise HitgenError(f"--replace: the model has no total-energy module {key} to replace")
     readers = [*(k for k in model_config.get("total_shape", []) if k != key), *([key] if shape else [])]
     grown = {**model_config, "totals": totals if replace else [*totals, key], "total_shape": readers}
-    training = {"experts": experts, "lora_particles": lora, "lora_experts": model_config.get("lora_experts", [])}
-    training |= {"stats": model_config["stats"], "totals": grown["totals"], "total_shape": readers}
+    training = _routing(model_config) | {"stats": model_config["stats"], "totals": grown["totals"], "total_shape": readers}
     return {"prefixes": [f"totals.{key}."], "model": grown, "training_model": training, "training_loss": {"total_only": True}}
+
+
+def _routing(model_config: dict[str, Any]) -> dict[str, list[str]]:
+    """The fields of a model config that decide which expert and adapter a shower goes through."""
+    return {k: model_config.get(k, []) for k in ("experts", "lora_particles", "lora_experts")}
