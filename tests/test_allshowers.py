@@ -253,6 +253,46 @@ def test_matched_generation_gives_each_point_its_own_cell(showers):
     assert len(differing_events(matched, generate_showers(model, cond, 7, 6, "euler-2"), atol=1e-3)) <= allowed(20)
 
 
+def test_points_of_the_fine_layout_train_and_generate_the_readouts_cells(tmp_path):
+    """A model trained on 2.5 mm sub-cells (layout ild-fine): points stay in their sub-cells when
+    centred, the phase features see the sub-cell grid, and generation writes ild's 5 mm cells."""
+    from hitgen.core.errors import HitgenError
+    from hitgen.detectors.ild_ecal.geometry import ILD, LAYOUTS
+    from hitgen.families.allshowers.data import centred_points
+    from hitgen.families.allshowers.model import cell_phase
+
+    fine_layout = LAYOUTS["ild-fine"]
+    fine = EventSet.read(simulate("ild-ecal", 12, tmp_path / "fine.h5", seed=74, workers=1, particle="gamma", energy_range=(1.0, 3.0), layout="ild-fine").path)
+    assert fine.detector_spec["layout"] == "ild-fine" and fine.hits["energy"].min() > 0 and fine.hits["cell_x"].max() >= ILD.n_cells // 2
+    family = get_family("allshowers")
+    data = family.training_data(fine)
+    torch.manual_seed(0)
+    model = family.build(_config(cell_features=True, dequantisation="centred"), data)
+    assert model.cfg.point_layout == "ild-fine"
+    spec = family.generates_for(fine.detector_spec)
+    assert (spec["layout"], spec["n_cells"], spec["cell_size_mm"], spec["threshold_mev"]) == ("ild", 121, 5.0, 0.1)
+    assert family.generates_for(spec) is spec
+    batch = data.batch(np.arange(len(data)))
+    mean, std = np.array(data.stats["point_mean"]), np.array(data.stats["point_std"])
+    moved = centred_points(batch["points"], data.stats, 0.15, point_layout="ild-fine")
+    before, after = (p[batch["valid"]].double().numpy() * std + mean for p in (batch["points"], moved))
+    for axis in (0, 1):
+        assert np.array_equal(fine_layout.cell_of(before[:, axis]), fine_layout.cell_of(after[:, axis]))
+        offset = after[:, axis] - fine_layout.cell_centre_mm(fine_layout.cell_of(after[:, axis]))
+        assert np.abs(offset).max() <= 0.45 * fine_layout.cell_size_mm + 1e-4
+    # at a sub-cell centre the phase is (sin, cos) = (0, 1), at a 5 mm cell's centre (0, -1)
+    at = torch.tensor([[float(fine_layout.cell_centre_mm(130)), 0.0, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    phase = cell_phase((at - torch.tensor(mean)) / torch.tensor(std), data.stats, "ild-fine")
+    torch.testing.assert_close(phase[:, [0, 2]], torch.tensor([[0.0, 1.0], [0.0, -1.0]], dtype=torch.float64), atol=1e-6, rtol=0)
+    offsets, hits = generate_showers(model, fine.conditions, 3, 12, "euler-2")
+    assert len(offsets) == 13 and hits["energy"].min() >= ILD.threshold_mev and hits["cell_x"].max() < ILD.n_cells
+    model.cfg.cell_mapping = "matched"
+    with pytest.raises(HitgenError, match="not sub-cells"):
+        generate_showers(model, fine.conditions, 3, 12, "euler-2")
+    with pytest.raises(HitgenError, match="cells of layout ild, these ild-fine"):
+        family.check_warm_start(model, AllShowers(AllShowersConfig(stats=data.stats)))  # a model of 5 mm cells
+
+
 def test_cli_trains_generates_and_refuses_bad_input(showers, tmp_path):
     data = tmp_path / "train.h5"
     showers.write(data)

@@ -388,6 +388,41 @@ def test_an_expert_with_an_attention_adapter_of_its_own_changes_only_its_showers
         extend(str(base), "e-", [files["e-W"]], tmp_path / "bad", config)
 
 
+def test_an_expert_with_heads_of_its_own_draws_its_showers_with_them(base, files, tmp_path):
+    """[module] own_heads: the new expert and heads named after it, started from the photon heads
+    ([train.init_copy]); Pb showers are drawn and trained by them, the base's stay bit-identical."""
+    from hitgen.families.calo_moe.data import VoxelData, moe_loss
+    from hitgen.families.calo_moe.sampler import _heads_rows
+
+    config = tmp_path / "heads.toml"
+    config.write_text((CONFIGS / "tiny-extend.toml").read_text() + '\n[module]\nown_heads = true\n\n[train.init_copy]\n"heads.gamma-Pb." = "heads.gamma."\n')
+    ext = extend(str(base), "gamma-Pb", [files["Pb"]], tmp_path / "ext", config)
+    grown = json.loads((ext / "config.json").read_text())
+    (module,) = grown["modules"]
+    assert module["prefixes"] == ["experts.gamma-Pb.", "heads.gamma-Pb."] and grown["model"]["expert_heads"] == ["gamma-Pb"]
+    start, tensors = load_file(str(base / "model.safetensors")), load_file(str(ext / module["file"]))
+    own = [k for k in tensors if k.startswith("heads.gamma-Pb.")]
+    assert len(own) == len([k for k in start if k.startswith("heads.gamma.")]) > 8
+    moved = [float((tensors[k] - start["heads.gamma." + k.removeprefix("heads.gamma-Pb.")]).abs().max()) for k in own]
+    assert 0 < max(moved) < 2e-2  # four AdamW steps of lr 2e-3 from the photon heads
+    cond = tmp_path / "cond_W.h5"
+    EventSet.read(files["W"]).select(np.arange(8)).write(cond)
+    a, b = (_generated(model, cond, tmp_path / f"{model.name}_W.h5") for model in (base, ext))
+    assert np.array_equal(a.offsets, b.offsets) and all(np.array_equal(a.hits[k], b.hits[k]) for k in a.hits)
+    model = load_model(ext).model
+    assert model.heads_of("gamma-Pb") == "gamma-Pb" and model.heads_of("gamma-W") == "gamma"
+    assert {k: v.tolist() for k, v in _heads_rows(model, ["gamma-W", "gamma-Pb", "gamma-W"], "cpu").items()} == {"gamma": [0, 2], "gamma-Pb": [1]}
+    data = VoxelData.from_parts([EventSet.read(files["W"]), EventSet.read(files["Pb"])])
+    rows = np.r_[np.arange(4), len(data) - np.arange(1, 5)]
+    batch = data.batch(rows)
+    loss, _ = moe_loss(model, batch)
+    loss.backward()
+    grads = {name: sum(float(p.grad.abs().sum()) for p in model.heads[name].parameters() if p.grad is not None) for name in ("gamma", "gamma-Pb")}
+    assert grads["gamma"] > 0 and grads["gamma-Pb"] > 0  # W rows through the photon heads, Pb rows through their own
+    with pytest.raises(HitgenError, match="own_heads: not a setting of the module e-"):
+        extend(str(base), "e-", [files["e-W"]], tmp_path / "bad", config)
+
+
 def test_a_total_energy_module_learns_the_totals_of_its_showers(files):
     from hitgen.families.calo_moe.data import VoxelData, total_loss
     from hitgen.families.calo_moe.sampler import draw_totals

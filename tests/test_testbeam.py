@@ -190,3 +190,26 @@ def test_calice_small_beam_matches_the_recorded_response_and_resolution(tmp_path
     assert got["mip_mev"] == pytest.approx(RECORDED["mip_mev"], rel=0.02)
     assert abs(got["response_mip_per_gev"] - RECORDED["response_mip_per_gev"]) < 3.5 * got["response_err"]
     assert abs(got["resolution"] - RECORDED["resolution"]) < 3.5 * got["resolution_err"]
+
+
+def test_the_fine_layout_divides_each_cell_in_four_and_files_are_checked_against_their_layout(tmp_path):
+    from hitgen.core.errors import EventFileError
+    from hitgen.detectors import check_events
+
+    fine = ild.LAYOUTS["ild-fine"]
+    assert fine.n_cells == 2 * ild.N_CELLS and fine.cell_size_mm == ild.CELL_SIZE_MM / 2 and fine.threshold_mev == 0.0
+    assert fine.absorber_mm == ild.ILD.absorber_mm and np.allclose(fine.silicon_z_mm, ild.SILICON_Z_MM)
+    x = np.random.default_rng(4).uniform(-ild.HALF_WIDTH_MM, ild.HALF_WIDTH_MM, 10000)
+    assert (fine.cell_of(x) // 2 == ild.cell_of(x)).all()  # sub-cells 2i and 2i + 1 make cell i
+    det = get_detector("ild-ecal")
+    hits = {"layer": np.array([3], np.int8), "cell_x": np.array([200], np.int16), "cell_y": np.array([60], np.int16)}
+    hits["energy"] = np.array([0.01], np.float32)
+    cond = {k: v[:1] for k, v in ild.sample_conditions(1, np.random.default_rng(0)).items()}
+    for layout, fails in (("ild-fine", False), ("ild", True)):
+        spec = det.configure_spec({**det.info.spec(), "layout": layout}, {"layout": layout})
+        ev = EventSet("ild-ecal", spec, cond, np.array([0, 1]), hits, "test")
+        if fails:
+            with pytest.raises(EventFileError, match="above 120, the last cell of layout 'ild'"):
+                check_events(ev, "f.h5")
+        else:
+            check_events(ev, "f.h5")

@@ -20,7 +20,7 @@ def main(model: str, out: str) -> None:
     folder.mkdir(parents=True, exist_ok=False)
     config = json.loads((Path(model) / "config.json").read_text())
     base_model = config["training"]["model"]  # the base's own experts; modules add to the copy in config["model"]
-    config["model"] = config["model"] | {k: base_model.get(k, []) for k in ("experts", "totals", "total_shape", "lora_particles", "lora_experts")}
+    config["model"] = config["model"] | {k: base_model.get(k, []) for k in ("experts", "totals", "total_shape", "lora_particles", "lora_experts", "expert_heads")}
     config["modules"] = []
     absorbers = {e.split("-")[-1] for e in base_model["experts"]}
     config["detector_specs"] = [s for s in config["detector_specs"] if s["absorber"] in absorbers]

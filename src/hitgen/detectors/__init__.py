@@ -51,16 +51,17 @@ def check_spec(spec: dict, where: str) -> Detector:
     return detector
 
 
-def value_problems(detector: Detector, conditions: dict[str, np.ndarray], hits: dict[str, np.ndarray]) -> list[str]:
-    """Every value outside its field's range, and what the detector's own check_events finds."""
+def value_problems(detector: Detector, conditions: dict[str, np.ndarray], hits: dict[str, np.ndarray], spec: dict | None = None) -> list[str]:
+    """Every value outside its field's range, and what the detector's own check_events finds (given
+    the file's spec, the ranges its settings set, such as a layout's number of cells)."""
     problems = detector.info.problems(conditions, hits)
-    return problems + getattr(detector, "check_events", lambda c, h: [])(conditions, hits)
+    return problems + getattr(detector, "check_events", lambda c, h, s=None: [])(conditions, hits, spec)
 
 
 def check_events(events: EventSet, where: str) -> Detector:
     """The events' detector, after checking their spec and that every value lies in its field's range."""
     detector = check_spec(events.detector_spec, where)
-    problems = value_problems(detector, events.conditions, events.hits)
+    problems = value_problems(detector, events.conditions, events.hits, events.detector_spec)
     if problems:
         raise EventFileError(f"{where}: " + "; ".join(problems))
     return detector

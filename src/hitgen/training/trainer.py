@@ -222,7 +222,7 @@ def train(
                 # it is written before the log, so a log that shows a checkpoint has its model folder
                 # complete (a kill inside save_model_dir leaves new weights beside the old config,
                 # which loading refuses by the checksum until the next checkpoint rewrites both)
-                record = run_record(events, events_per_file, data_paths, train_data, val_data, cfg_json, step + 1, log_rows, dev, config_path)
+                record = run_record(events, events_per_file, data_paths, train_data, val_data, cfg_json, step + 1, log_rows, dev, config_path, family)
                 record["tokenizer"] = family.tokenizer
                 if init is not None:
                     record["init_from"] = init
@@ -389,10 +389,14 @@ def warm_start(
     }
 
 
-def run_record(events, events_per_file, data_paths, train_data, val_data, cfg_json, steps, log_rows, dev, config_path) -> dict:
-    """What config.json records about the data and the training, beside the model itself."""
+def run_record(events, events_per_file, data_paths, train_data, val_data, cfg_json, steps, log_rows, dev, config_path, family=None) -> dict:
+    """What config.json records about the data and the training, beside the model itself. The model's
+    detector spec is the one it generates for: the training files' own, or what a family's optional
+    ``generates_for`` makes of it (a family that trains on a finer readout than it writes)."""
+    generates_for = getattr(family, "generates_for", lambda spec: spec)(events.detector_spec)
     return {
-        "detector_spec": events.detector_spec,
+        "detector_spec": generates_for,
+        **({"training_detector_spec": events.detector_spec} if generates_for != events.detector_spec else {}),
         "training": cfg_json,
         "training_config_file": str(config_path),
         "data": {

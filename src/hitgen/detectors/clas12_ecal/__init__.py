@@ -35,7 +35,7 @@ class Clas12Ecal(PackageParts):
     def sample_conditions(self, n: int, rng: np.random.Generator, **options: Any) -> dict[str, np.ndarray]:
         return sample_conditions(n, rng, **options)
 
-    def check_events(self, conditions: dict[str, np.ndarray], hits: dict[str, np.ndarray]) -> list[str]:
+    def check_events(self, conditions: dict[str, np.ndarray], hits: dict[str, np.ndarray], spec: dict[str, Any] | None = None) -> list[str]:
         """Beyond the fields' ranges: every strip exists in its readout layer."""
         if "strip" in hits and "layer" in hits and len(hits["strip"]):
             layer = np.clip(hits["layer"].astype(np.int64), 0, N_READOUT_LAYERS - 1)

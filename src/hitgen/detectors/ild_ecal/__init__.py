@@ -22,6 +22,7 @@ from hitgen.detectors.ild_ecal.geometry import (
     NAME,
     PARTICLES,
     SPECTRA,
+    cell_problems,
     check_conditions,
     digitize,
     primaries,
@@ -80,7 +81,7 @@ class IldEcal(PackageParts):
             ("on", "off"),
             setting=True,
         ),
-        Option("layout", "choice", "ild (default) or calice-prototype (the 2006 CALICE Si-W test-beam prototype)", tuple(LAYOUTS), setting=True),
+        Option("layout", "choice", "ild (default), ild-fine (2.5 mm pads, no threshold) or calice-prototype (the 2006 CALICE Si-W test-beam prototype)", tuple(LAYOUTS), setting=True),
     )
     generation_options = ("particle", "energy_range", "energy_spectrum", "max_angle")
     bench_options: dict[str, Any] = {"particle": "gamma", "energy_range": (1.0, 10.0)}
@@ -96,8 +97,8 @@ class IldEcal(PackageParts):
         field = given.get("field", spec["field"] if "layout" not in given else layout.field)
         return {**spec, **layout.spec_extra(), "field": field}
 
-    def check_events(self, conditions: dict[str, np.ndarray], hits: dict[str, np.ndarray]) -> list[str]:
-        return check_conditions(conditions)
+    def check_events(self, conditions: dict[str, np.ndarray], hits: dict[str, np.ndarray], spec: dict[str, Any] | None = None) -> list[str]:
+        return check_conditions(conditions) + (cell_problems(spec, hits) if spec is not None else [])
 
     def geant4(self) -> Geant4Setup:
         module = "hitgen.detectors.ild_ecal.geant4"

@@ -141,9 +141,24 @@ LAYOUTS = {
         "off",
         "the CALICE Si-W physics prototype (2006): 10 x 1.4, 10 x 2.8, 10 x 4.2 mm W, 0.525 mm Si, 18 x 18 1 cm pads, no field",
     ),
+    # ILD's slab read out in pads of half the size without a threshold: the simulation truth at four
+    # sub-cells per cell (sub-cells 2i and 2i + 1 make cell i), for models that generate below the
+    # readout's grain; summing four sub-cells and applying ILD's threshold gives ild's cells exactly.
+    "ild-fine": Layout(
+        "ild-fine",
+        tuple([ABSORBER_THIN_MM] * N_THIN_LAYERS + [ABSORBER_THICK_MM] * (N_LAYERS - N_THIN_LAYERS)),
+        SILICON_MM,
+        BOARD_MM,
+        CELL_SIZE_MM / 2,
+        2 * N_CELLS,
+        0.0,
+        "on",
+        "ILD's ECAL in 2.5 mm pads without a threshold (every deposit; sub-cells 2i, 2i + 1 make ild's cell i)",
+    ),
 }
 DEFAULT_LAYOUT = "ild"
 ILD = LAYOUTS[DEFAULT_LAYOUT]
+MAX_N_CELLS = max(layout.n_cells for layout in LAYOUTS.values())  # the hit fields' range; a file's own is its layout's
 
 
 def layout_of(spec: dict[str, Any]) -> Layout:
@@ -152,6 +167,16 @@ def layout_of(spec: dict[str, Any]) -> Layout:
     if name not in LAYOUTS:
         raise HitgenError(f"unknown ild-ecal layout '{name}' (known: {', '.join(LAYOUTS)})")
     return LAYOUTS[name]
+
+
+def cell_problems(spec: dict[str, Any], hits: dict[str, np.ndarray]) -> list[str]:
+    """Cell indices beyond the n_cells of the file's layout, as sentences."""
+    n = layout_of(spec).n_cells
+    return [
+        f"hits/{key} holds values above {n - 1}, the last cell of layout '{layout_of(spec).name}'"
+        for key in ("cell_x", "cell_y")
+        if key in hits and len(hits[key]) and int(np.max(hits[key])) >= n
+    ]
 
 
 def require_ild_layout(spec: dict[str, Any], what: str) -> None:
@@ -221,8 +246,8 @@ INFO = DetectorInfo(
     version=SPEC_VERSION,
     hit_fields=(
         FieldSpec("layer", "int8", unit="", doc="sampling layer, 0 (front) to 29", low=0, high=N_LAYERS - 1),
-        FieldSpec("cell_x", "int16", unit="", doc=f"cell column, 0 to {N_CELLS - 1} (x = (i - {CENTRE_CELL}) * 5 mm)", low=0, high=N_CELLS - 1),
-        FieldSpec("cell_y", "int16", unit="", doc=f"cell row, 0 to {N_CELLS - 1} (y = (j - {CENTRE_CELL}) * 5 mm)", low=0, high=N_CELLS - 1),
+        FieldSpec("cell_x", "int16", unit="", doc=f"cell column, 0 to n_cells - 1 (ild: x = (i - {CENTRE_CELL}) * 5 mm)", low=0, high=MAX_N_CELLS - 1),
+        FieldSpec("cell_y", "int16", unit="", doc=f"cell row, 0 to n_cells - 1 (ild: y = (j - {CENTRE_CELL}) * 5 mm)", low=0, high=MAX_N_CELLS - 1),
         FieldSpec("energy", "float32", unit="MeV", doc="energy deposited in the silicon cell", low=0.0),
     ),
     condition_fields=(

@@ -51,7 +51,7 @@ class OddTracker(PackageParts):
     def sample_conditions(self, n: int, rng: np.random.Generator, **options: Any) -> dict[str, np.ndarray]:
         return sample_conditions(n, rng, **options)
 
-    def check_events(self, conditions: dict[str, np.ndarray], hits: dict[str, np.ndarray]) -> list[str]:
+    def check_events(self, conditions: dict[str, np.ndarray], hits: dict[str, np.ndarray], spec: dict[str, Any] | None = None) -> list[str]:
         """Beyond the fields' ranges: every hit is on a module of the barrel."""
         problems = []
         if "geometry_id" in hits and len(hits["geometry_id"]):

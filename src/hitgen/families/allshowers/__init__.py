@@ -39,12 +39,19 @@ class AllShowersFamily:
         from hitgen.families.allshowers.model import AllShowers, AllShowersConfig
 
         fields = cfg.model.model_dump(exclude={"architecture"})
-        return AllShowers(AllShowersConfig(**fields, stats=data.stats))
+        return AllShowers(AllShowersConfig(**fields, stats=data.stats, point_layout=data.layout))
 
     def model_from_config(self, model_config: dict[str, Any]) -> torch.nn.Module:
         from hitgen.families.allshowers.model import AllShowers, AllShowersConfig
 
         return AllShowers(AllShowersConfig.from_dict(model_config))
+
+    def generates_for(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The detector spec of the showers a model trained on files of `spec` generates: ild's cells,
+        also where its training points were ild-fine's sub-cells."""
+        from hitgen.detectors.ild_ecal.geometry import ILD, layout_of
+
+        return spec if layout_of(spec) == ILD else {**spec, **ILD.spec_extra()}
 
     def training_data(self, events: EventSet):
         from hitgen.families.allshowers.data import ShowerData
@@ -63,6 +70,8 @@ class AllShowersFamily:
         from hitgen.core.errors import HitgenError
         from hitgen.families.allshowers.data import same_standardisation
 
+        if model.cfg.point_layout != loaded_model.cfg.point_layout:
+            raise HitgenError(f"--init: that model's points are cells of layout {loaded_model.cfg.point_layout}, these {model.cfg.point_layout}")
         if not same_standardisation(model.cfg.stats, loaded_model.cfg.stats):
             raise HitgenError("--init: that model's data were standardised otherwise (warm-start it on its own training files)")
 

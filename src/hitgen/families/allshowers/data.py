@@ -1,8 +1,9 @@
 """ild-ecal events as AllShowers' training data: per event its conditions, the first stage's numbers
 (points and, optionally, energy per layer) and its points, all standardised.
 
-Points are the cells above threshold: x, y at the cell centre plus a fixed uniform offset within the
-5 mm cell (dequantisation: the flow learns a continuous density, and generation maps a point back to
+Points are the cells above threshold (layout ild), or the 2.5 mm sub-cells with any deposit (layout
+ild-fine: generation sums them into ild's cells): x, y at the cell centre plus a fixed uniform offset
+within the cell (dequantisation: the flow learns a continuous density, and generation maps a point back to
 the cell it falls in), and log of the cell energy in MeV. The offsets come from a generator seeded by
 the event's index, so the data are the same in every call (exact resume). A model with
 `dequantisation = "centred"` moves the points of every training batch to their cell centres plus a
@@ -19,9 +20,10 @@ import torch
 
 from hitgen.core.errors import HitgenError
 from hitgen.core.events import EventSet
-from hitgen.detectors.ild_ecal.geometry import CELL_SIZE_MM, N_LAYERS, layout_of, require_ild_layout
-from hitgen.families.allshowers.model import N_COND, PARTICLE_PDGS, xy_scale
+from hitgen.detectors.ild_ecal.geometry import CELL_SIZE_MM, N_LAYERS, layout_of
+from hitgen.families.allshowers.model import N_COND, PARTICLE_PDGS, cell_grid, xy_scale
 
+POINT_LAYOUTS = ("ild", "ild-fine")  # the layouts whose hits can be training points (generation writes ild's cells)
 ENERGY_FLOOR_MEV = 0.01  # log(E_layer + floor): an empty layer is a finite number
 _DEQUANT_SEED = 20
 
@@ -112,6 +114,7 @@ class ShowerData:
     layer: np.ndarray  # (hits,) int64
     stats: dict
     index: np.ndarray  # (N,) int64: each shower's index in the training files (fixed across subsets)
+    layout: str = "ild"  # the layout of the points' cells (POINT_LAYOUTS)
 
     @property
     def length(self) -> np.ndarray:
@@ -122,7 +125,9 @@ class ShowerData:
 
     @classmethod
     def from_events(cls, events: EventSet, stats: dict | None = None) -> ShowerData:
-        require_ild_layout(events.detector_spec, "AllShowers")
+        layout = layout_of(events.detector_spec).name
+        if layout not in POINT_LAYOUTS:
+            raise HitgenError(f"AllShowers trains on ild-ecal events of layout {' or '.join(POINT_LAYOUTS)}; these are of layout '{layout}'")
         pts, layer, energy = dequantised_points(events)
         stage = stage_raw(*layer_numbers(events.offsets, layer, energy))
         stats = stats or compute_stats(pts, stage, events.conditions["energy"])
@@ -138,6 +143,7 @@ class ShowerData:
             layer[order],
             stats,
             np.arange(events.n_events, dtype=np.int64),
+            layout,
         )
 
     def subset(self, idx: np.ndarray) -> ShowerData:
@@ -145,7 +151,7 @@ class ShowerData:
         lengths = self.length[idx]
         take = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in idx]) if len(idx) else np.zeros(0, np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        return ShowerData(self.cond[idx], self.stage[idx], offsets, self.points[take], self.layer[take], self.stats, self.index[idx])
+        return ShowerData(self.cond[idx], self.stage[idx], offsets, self.points[take], self.layer[take], self.stats, self.index[idx], self.layout)
 
     def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
         idx = np.asarray(idx)
@@ -170,12 +176,13 @@ class ShowerData:
         }
 
 
-def centred_points(points: torch.Tensor, stats: dict, width: float, cut: float = 0.45) -> torch.Tensor:
+def centred_points(points: torch.Tensor, stats: dict, width: float, cut: float = 0.45, point_layout: str = "ild") -> torch.Tensor:
     """Standardised points (..., 3) with x and y moved to their cell's centre plus a normal offset of
     `width` cells, cut at `cut` of a cell (so every point stays in its cell); log E unchanged. The
-    cells are ild-ecal's: N_CELLS odd, so the cell centres are the multiples of the cell size."""
+    cells are those of the points' layout (cell_grid: their size and where one is centred)."""
     mean, std = xy_scale(points, stats)
+    size, c0 = cell_grid(point_layout)
     xy = points[..., :2] * std + mean
-    centre = torch.floor(xy / CELL_SIZE_MM + 0.5) * CELL_SIZE_MM
-    offset = (torch.randn_like(xy) * width).clamp(-cut, cut) * CELL_SIZE_MM
+    centre = torch.floor((xy - c0) / size + 0.5) * size + c0
+    offset = (torch.randn_like(xy) * width).clamp(-cut, cut) * size
     return torch.cat([(centre + offset - mean) / std, points[..., 2:]], dim=-1)

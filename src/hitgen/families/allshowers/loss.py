@@ -63,7 +63,7 @@ def flow_matching_loss(
         return loss, {"loss": loss.item(), "points": 0.0, "counts": counts.item()}
     points = batch["points"]
     if model.cfg.dequantisation == "centred":
-        points = centred_points(points, model.cfg.stats, model.cfg.dequantisation_width)
+        points = centred_points(points, model.cfg.stats, model.cfg.dequantisation_width, point_layout=model.cfg.point_layout)
     noise = torch.randn_like(points)
     if model.cfg.ot_pairing:
         noise = ot_pairing(noise, points, batch["layer"], batch["valid"])

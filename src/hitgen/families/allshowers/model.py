@@ -11,6 +11,8 @@ flow-matching models of an ild-ecal shower.
    layer mask), as a boolean mask of dense attention (the CPU path). With `cell_features`, the
    sine and cosine of a point's x and y over the 5 mm period of the cells are added to its
    embedding (through a layer that starts at zero, so a warm start begins at its init model).
+   The points are ild-ecal cells (5 mm, above threshold) or, with `point_layout` "ild-fine", 2.5 mm
+   sub-cells with any deposit (data.py), and generation sums them into the cells of the readout.
 
 Flow matching convention: x_t = (1 - t) x0 + t x1 with x0 standard normal and x1 the data, so the
 velocity to learn is x1 - x0, and generation integrates from t = 0 to t = 1.
@@ -26,7 +28,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from hitgen.detectors.ild_ecal.geometry import CELL_SIZE_MM, N_LAYERS
+from hitgen.detectors.ild_ecal.geometry import N_LAYERS, layout_of
 from hitgen.nn.blocks import Block
 
 # particles the model has an embedding for, in the order of its one-hot (PDG codes)
@@ -52,7 +54,11 @@ class AllShowersConfig:
     # "centred" (normal, dequantisation_width cells wide, cut at 0.45 of a cell: never leaves it)
     dequantisation: str = "uniform"
     dequantisation_width: float = 0.15
-    cell_features: bool = False  # the point's phase within the 5 mm cell grid as input features
+    cell_features: bool = False  # the point's phase within its cell grid as input features
+    # the ild-ecal layout of the training points (set from the data): "ild", a point per 5 mm cell
+    # above threshold, or "ild-fine", a point per 2.5 mm sub-cell with any deposit; generation forms
+    # ild's cells either way
+    point_layout: str = "ild"
     cell_mapping: str = "sum"  # points to cells: "sum" (the paper) or "matched" (distinct cells; sampler.py)
     default_solver: str = "heun-32"
     count_solver: str | None = None  # the first stage's solver where it differs from the decoder's
@@ -93,10 +99,18 @@ def xy_scale(x: torch.Tensor, stats: dict[str, Any]) -> tuple[torch.Tensor, torc
     return mean, std
 
 
-def cell_phase(x: torch.Tensor, stats: dict[str, Any]) -> torch.Tensor:
-    """(..., 4): sin and cos of 2 pi x / cell and of 2 pi y / cell, x and y in mm, from standardised points (..., 3)."""
+def cell_grid(point_layout: str) -> tuple[float, float]:
+    """The cell size and the x (= y) of a cell centre in mm of the training points' layout."""
+    layout = layout_of({"layout": point_layout})
+    return layout.cell_size_mm, float(layout.cell_centre_mm(layout.n_cells // 2))
+
+
+def cell_phase(x: torch.Tensor, stats: dict[str, Any], point_layout: str = "ild") -> torch.Tensor:
+    """(..., 4): sin and cos of 2 pi (x - c) / s and of 2 pi (y - c) / s, x and y in mm from standardised
+    points (..., 3), s the cell size and c a cell centre of the points' layout."""
     mean, std = xy_scale(x, stats)
-    a = (x[..., :2] * std + mean) * (2 * math.pi / CELL_SIZE_MM)
+    size, centre = cell_grid(point_layout)
+    a = (x[..., :2] * std + mean - centre) * (2 * math.pi / size)
     return torch.cat([a.sin(), a.cos()], dim=-1)
 
 
@@ -151,7 +165,7 @@ class AllShowers(nn.Module):
         ctx = self.context(torch.cat([cond, stage, fourier(t, self.cfg.time_frequencies)], dim=1))
         h = self.point_in(x) + self.layer_emb(layer) + ctx[:, None, :]
         if self.cfg.cell_features:
-            h = h + self.cell_in(cell_phase(x, self.cfg.stats))
+            h = h + self.cell_in(cell_phase(x, self.cfg.stats, self.cfg.point_layout))
         for i, block in enumerate(self.blocks):
             h = block(h, attention, i)
         return self.point_out(self.ln_f(h))

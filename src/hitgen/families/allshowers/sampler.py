@@ -109,6 +109,8 @@ def generate_showers(
     rescale = (cfg.layer_energies and cfg.scale_to_layer_energies) if rescale is None else rescale
     if cfg.cell_mapping not in CELL_MAPPINGS:
         raise HitgenError(f"unknown cell mapping '{cfg.cell_mapping}' in the model's config (AllShowers: one of {', '.join(CELL_MAPPINGS)})")
+    if cfg.cell_mapping == "matched" and cfg.point_layout != "ild":
+        raise HitgenError("cell mapping 'matched' gives each point a cell of its own: it applies to points that are cells (layout ild), not sub-cells")
     if rescale and not cfg.layer_energies:
         raise HitgenError("this AllShowers model draws no layer energies to scale to")
     n = len(conditions["energy"])

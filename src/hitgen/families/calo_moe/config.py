@@ -20,6 +20,7 @@ class ModelSection(TrunkSection):
     exclusion: Literal["y", "xy", "voxel"] = "y"  # how generation keeps a voxel from being drawn twice (sampler.py)
     lora_particles: list[str] = Field(default_factory=list)  # particles added by LoRA (hitgen extend --add PARTICLE)
     lora_experts: list[str] = Field(default_factory=list)  # experts with an attention adapter of their own ([module] attention_lora)
+    expert_heads: list[str] = Field(default_factory=list)  # experts with output heads of their own ([module] own_heads)
     lora_rank: int = Field(8, gt=0)
     lora_alpha: float = Field(16.0, gt=0)
     totals: list[str] = Field(default_factory=list)  # (particle, material) keys with a total-energy module (--add total-KEY)
@@ -57,9 +58,10 @@ class CaloMoETrainConfig(FamilyConfig):
         without = sorted(set(self.model.total_shape) - set(self.model.totals))
         if without:
             raise ValueError(f"total_shape {without[0]!r} has no total-energy module (totals)")
-        stray = sorted(set(self.model.lora_experts) - set(self.model.experts))
-        if stray:
-            raise ValueError(f"lora_experts {stray[0]!r} is not an expert of the model (experts)")
+        for name in ("lora_experts", "expert_heads"):
+            stray = sorted(set(getattr(self.model, name)) - set(self.model.experts))
+            if stray:
+                raise ValueError(f"{name} {stray[0]!r} is not an expert of the model (experts)")
         if self.loss.renormalise and self.model.exclusion != "voxel":
             raise ValueError(f'[loss] renormalise trains what exclusion "voxel" draws, not exclusion "{self.model.exclusion}"')
         return self

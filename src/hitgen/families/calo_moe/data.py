@@ -213,11 +213,11 @@ def moe_loss(model, batch: dict[str, torch.Tensor], renormalise: bool = False) -
     voxel's -log p plus log(1 - M) at each position (M: taken_mass), logged as log_free."""
     experts = [EXPERT_KEYS[c] for c in batch["expert"].tolist()]
     h = model(batch, experts)
-    particles = [k.rsplit("-", 1)[0] for k in experts]
+    drawn_by = [model.heads_of(k) for k in experts]
     sums = {k: h.new_zeros(()) for k in (RENORMALISED_FIELDS if renormalise else LOSS_FIELDS)[1:]}
-    for particle in dict.fromkeys(particles):
-        rows = torch.tensor([r for r, p in enumerate(particles) if p == particle], device=h.device)
-        heads = model.heads[particle]
+    for name in dict.fromkeys(drawn_by):
+        rows = torch.tensor([r for r, p in enumerate(drawn_by) if p == name], device=h.device)
+        heads = model.heads[name]
         hp = h[rows]
         t_layer = batch["t_layer"][rows]
         layer_logits = heads.layer(hp)

@@ -26,7 +26,7 @@ tokens with fixed-routing experts per (particle, absorber) and output heads per 
   thicker back layers and is seen less), which a total of the condition alone would cut loose.
 
 Parameter names say what belongs to which module: `experts.<particle>-<material>.*` (an expert),
-`heads.<particle>.*` (a particle's heads), `totals.<particle>-<material>.*` (a total-energy module), `lora` /
+`heads.<particle>.*` (a particle's heads; `heads.<particle>-<material>.*`, an expert's own), `totals.<particle>-<material>.*` (a total-energy module), `lora` /
 everything else: the backbone.
 """
 
@@ -68,6 +68,9 @@ class CaloMoEConfig:
     # showers of that (particle, material) use it instead of their particle's (a material's module
     # that reaches the attention too, the rest still frozen)
     lora_experts: list[str] = field(default_factory=list)
+    # experts with output heads of their own (`heads.<particle>-<material>`): their showers are drawn by
+    # them instead of their particle's heads (a material's module that reaches the vocabulary too)
+    expert_heads: list[str] = field(default_factory=list)
     lora_rank: int = 8
     lora_alpha: float = 16.0
     totals: list[str] = field(default_factory=list)  # (particle, material) keys with a total-energy module
@@ -280,6 +283,8 @@ class CaloMoE(nn.Module):
             self.add_expert(key)
         for particle in cfg.lora_particles:
             self._add_heads(particle)
+        for key in cfg.expert_heads:
+            self._add_heads(key)
         self.totals = nn.ModuleDict()
         for key in cfg.totals:
             self.add_total(key)
@@ -292,11 +297,17 @@ class CaloMoE(nn.Module):
         if key not in self.cfg.totals:
             self.cfg.totals.append(key)
 
-    def _add_heads(self, particle: str) -> None:
-        if particle not in self.heads:
+    def _add_heads(self, name: str) -> None:
+        """Heads `name`: a particle's, or an expert's own (expert_heads)."""
+        if name not in self.heads:
             heads = Heads(self.cfg)
             heads.apply(init_weights)
-            self.heads[particle] = heads
+            self.heads[name] = heads
+
+    def heads_of(self, key: str) -> str:
+        """The heads that draw showers of `key` (particle-material): the expert's own where it has
+        them, else its particle's."""
+        return key if key in self.cfg.expert_heads else key.rsplit("-", 1)[0]
 
     def _inject_lora(self, name: str) -> None:
         """A LoRA adapter `name` (a particle or an expert) on every block's attention projections (peft;
@@ -400,6 +411,5 @@ def parameter_count(module: nn.Module) -> int:
 
 def active_parameters(model: CaloMoE, expert: str) -> int:
     """Parameters a token of one (particle, material) passes through: the backbone, its expert, its heads."""
-    particle = expert.rsplit("-", 1)[0]
-    backbone = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("experts.", "heads.")))
-    return backbone + parameter_count(model.experts[expert]) + parameter_count(model.heads[particle])
+    backbone = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("experts.", "heads.", "totals.")))
+    return backbone + parameter_count(model.experts[expert]) + parameter_count(model.heads[model.heads_of(expert)])

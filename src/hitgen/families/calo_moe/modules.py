@@ -1,7 +1,8 @@
 """What a module of the foundation model is (the `module_of` hook of `hitgen extend`,
 hitgen.training.modules): an expert of a new (particle, material), with its particle's heads where
 the model has none; with `[module] attention_lora = true` also a LoRA adapter of the expert's own on every block's
-attention projections; or a new particle's LoRA adapter (every block's attention projections) and heads;
+attention projections; with `[module] own_heads = true` also output heads of the expert's own (started
+from its particle's with `[train.init_copy]`); or a new particle's LoRA adapter (every block's attention projections) and heads;
 or the total-energy module of a (particle, material) the model generates (`total-<particle>-<material>`,
 trained alone with [loss] total_only; one may be replaced by one trained anew)."""
 
@@ -25,11 +26,13 @@ def module_of(model_config: dict[str, Any], add: str, replace: bool = False, opt
     options = dict(options or {})
     shape = options.pop("total_shape", False)
     attention = options.pop("attention_lora", False)
+    own_heads = options.pop("own_heads", False)
     if options or not isinstance(shape, bool) or (shape and not add.startswith(TOTAL)):
         what = next(iter(options), "total_shape")
         raise HitgenError(f"[module] {what}: not a setting of the module {add} (a total-energy module has total_shape = true or false)")
-    if not isinstance(attention, bool) or (attention and add not in EXPERT_KEYS):
-        raise HitgenError(f"[module] attention_lora: not a setting of the module {add} (an expert has attention_lora = true or false)")
+    for name, value in (("attention_lora", attention), ("own_heads", own_heads)):
+        if not isinstance(value, bool) or (value and add not in EXPERT_KEYS):
+            raise HitgenError(f"[module] {name}: not a setting of the module {add} (an expert has {name} = true or false)")
     if add.startswith(TOTAL):
         return _total_module(model_config, add[len(TOTAL) :], replace, shape)
     if replace:
@@ -47,7 +50,15 @@ def module_of(model_config: dict[str, Any], add: str, replace: bool = False, opt
         particle = add.rsplit("-", 1)[0]
         has_heads = particle in lora or any(k.rsplit("-", 1)[0] == particle for k in experts)
         prefixes = [f"experts.{add}."] + ([] if has_heads else [f"heads.{particle}."]) + ([f"blocks.*.lora_*.{add}."] if attention else [])
-        grown = {**model_config, "experts": [*experts, add], "lora_experts": [*model_config.get("lora_experts", []), *([add] if attention else [])]}
+        if own_heads and not has_heads:
+            raise HitgenError(f"[module] own_heads: {particle} has no heads yet, so the expert's heads are its particle's (leave own_heads out)")
+        prefixes += [f"heads.{add}."] if own_heads else []
+        grown = {
+            **model_config,
+            "experts": [*experts, add],
+            "lora_experts": [*model_config.get("lora_experts", []), *([add] if attention else [])],
+            "expert_heads": [*model_config.get("expert_heads", []), *([add] if own_heads else [])],
+        }
     training = _routing(grown) | {"stats": model_config["stats"]}
     return {"prefixes": prefixes, "model": grown, "training_model": training | {"totals": model_config.get("totals", [])}}
 
@@ -71,4 +82,4 @@ def _total_module(model_config: dict[str, Any], key: str, replace: bool, shape: 
 
 def _routing(model_config: dict[str, Any]) -> dict[str, list[str]]:
     """The fields of a model config that decide which expert and adapter a shower goes through."""
-    return {k: model_config.get(k, []) for k in ("experts", "lora_particles", "lora_experts")}
+    return {k: model_config.get(k, []) for k in ("experts", "lora_particles", "lora_experts", "expert_heads")}

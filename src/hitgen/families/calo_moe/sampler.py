@@ -228,10 +228,10 @@ def _not_empty(heads, h, logp, allowed, temperature: float, keys, total_says, dr
     return layer, x, y, hx
 
 
-def _particle_rows(experts: list[str], dev) -> dict[str, torch.Tensor]:
-    """The batch rows of each particle (its heads draw them), from the rows' expert keys."""
-    particles = [e.rsplit("-", 1)[0] for e in experts]
-    return {p: torch.tensor([i for i, q in enumerate(particles) if q == p], device=dev) for p in dict.fromkeys(particles)}
+def _heads_rows(model: CaloMoE, experts: list[str], dev) -> dict[str, torch.Tensor]:
+    """The batch rows each heads draw (model.heads_of: a particle's, or an expert's own), from the rows' expert keys."""
+    names = [model.heads_of(e) for e in experts]
+    return {p: torch.tensor([i for i, q in enumerate(names) if q == p], device=dev) for p in dict.fromkeys(names)}
 
 
 def _batch(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.Tensor, temperature: float) -> dict[str, np.ndarray]:
@@ -249,21 +249,21 @@ def _batch(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.T
     bins = torch.arange(ENERGY_BINS, device=dev)
     out: list[dict[str, np.ndarray]] = []
     rows_experts = list(experts)
-    groups = _particle_rows(rows_experts, dev)
+    groups = _heads_rows(model, rows_experts, dev)
     total_says = torch.tensor([e in model.totals for e in experts], device=dev)  # emptiness is the total module's
     for step in range(model.cfg.max_voxels + 1):
         k = keys[torch.from_numpy(event).to(dev)]
         u = uniforms_from(k, step * DRAWS, DRAWS).unbind(1)
         layer = torch.empty(len(event), dtype=torch.long, device=dev)
         x, y, ebin = torch.empty_like(layer), torch.empty_like(layer), torch.empty_like(layer)
-        for particle, r in groups.items():
-            heads = model.heads[particle]
+        for name, r in groups.items():
+            heads = model.heads[name]
             hr = h[r]
             logp = torch.log_softmax(heads.layer(hr).float(), -1)
             allowed = torch.ones_like(logp, dtype=torch.bool)
             if step == model.cfg.max_voxels:
                 allowed[:, :EOS_LAYER] = False
-            used_r = used if len(groups) == 1 else used[r]  # the rows' voxels (one particle: every row, no copy)
+            used_r = used if len(groups) == 1 else used[r]  # the rows' voxels (one group: every row, no copy)
             if exclusion == "y":
                 lr, xr, yr, hx = _draw_voxel(heads, hr, logp, allowed, temperature, u[0][r], u[1][r], u[2][r], used_r)
             else:  # a voxel already taken is drawn again (x, y; with "voxel" its layer too), from the row's redraw stream
@@ -292,7 +292,7 @@ def _batch(model: CaloMoE, cond: torch.Tensor, experts: list[str], keys: torch.T
             layer, x, y, ebin = layer[live], x[live], y[live], ebin[live]
             rows_experts = [e for e, keep in zip(rows_experts, g, strict=True) if keep]
             route = model.router(rows_experts)
-            groups = _particle_rows(rows_experts, dev)
+            groups = _heads_rows(model, rows_experts, dev)
             live = live[live]
         step_in = model.embed(layer, x, y, ebin)[:, None]
         h = model.trunk(step_in, step + 1, route, cache)[:, -1]
