@@ -262,7 +262,8 @@ def test_points_of_the_fine_layout_train_and_generate_the_readouts_cells(tmp_pat
     from hitgen.families.allshowers.model import cell_phase
 
     fine_layout = LAYOUTS["ild-fine"]
-    fine = EventSet.read(simulate("ild-ecal", 12, tmp_path / "fine.h5", seed=74, workers=1, particle="gamma", energy_range=(1.0, 3.0), layout="ild-fine").path)
+    made = simulate("ild-ecal", 12, tmp_path / "fine.h5", seed=74, workers=1, particle="gamma", energy_range=(1.0, 3.0), layout="ild-fine")
+    fine = EventSet.read(made.path)
     assert fine.detector_spec["layout"] == "ild-fine" and fine.hits["energy"].min() > 0 and fine.hits["cell_x"].max() >= ILD.n_cells // 2
     family = get_family("allshowers")
     data = family.training_data(fine)

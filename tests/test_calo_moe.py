@@ -395,7 +395,8 @@ def test_an_expert_with_heads_of_its_own_draws_its_showers_with_them(base, files
     from hitgen.families.calo_moe.sampler import _heads_rows
 
     config = tmp_path / "heads.toml"
-    config.write_text((CONFIGS / "tiny-extend.toml").read_text() + '\n[module]\nown_heads = true\n\n[train.init_copy]\n"heads.gamma-Pb." = "heads.gamma."\n')
+    copy = '\n[train.init_copy]\n"heads.gamma-Pb." = "heads.gamma."\n'
+    config.write_text((CONFIGS / "tiny-extend.toml").read_text() + "\n[module]\nown_heads = true\n" + copy)
     ext = extend(str(base), "gamma-Pb", [files["Pb"]], tmp_path / "ext", config)
     grown = json.loads((ext / "config.json").read_text())
     (module,) = grown["modules"]

@@ -14,13 +14,15 @@ from pathlib import Path
 
 from hitgen.models.io import load_model
 
+ROUTED = ("experts", "totals", "total_shape", "lora_particles", "lora_experts", "expert_heads")  # the model config's lists of modules
+
 
 def main(model: str, out: str) -> None:
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=False)
     config = json.loads((Path(model) / "config.json").read_text())
     base_model = config["training"]["model"]  # the base's own experts; modules add to the copy in config["model"]
-    config["model"] = config["model"] | {k: base_model.get(k, []) for k in ("experts", "totals", "total_shape", "lora_particles", "lora_experts", "expert_heads")}
+    config["model"] = config["model"] | {k: base_model.get(k, []) for k in ROUTED}
     config["modules"] = []
     absorbers = {e.split("-")[-1] for e in base_model["experts"]}
     config["detector_specs"] = [s for s in config["detector_specs"] if s["absorber"] in absorbers]

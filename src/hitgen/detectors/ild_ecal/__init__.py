@@ -81,7 +81,13 @@ class IldEcal(PackageParts):
             ("on", "off"),
             setting=True,
         ),
-        Option("layout", "choice", "ild (default), ild-fine (2.5 mm pads, no threshold) or calice-prototype (the 2006 CALICE Si-W test-beam prototype)", tuple(LAYOUTS), setting=True),
+        Option(
+            "layout",
+            "choice",
+            "ild (default), ild-fine (2.5 mm pads, no threshold) or calice-prototype (the 2006 CALICE Si-W test-beam prototype)",
+            tuple(LAYOUTS),
+            setting=True,
+        ),
     )
     generation_options = ("particle", "energy_range", "energy_spectrum", "max_angle")
     bench_options: dict[str, Any] = {"particle": "gamma", "energy_range": (1.0, 10.0)}

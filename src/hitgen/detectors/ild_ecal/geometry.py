@@ -246,8 +246,8 @@ INFO = DetectorInfo(
     version=SPEC_VERSION,
     hit_fields=(
         FieldSpec("layer", "int8", unit="", doc="sampling layer, 0 (front) to 29", low=0, high=N_LAYERS - 1),
-        FieldSpec("cell_x", "int16", unit="", doc=f"cell column, 0 to n_cells - 1 (ild: x = (i - {CENTRE_CELL}) * 5 mm)", low=0, high=MAX_N_CELLS - 1),
-        FieldSpec("cell_y", "int16", unit="", doc=f"cell row, 0 to n_cells - 1 (ild: y = (j - {CENTRE_CELL}) * 5 mm)", low=0, high=MAX_N_CELLS - 1),
+        FieldSpec("cell_x", "int16", unit="", doc=f"cell column, 0 to n_cells - 1 (ild: x = (i - {CENTRE_CELL}) 5 mm)", low=0, high=MAX_N_CELLS - 1),
+        FieldSpec("cell_y", "int16", unit="", doc=f"cell row, 0 to n_cells - 1 (ild: y = (j - {CENTRE_CELL}) 5 mm)", low=0, high=MAX_N_CELLS - 1),
         FieldSpec("energy", "float32", unit="MeV", doc="energy deposited in the silicon cell", low=0.0),
     ),
     condition_fields=(

@@ -110,7 +110,7 @@ def generate_showers(
     if cfg.cell_mapping not in CELL_MAPPINGS:
         raise HitgenError(f"unknown cell mapping '{cfg.cell_mapping}' in the model's config (AllShowers: one of {', '.join(CELL_MAPPINGS)})")
     if cfg.cell_mapping == "matched" and cfg.point_layout != "ild":
-        raise HitgenError("cell mapping 'matched' gives each point a cell of its own: it applies to points that are cells (layout ild), not sub-cells")
+        raise HitgenError("cell mapping 'matched' gives each point a cell of its own: it is for points that are cells (layout ild), not sub-cells")
     if rescale and not cfg.layer_energies:
         raise HitgenError("this AllShowers model draws no layer energies to scale to")
     n = len(conditions["energy"])

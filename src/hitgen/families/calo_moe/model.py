@@ -26,7 +26,8 @@ tokens with fixed-routing experts per (particle, absorber) and output heads per 
   thicker back layers and is seen less), which a total of the condition alone would cut loose.
 
 Parameter names say what belongs to which module: `experts.<particle>-<material>.*` (an expert),
-`heads.<particle>.*` (a particle's heads; `heads.<particle>-<material>.*`, an expert's own), `totals.<particle>-<material>.*` (a total-energy module), `lora` /
+`heads.<particle>.*` (a particle's heads; `heads.<particle>-<material>.*`: an
+expert's own), `totals.<particle>-<material>.*` (a total-energy module), `lora` /
 everything else: the backbone.
 """
 
