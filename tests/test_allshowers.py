@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from hitgen.core.events import EventSet
+from hitgen.detectors import get_detector
 from hitgen.families import get_family
 from hitgen.families.allshowers.loss import flow_matching_loss, ot_pairing
 from hitgen.families.allshowers.model import AllShowers, AllShowersConfig, BandAttention
@@ -272,6 +273,7 @@ def test_points_of_the_fine_layout_train_and_generate_the_readouts_cells(tmp_pat
     assert model.cfg.point_layout == "ild-fine"
     spec = family.generates_for(fine.detector_spec)
     assert (spec["layout"], spec["n_cells"], spec["cell_size_mm"], spec["threshold_mev"]) == ("ild", 121, 5.0, 0.1)
+    assert spec["hit_fields"] == get_detector("ild-ecal").info.spec()["hit_fields"] != fine.detector_spec["hit_fields"]  # joins Geant4's ild files
     assert family.generates_for(spec) is spec
     batch = data.batch(np.arange(len(data)))
     mean, std = np.array(data.stats["point_mean"]), np.array(data.stats["point_std"])

@@ -101,7 +101,11 @@ class IldEcal(PackageParts):
         """The file's detector spec for its settings: the layout's geometry, and its field default."""
         layout = LAYOUTS[spec.get("layout", DEFAULT_LAYOUT)]
         field = given.get("field", spec["field"] if "layout" not in given else layout.field)
-        return {**spec, **layout.spec_extra(), "field": field}
+        out = {**spec, **layout.spec_extra(), "field": field}
+        if layout.own_cell_docs:
+            docs = layout.cell_field_docs()
+            out["hit_fields"] = {k: {**f, "doc": docs[k]} if k in docs else f for k, f in spec["hit_fields"].items()}
+        return out
 
     def check_events(self, conditions: dict[str, np.ndarray], hits: dict[str, np.ndarray], spec: dict[str, Any] | None = None) -> list[str]:
         return check_conditions(conditions) + (cell_problems(spec, hits) if spec is not None else [])

@@ -82,6 +82,9 @@ class Layout:
     threshold_mev: float  # the readout's zero suppression: cells below it are not written
     field: str  # the default of the field setting with this layout
     doc: str
+    # whether its files' cell fields say its own cells; the layouts before ild-fine keep ild's words, so
+    # that their files join the files written before (a spec's fields are compared as written)
+    own_cell_docs: bool = False
 
     @property
     def half_width_mm(self) -> float:
@@ -100,6 +103,12 @@ class Layout:
     def cell_of(self, coordinate_mm: np.ndarray) -> np.ndarray:
         """The cell index (int64) holding x (or y) in mm; may lie outside 0..n_cells-1 off the plane."""
         return np.floor(np.asarray(coordinate_mm, dtype=np.float64) / self.cell_size_mm + self.n_cells / 2).astype(np.int64)
+
+    def cell_field_docs(self) -> dict[str, str]:
+        """The docs of the cell_x and cell_y hit fields in this layout's terms."""
+        last, centre = self.n_cells - 1, (self.n_cells - 1) / 2
+        axes = (("x", "column", "i"), ("y", "row", "j"))
+        return {f"cell_{a}": f"cell {w}, 0 to {last} ({a} = ({i} - {centre:g}) * {self.cell_size_mm:g} mm)" for a, w, i in axes}
 
     def spec_extra(self) -> dict[str, Any]:
         """What the detector spec of a file records of this layout."""
@@ -154,6 +163,7 @@ LAYOUTS = {
         0.0,
         "on",
         "ILD's ECAL in 2.5 mm pads without a threshold (every deposit; sub-cells 2i, 2i + 1 make ild's cell i)",
+        own_cell_docs=True,
     ),
 }
 DEFAULT_LAYOUT = "ild"
@@ -246,8 +256,8 @@ INFO = DetectorInfo(
     version=SPEC_VERSION,
     hit_fields=(
         FieldSpec("layer", "int8", unit="", doc="sampling layer, 0 (front) to 29", low=0, high=N_LAYERS - 1),
-        FieldSpec("cell_x", "int16", unit="", doc=f"cell column, 0 to n_cells - 1 (ild: x = (i - {CENTRE_CELL}) 5 mm)", low=0, high=MAX_N_CELLS - 1),
-        FieldSpec("cell_y", "int16", unit="", doc=f"cell row, 0 to n_cells - 1 (ild: y = (j - {CENTRE_CELL}) 5 mm)", low=0, high=MAX_N_CELLS - 1),
+        FieldSpec("cell_x", "int16", unit="", doc=f"cell column, 0 to {N_CELLS - 1} (x = (i - {CENTRE_CELL}) * 5 mm)", low=0, high=MAX_N_CELLS - 1),
+        FieldSpec("cell_y", "int16", unit="", doc=f"cell row, 0 to {N_CELLS - 1} (y = (j - {CENTRE_CELL}) * 5 mm)", low=0, high=MAX_N_CELLS - 1),
         FieldSpec("energy", "float32", unit="MeV", doc="energy deposited in the silicon cell", low=0.0),
     ),
     condition_fields=(

@@ -49,9 +49,9 @@ class AllShowersFamily:
     def generates_for(self, spec: dict[str, Any]) -> dict[str, Any]:
         """The detector spec of the showers a model trained on files of `spec` generates: ild's cells,
         also where its training points were ild-fine's sub-cells."""
-        from hitgen.detectors.ild_ecal.geometry import ILD, layout_of
+        from hitgen.detectors.ild_ecal.geometry import ILD, INFO, layout_of
 
-        return spec if layout_of(spec) == ILD else {**spec, **ILD.spec_extra()}
+        return spec if layout_of(spec) == ILD else {**spec, **ILD.spec_extra(), "hit_fields": INFO.spec()["hit_fields"]}
 
     def training_data(self, events: EventSet):
         from hitgen.families.allshowers.data import ShowerData
