@@ -152,7 +152,8 @@ LAYOUTS = {
     ),
     # ILD's slab read out in pads of half the size without a threshold: the simulation truth at four
     # sub-cells per cell (sub-cells 2i and 2i + 1 make cell i), for models that generate below the
-    # readout's grain; summing four sub-cells and applying ILD's threshold gives ild's cells exactly.
+    # readout's grain; four sub-cells summed and cut at ILD's threshold are ild's readout (in distribution:
+    # the cell volumes' boundaries take part in Geant4's stepping, so a seed's showers differ).
     "ild-fine": Layout(
         "ild-fine",
         tuple([ABSORBER_THIN_MM] * N_THIN_LAYERS + [ABSORBER_THICK_MM] * (N_LAYERS - N_THIN_LAYERS)),
