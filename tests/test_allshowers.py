@@ -212,6 +212,30 @@ def test_generation_is_seeded_and_independent_of_the_batch(showers):
         assert len(offsets) == 46
 
 
+def test_muons_keep_their_energies_unless_the_model_scales_them():
+    """_to_cells: an electron's points in a layer are scaled to the first stage's layer energy, a muon's
+    only with scale_muons; a MIP deposit split over two cells (0.08 + 0.07 MeV, each under the 0.1 MeV
+    threshold) survives only when scaled to its layer's 0.3 MeV."""
+    from hitgen.detectors.ild_ecal.geometry import ILD
+    from hitgen.families.allshowers.sampler import _to_cells
+
+    x0 = float(ILD.cell_centre_mm(ILD.n_cells // 2))
+    points = torch.tensor([[x0, x0, np.log(0.08)], [x0 + 5.0, x0, np.log(0.07)], [x0, x0, np.log(1.0)], [x0, x0 + 5.0, np.log(0.5)]])
+    event, layer = torch.tensor([0, 0, 1, 1]), torch.tensor([3, 3, 3, 7])
+    target = torch.zeros(2, 30, dtype=torch.float64)
+    target[0, 3], target[1, 3], target[1, 7] = 0.3, 2.0, 0.25
+    stats = {"point_mean": [0.0, 0.0, 0.0], "point_std": [1.0, 1.0, 1.0]}
+    pdg = np.array([13, 11])
+    for scale_muons, muon_cells in ((False, []), (True, [0.16, 0.14])):
+        counts, hits = _to_cells(points, event, layer, 2, target, pdg, stats, True, "sum", scale_muons)
+        assert counts.tolist() == [len(muon_cells), 2]
+        np.testing.assert_allclose(hits["energy"], [*muon_cells, 2.0, 0.25], rtol=1e-6)
+    counts, hits = _to_cells(points, event, layer, 2, target, pdg, stats, False, "sum", True)  # nothing scaled
+    assert counts.tolist() == [0, 2] and np.allclose(hits["energy"], [1.0, 0.5])
+    with pytest.raises(ValueError, match="scale_muons scales muons as e/gamma are"):
+        _config(scale_muons=True, scale_to_layer_energies=False)
+
+
 def test_matched_cells_are_distinct_and_the_least_displacement():
     from hitgen.detectors.ild_ecal.geometry import ILD
 

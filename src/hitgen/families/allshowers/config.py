@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from hitgen.core.config import FamilyConfig, Strict, TrunkSection
 
@@ -22,6 +22,9 @@ class ModelSection(TrunkSection):
     layer_energies: bool = True  # the first stage also draws each layer's energy (beyond the paper)
     # generation scales e/gamma points to the drawn layer energies (False: the points keep the CNF's own)
     scale_to_layer_energies: bool = True
+    # muons' points too (False: a muon keeps the CNF's MIP energies; True suits sub-cell points, whose
+    # MIP deposit a layer splits over the sub-cells it crosses: docs/families/allshowers.md, "Sub-cells")
+    scale_muons: bool = False
     # the points' offsets within their cells in training: uniform over the cell, or centred (normal,
     # dequantisation_width cells wide, cut at 0.45 cell: a point never leaves its cell)
     dequantisation: Literal["uniform", "centred"] = "uniform"
@@ -32,6 +35,12 @@ class ModelSection(TrunkSection):
     cell_mapping: Literal["sum", "matched"] = "sum"
     default_solver: str = Field("heun-32", pattern=SOLVER)  # solver and function evaluations of generation by default
     count_solver: str | None = Field(None, pattern=SOLVER)  # the first stage's, where it differs from the decoder's (a reflowed model)
+
+    @model_validator(mode="after")
+    def _scaling(self) -> ModelSection:
+        if self.scale_muons and not (self.layer_energies and self.scale_to_layer_energies):
+            raise ValueError("scale_muons scales muons as e/gamma are: it needs layer_energies and scale_to_layer_energies")
+        return self
 
 
 class LossSection(Strict):

@@ -50,6 +50,7 @@ class AllShowersConfig:
     ot_pairing: bool = True
     layer_energies: bool = True
     scale_to_layer_energies: bool = True
+    scale_muons: bool = False  # muons' points scaled too (config.py)
     # the points' offsets within their cells in training (data.py): "uniform" over the cell, or
     # "centred" (normal, dequantisation_width cells wide, cut at 0.45 of a cell: never leaves it)
     dequantisation: str = "uniform"

@@ -20,7 +20,8 @@ A cell keeps its energy where it reaches the layout's threshold (0.1 MeV), as th
 `hitgen simulate` does; points off the plane are dropped (the plane is 60 cm wide, the showers a
 few cm). With layer_energies, the energies of an e/gamma
 shower's points in each layer are scaled to the layer energy the first stage drew; muons keep the
-CNF's energies (a muon's layer holds one or two MIP deposits, the CNF's own energy spectrum).
+CNF's energies (a muon's layer holds one or two MIP deposits, the CNF's own energy spectrum) unless
+the model's `scale_muons` is on (sub-cell points: a layer's MIP deposit split over its sub-cells).
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def _batch(model: AllShowers, cond, keys, pdg, solver: str, nfe: int, rescale: b
     event = torch.cat(events)
     by_event = torch.argsort(event, stable=True)  # each event's points in layer order, as drawn
     flat = (torch.cat(points)[by_event], event[by_event], torch.cat(layers)[by_event])
-    return _to_cells(*flat, b, layer_energy, pdg, cfg.stats, rescale, cfg.cell_mapping)
+    return _to_cells(*flat, b, layer_energy, pdg, cfg.stats, rescale, cfg.cell_mapping, cfg.scale_muons)
 
 
 def first_stage(net, cfg, cond: torch.Tensor, keys: torch.Tensor, solver: str, nfe: int):
@@ -194,7 +195,7 @@ def point_layers(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _to_cells(
-    points, event, layer, b: int, layer_energy, pdg, stats, rescale: bool, cell_mapping: str = "sum"
+    points, event, layer, b: int, layer_energy, pdg, stats, rescale: bool, cell_mapping: str = "sum", scale_muons: bool = False
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Cells of b events from their points (n, 3, standardised), each point's event and layer (n,)."""
     pts = points.double().cpu().numpy() * np.array(stats["point_std"]) + np.array(stats["point_mean"])
@@ -205,7 +206,8 @@ def _to_cells(
         np.add.at(sums, (event, layer), energy)
         target = layer_energy.cpu().numpy()
         scale = np.divide(target, sums, out=np.ones_like(sums), where=sums > 0)
-        scale[np.isin(pdg, MUONS)] = 1.0
+        if not scale_muons:
+            scale[np.isin(pdg, MUONS)] = 1.0
         energy = energy * scale[event, layer]
     cx, cy = ILD.cell_of(pts[:, 0]), ILD.cell_of(pts[:, 1])
     on = (cx >= 0) & (cx < ILD.n_cells) & (cy >= 0) & (cy < ILD.n_cells)
