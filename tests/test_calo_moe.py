@@ -604,9 +604,9 @@ def test_the_shipped_model_composes_its_modules_and_generates_for_every_absorber
     pairs = ["gamma-W", "gamma-Ta", "gamma-Pb", "e--W", "e--Ta", "e--Pb"]
     assert [m["name"] for m in loaded.config["modules"]] == ["gamma-Pb", "e-", "e--Ta", "e--Pb", *(f"total-{p}" for p in pairs)]
     for particle, absorber in (("gamma", "W"), ("gamma", "Ta"), ("gamma", "Pb"), ("e-", "W"), ("e-", "Ta"), ("e-", "Pb")):
-        options = {"particle": particle, "energy_range": (5.0, 6.0)}
+        options = {"particle": particle, "energy_range": (1.0, 1.5)}  # short showers: a short test
         out = generate_file("ild-ecal-moe", tmp_path / f"{particle}_{absorber}.h5", options=options, n_events=3, settings={"absorber": absorber})
         events = EventSet.read(out.path)
         visible = events.hits["energy"].sum() / events.n_events
-        # Geant4, 5-6 GeV photons in W: 90-173 MeV visible (2.5% in the silicon); lead and tantalum alike within a factor 2
-        assert events.detector_spec["absorber"] == absorber and 40 < visible < 350, (particle, absorber, visible)
+        # Geant4, 1-1.5 GeV photons and electrons in W, Ta, Pb: 16-72 MeV visible (seeds 6001, 6002, 8102-8113); within a factor 2
+        assert events.detector_spec["absorber"] == absorber and 8 < visible < 145, (particle, absorber, visible)
