@@ -1,5 +1,5 @@
 """The photons' shower width layer by layer: the median over showers of each layer's energy-weighted
-width in x (mm, cell centres), the spread of its centre around the entry point, and the correlation of
+width in x (mm, the centres of the file's own cells), the spread of its centre around the entry point, and the correlation of
 adjacent layers' centres, for Geant4, its replica and a model's showers of the same conditions.
 
     python docs/families/allshowers/layer_widths.py REFERENCE REPLICA CANDIDATE
@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 from hitgen.core.events import EventSet
-from hitgen.detectors.ild_ecal.geometry import ILD
+from hitgen.detectors.ild_ecal.geometry import layout_of
 
 LAYERS = [0, 2, 4, 6, 8, 10, 14, 18, 22, 26]
 
@@ -20,9 +20,9 @@ LAYERS = [0, 2, 4, 6, 8, 10, 14, 18, 22, 26]
 def centres_and_widths(path: str) -> tuple[np.ndarray, np.ndarray]:
     """(N, 30) energy-weighted centre (minus the entry point) and width in x of every layer."""
     events = EventSet.read(path)
-    h, n = events.hits, events.n_events
+    h, n, geometry = events.hits, events.n_events, layout_of(events.detector_spec)
     event = np.repeat(np.arange(n), np.diff(events.offsets))
-    x = ILD.cell_centre_mm(h["cell_x"]) - events.conditions["entry_point"][event, 0]
+    x = geometry.cell_centre_mm(h["cell_x"]) - events.conditions["entry_point"][event, 0]
     w = h["energy"].astype(np.float64)
     sums = np.zeros((3, n, 30))
     for k, v in enumerate((w, w * x, w * x * x)):
