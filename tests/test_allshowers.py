@@ -180,6 +180,42 @@ def test_cell_features_start_at_the_init_model_and_train(showers):
     assert after < 0.95 * before and model.cell_in.weight.abs().sum() > 0
 
 
+def test_core_coordinates_are_invertible_standardised_and_train_and_generate(showers):
+    """With core_scale_mm s: the CNF's x, y are s asinh((x - entry) / s), standardised over the training
+    points; to_linear undoes to_flow, the phase features see the same mm, and generation of a model
+    trained in them writes the showers' cells; a teacher in other coordinates is refused."""
+    from hitgen.core.errors import HitgenError
+    from hitgen.families.allshowers.model import cell_phase, entry_mm, to_flow, to_linear, xy_mm
+
+    model, data = _model(showers, core_scale_mm=2.5, cell_features=True, dequantisation="centred")
+    plain, _ = _model(showers, cell_features=True, dequantisation="centred")
+    assert model.cfg.core_scale_mm == 2.5 and len(model.cfg.core_stats) == 4 and plain.cfg.core_stats == []
+    batch = data.batch(np.arange(len(data)))
+    valid, cond = batch["valid"], batch["cond"]
+    flow = to_flow(batch["points"], cond, model.cfg)
+    u = flow[valid][:, :2].double()
+    np.testing.assert_allclose(u.mean(0).numpy(), 0.0, atol=1e-4)  # standardised over these very points
+    np.testing.assert_allclose(u.std(0).numpy(), 1.0, atol=1e-3)
+    torch.testing.assert_close(to_linear(flow, cond, model.cfg)[valid], batch["points"][valid], rtol=0, atol=2e-5)
+    assert torch.equal(to_flow(batch["points"], cond, plain.cfg), batch["points"])  # s = 0: the linear points
+    # by hand: a point 10 mm right of the entry point of shower 0, and the entry point itself
+    mean, std = np.array(data.stats["point_mean"]), np.array(data.stats["point_std"])
+    e = entry_mm(cond[:1])[0, 0].double().numpy()
+    at = torch.tensor([[[*((e + [10.0, 0.0] - mean[:2]) / std[:2]), 0.0], [*((e - mean[:2]) / std[:2]), 0.0]]], dtype=torch.float32)
+    cm, cs = np.array(model.cfg.core_stats[:2]), np.array(model.cfg.core_stats[2:])
+    want = (np.array([[2.5 * np.arcsinh(4.0), 0.0], [0.0, 0.0]]) - cm) / cs
+    np.testing.assert_allclose(to_flow(at, cond[:1], model.cfg)[0, :, :2].numpy(), want, atol=1e-5)
+    torch.testing.assert_close(xy_mm(to_flow(at, cond[:1], model.cfg), cond[:1], model.cfg), xy_mm(at, cond[:1], plain.cfg), rtol=0, atol=1e-4)
+    torch.testing.assert_close(cell_phase(xy_mm(flow, cond, model.cfg)), cell_phase(xy_mm(batch["points"], cond, plain.cfg)), rtol=0, atol=1e-3)
+    before, after = _loss_before_and_after_steps(model, flow_matching_loss, data, steps=10)
+    assert after < 0.95 * before
+    offsets, hits = generate_showers(model, showers.conditions, 3, 32, "euler-2")
+    assert len(offsets) == showers.n_events + 1 and len(hits["energy"]) > 0 and hits["energy"].min() >= 0.1
+    cfg = _config(core_scale_mm=2.5)
+    with pytest.raises(HitgenError, match="other coordinates"):
+        get_family("allshowers").distillation_loss(cfg, plain, data)
+
+
 def test_point_layers_give_exactly_the_requested_points():
     counts = torch.tensor([[2, 0, 3] + [0] * 27, [0] * 29 + [4], [0] * 30])
     layer, valid = point_layers(counts)
@@ -309,7 +345,7 @@ def test_points_of_the_fine_layout_train_and_generate_the_readouts_cells(tmp_pat
         assert np.abs(offset).max() <= 0.45 * fine_layout.cell_size_mm + 1e-4
     # at a sub-cell centre the phase is (sin, cos) = (0, 1), at a 5 mm cell's centre (0, -1)
     at = torch.tensor([[float(fine_layout.cell_centre_mm(130)), 0.0, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
-    phase = cell_phase((at - torch.tensor(mean)) / torch.tensor(std), data.stats, "ild-fine")
+    phase = cell_phase(at[:, :2], "ild-fine")
     torch.testing.assert_close(phase[:, [0, 2]], torch.tensor([[0.0, 1.0], [0.0, -1.0]], dtype=torch.float64), atol=1e-6, rtol=0)
     offsets, hits = generate_showers(model, fine.conditions, 3, 12, "euler-2")
     assert len(offsets) == 13 and hits["energy"].min() >= ILD.threshold_mev and hits["cell_x"].max() < ILD.n_cells

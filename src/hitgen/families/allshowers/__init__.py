@@ -36,10 +36,12 @@ class AllShowersFamily:
         return AllShowersTrainConfig
 
     def build(self, cfg, data) -> torch.nn.Module:
-        from hitgen.families.allshowers.model import AllShowers, AllShowersConfig
+        from hitgen.families.allshowers.model import AllShowers, AllShowersConfig, core_statistics
 
         fields = cfg.model.model_dump(exclude={"architecture"})
-        return AllShowers(AllShowersConfig(**fields, stats=data.stats, point_layout=data.layout))
+        scale = fields["core_scale_mm"]
+        core = core_statistics(data.points, data.cond, data.offsets, data.stats, scale) if scale else []
+        return AllShowers(AllShowersConfig(**fields, stats=data.stats, point_layout=data.layout, core_stats=core))
 
     def model_from_config(self, model_config: dict[str, Any]) -> torch.nn.Module:
         from hitgen.families.allshowers.model import AllShowers, AllShowersConfig
@@ -80,6 +82,8 @@ class AllShowersFamily:
         from hitgen.core.errors import HitgenError
         from hitgen.families.allshowers.reflow import ReflowLoss
 
+        if teacher.cfg.core_scale_mm != cfg.model.core_scale_mm:
+            raise HitgenError(f"[train] teacher: its points move in other coordinates (core_scale_mm {teacher.cfg.core_scale_mm:g}, these {cfg.model.core_scale_mm:g})")
         if cfg.loss.point_weight != 1.0:
             raise HitgenError("[loss] point_weight: reflow trains the points at weight 1 (leave it out with a teacher)")
 

@@ -30,6 +30,8 @@ class ModelSection(TrunkSection):
     dequantisation: Literal["uniform", "centred"] = "uniform"
     dequantisation_width: float = Field(0.15, gt=0, le=0.5)
     cell_features: bool = False  # the point's phase within the 5 mm cell grid as input features
+    # > 0: the CNF's x, y are s asinh((x - entry) / s) (mm; model.py), linear near the shower's axis, logarithmic beyond
+    core_scale_mm: float = Field(0.0, ge=0)
     # points to cells: "sum" adds the points of one cell (the paper); "matched" gives the points of a
     # layer distinct cells with the least energy-weighted squared displacement (sampler.py)
     cell_mapping: Literal["sum", "matched"] = "sum"

@@ -8,7 +8,7 @@ import ot
 import torch
 
 from hitgen.families.allshowers.data import centred_points
-from hitgen.families.allshowers.model import AllShowers, BandAttention
+from hitgen.families.allshowers.model import AllShowers, BandAttention, to_flow
 
 
 def ot_pairing(noise: torch.Tensor, points: torch.Tensor, layer: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -64,6 +64,7 @@ def flow_matching_loss(
     points = batch["points"]
     if model.cfg.dequantisation == "centred":
         points = centred_points(points, model.cfg.stats, model.cfg.dequantisation_width, point_layout=model.cfg.point_layout)
+    points = to_flow(points, batch["cond"], model.cfg)
     noise = torch.randn_like(points)
     if model.cfg.ot_pairing:
         noise = ot_pairing(noise, points, batch["layer"], batch["valid"])

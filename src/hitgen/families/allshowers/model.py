@@ -14,6 +14,12 @@ flow-matching models of an ild-ecal shower.
    The points are ild-ecal cells (5 mm, above threshold) or, with `point_layout` "ild-fine", 2.5 mm
    sub-cells with any deposit (data.py), and generation sums them into the cells of the readout.
 
+The CNF's x and y: the training points' mm standardised (`core_scale_mm` 0), or, with a core scale
+s > 0, s asinh((x - x_entry) / s) standardised (the same for y; x_entry the particle's entry point,
+a condition): linear within about s of the shower's axis, logarithmic beyond, so the narrow core,
+where the energy is, fills more of the flow's space and the sparse halo less. The data keep
+linear standardised points (data.py); `to_flow` and `to_linear` move between the two.
+
 Flow matching convention: x_t = (1 - t) x0 + t x1 with x0 standard normal and x1 the data, so the
 velocity to learn is x1 - x0, and generation integrates from t = 0 to t = 1.
 """
@@ -24,16 +30,18 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from hitgen.detectors.ild_ecal.geometry import N_LAYERS, layout_of
+from hitgen.detectors.ild_ecal.geometry import CELL_SIZE_MM, N_LAYERS, layout_of
 from hitgen.nn.blocks import Block
 
 # particles the model has an embedding for, in the order of its one-hot (PDG codes)
 PARTICLE_PDGS = (22, 11, -11, 13, -13)
 N_COND = len(PARTICLE_PDGS) + 1 + 3 + 2  # one-hot, standardised log energy, direction, entry point / half cell
+CORE_LIMIT = 15.0  # the core coordinate's asinh is clamped to +-this: s sinh(15) is kilometres off the plane
 
 
 @dataclass
@@ -61,6 +69,8 @@ class AllShowersConfig:
     # ild's cells either way
     point_layout: str = "ild"
     cell_mapping: str = "sum"  # points to cells: "sum" (the paper) or "matched" (distinct cells; sampler.py)
+    core_scale_mm: float = 0.0  # > 0: the CNF's x, y are s asinh((x - entry) / s), standardised (the module's doc)
+    core_stats: list[float] = field(default_factory=list)  # their mean x, y and std x, y over the training points (set when built)
     default_solver: str = "heun-32"
     count_solver: str | None = None  # the first stage's solver where it differs from the decoder's
     # standardisation of the training data (set from it when the model is built, then fixed)
@@ -106,13 +116,60 @@ def cell_grid(point_layout: str) -> tuple[float, float]:
     return layout.cell_size_mm, float(layout.cell_centre_mm(layout.n_cells // 2))
 
 
-def cell_phase(x: torch.Tensor, stats: dict[str, Any], point_layout: str = "ild") -> torch.Tensor:
-    """(..., 4): sin and cos of 2 pi (x - c) / s and of 2 pi (y - c) / s, x and y in mm from standardised
-    points (..., 3), s the cell size and c a cell centre of the points' layout."""
-    mean, std = xy_scale(x, stats)
+def cell_phase(xy: torch.Tensor, point_layout: str = "ild") -> torch.Tensor:
+    """(..., 4): sin and cos of 2 pi (x - c) / s and of 2 pi (y - c) / s, xy (..., 2) in mm, s the cell
+    size and c a cell centre of the points' layout."""
     size, centre = cell_grid(point_layout)
-    a = (x[..., :2] * std + mean - centre) * (2 * math.pi / size)
+    a = (xy - centre) * (2 * math.pi / size)
     return torch.cat([a.sin(), a.cos()], dim=-1)
+
+
+def entry_mm(cond: torch.Tensor) -> torch.Tensor:
+    """The entry point's x, y in mm (B, 1, 2) from the conditions (B, N_COND)."""
+    return cond[:, None, -2:] * (CELL_SIZE_MM / 2)
+
+
+def _core(cfg: AllShowersConfig, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    c = torch.tensor(cfg.core_stats, dtype=like.dtype, device=like.device)
+    return c[:2], c[2:]
+
+
+def xy_mm(x: torch.Tensor, cond: torch.Tensor, cfg: AllShowersConfig) -> torch.Tensor:
+    """x, y in mm (B, P, 2) of points (B, P, 3) in the CNF's coordinates."""
+    if not cfg.core_scale_mm:
+        mean, std = xy_scale(x, cfg.stats)
+        return x[..., :2] * std + mean
+    mean, std = _core(cfg, x)
+    s = cfg.core_scale_mm
+    return entry_mm(cond).to(x.dtype) + s * torch.sinh(((x[..., :2] * std + mean) / s).clamp(-CORE_LIMIT, CORE_LIMIT))
+
+
+def to_flow(points: torch.Tensor, cond: torch.Tensor, cfg: AllShowersConfig) -> torch.Tensor:
+    """Linear standardised points (B, P, 3; data.py) in the CNF's coordinates."""
+    if not cfg.core_scale_mm:
+        return points
+    mean, std = xy_scale(points, cfg.stats)
+    cmean, cstd = _core(cfg, points)
+    s = cfg.core_scale_mm
+    u = s * torch.asinh((points[..., :2] * std + mean - entry_mm(cond).to(points.dtype)) / s)
+    return torch.cat([(u - cmean) / cstd, points[..., 2:]], dim=-1)
+
+
+def to_linear(x: torch.Tensor, cond: torch.Tensor, cfg: AllShowersConfig) -> torch.Tensor:
+    """Points (B, P, 3) in the CNF's coordinates as linear standardised points (to_flow's inverse)."""
+    if not cfg.core_scale_mm:
+        return x
+    mean, std = xy_scale(x, cfg.stats)
+    return torch.cat([(xy_mm(x, cond, cfg) - mean) / std, x[..., 2:]], dim=-1)
+
+
+def core_statistics(points: np.ndarray, cond: np.ndarray, offsets: np.ndarray, stats: dict[str, Any], scale_mm: float) -> list[float]:
+    """The mean x, y and std x, y of s asinh((x - entry) / s) over training points (hits, 3; linear
+    standardised) of showers with conditions cond (N, N_COND) and CSR offsets."""
+    event = np.repeat(np.arange(len(cond)), np.diff(offsets))
+    xy = points[:, :2].astype(np.float64) * np.array(stats["point_std"][:2]) + np.array(stats["point_mean"][:2])
+    u = scale_mm * np.arcsinh((xy - cond[event, -2:].astype(np.float64) * (CELL_SIZE_MM / 2)) / scale_mm)
+    return [*u.mean(0).tolist(), *np.maximum(u.std(0), 1e-3).tolist()]
 
 
 class BandAttention:
@@ -166,7 +223,7 @@ class AllShowers(nn.Module):
         ctx = self.context(torch.cat([cond, stage, fourier(t, self.cfg.time_frequencies)], dim=1))
         h = self.point_in(x) + self.layer_emb(layer) + ctx[:, None, :]
         if self.cfg.cell_features:
-            h = h + self.cell_in(cell_phase(x, self.cfg.stats, self.cfg.point_layout))
+            h = h + self.cell_in(cell_phase(xy_mm(x, cond, self.cfg), self.cfg.point_layout))
         for i, block in enumerate(self.blocks):
             h = block(h, attention, i)
         return self.point_out(self.ln_f(h))

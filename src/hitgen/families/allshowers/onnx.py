@@ -7,7 +7,9 @@ over them in ONNX Runtime.
 
 A C++ caller integrates exactly as hitgen.families.allshowers.sampler does: the first stage from
 standard normals over t in [0, 1], then the points of each layer from standard normals, with the
-model's standardisation (config.json "model" "stats") to go back to counts, mm and MeV."""
+model's standardisation (config.json "model" "stats") to go back to counts, mm and MeV; with a
+"core_scale_mm" s > 0 the points' x, y are the standardised s asinh((x - entry) / s) ("core_stats":
+their mean x, y and std x, y), so x = entry + s sinh(u / s) (hitgen.families.allshowers.model)."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ from hitgen.core.csr import offsets_from_counts
 from hitgen.core.errors import HitgenError
 from hitgen.detectors.ild_ecal.geometry import ILD, N_LAYERS, digitize
 from hitgen.families.allshowers.data import ENERGY_FLOOR_MEV, condition_vector
-from hitgen.families.allshowers.model import AllShowers, BandAttention
+from hitgen.families.allshowers.model import AllShowers, BandAttention, to_linear
 from hitgen.nn import streams
 
 SOLVERS = ("heun", "midpoint", "euler")
@@ -143,7 +143,7 @@ def _batch(model: AllShowers, cond, keys, pdg, solver: str, nfe: int, rescale: b
         layer, valid = point_layers(counts[rows])
         x0 = point_noise(keys[rows], valid)
         x = move_points(net, x0, layer, valid, cond[rows], stage[rows], cfg.band, solver, nfe)
-        points.append(x[valid])
+        points.append(to_linear(x, cond[rows], cfg)[valid])
         layers.append(layer[valid])
         events.append(rows[:, None].expand_as(valid)[valid])
     event = torch.cat(events)
