@@ -83,7 +83,8 @@ class AllShowersFamily:
         from hitgen.families.allshowers.reflow import ReflowLoss
 
         if teacher.cfg.core_scale_mm != cfg.model.core_scale_mm:
-            raise HitgenError(f"[train] teacher: its points move in other coordinates (core_scale_mm {teacher.cfg.core_scale_mm:g}, these {cfg.model.core_scale_mm:g})")
+            scales = f"core_scale_mm {teacher.cfg.core_scale_mm:g}, these {cfg.model.core_scale_mm:g}"
+            raise HitgenError(f"[train] teacher: its points move in other coordinates ({scales})")
         if cfg.loss.point_weight != 1.0:
             raise HitgenError("[loss] point_weight: reflow trains the points at weight 1 (leave it out with a teacher)")
 
