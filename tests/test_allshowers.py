@@ -491,7 +491,7 @@ def test_the_family_is_known_to_the_trainer_and_generator():
 
 def test_onnx_export_generates_the_same_showers_through_onnxruntime(showers, tmp_path):
     pytest.importorskip("onnxruntime")
-    model, _ = _model(showers)
+    model, _ = _model(showers, core_scale_mm=2.5, cell_features=True)  # the core coordinate's sinh inside the graph
     from hitgen.models.io import save_model_dir
 
     folder = save_model_dir(tmp_path / "m", model, "allshowers", {"detector_spec": showers.detector_spec})

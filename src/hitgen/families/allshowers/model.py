@@ -141,7 +141,8 @@ def xy_mm(x: torch.Tensor, cond: torch.Tensor, cfg: AllShowersConfig) -> torch.T
         return x[..., :2] * std + mean
     mean, std = _core(cfg, x)
     s = cfg.core_scale_mm
-    return entry_mm(cond).to(x.dtype) + s * torch.sinh(((x[..., :2] * std + mean) / s).clamp(-CORE_LIMIT, CORE_LIMIT))
+    z = ((x[..., :2] * std + mean) / s).clamp(-CORE_LIMIT, CORE_LIMIT)
+    return entry_mm(cond).to(x.dtype) + s * 0.5 * (torch.exp(z) - torch.exp(-z))  # sinh, written out: ONNX export has no aten::sinh
 
 
 def to_flow(points: torch.Tensor, cond: torch.Tensor, cfg: AllShowersConfig) -> torch.Tensor:
