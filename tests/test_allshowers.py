@@ -216,6 +216,54 @@ def test_core_coordinates_are_invertible_standardised_and_train_and_generate(sho
         get_family("allshowers").distillation_loss(cfg, plain, data)
 
 
+def test_layer_share_energy_is_invertible_standardised_and_trains_and_generates(showers):
+    """With energy_reference "layer": the CNF's log E is log E - log((E_l + 0.01) / (n_l + 0.5)) of the
+    shower's first-stage numbers, standardised over the training points; to_linear undoes to_flow
+    with the same numbers; the layer features start at zero; a model trained in these coordinates
+    generates cells; a teacher whose energies move otherwise is refused; a model without layer
+    energies cannot take them."""
+    from pydantic import ValidationError
+
+    from hitgen.core.errors import HitgenError
+    from hitgen.families.allshowers.model import to_flow, to_linear
+
+    core = {"core_scale_mm": 2.5, "cell_features": True, "dequantisation": "centred"}
+    model, data = _model(showers, **core, energy_reference="layer", layer_features=True)
+    plain, _ = _model(showers, **core)
+    assert len(model.cfg.energy_stats) == 2 and plain.cfg.energy_stats == []
+    np.testing.assert_allclose(model.cfg.core_stats, plain.cfg.core_stats, rtol=1e-12)  # x, y as before
+    batch = data.batch(np.arange(len(data)))
+    valid, cond, stage, layer = batch["valid"], batch["cond"], batch["stage"], batch["layer"]
+    flow = to_flow(batch["points"], cond, model.cfg, stage, layer)
+    e = flow[valid][:, 2].double()
+    assert abs(float(e.mean())) < 1e-4 and abs(float(e.std(unbiased=False)) - 1) < 1e-3
+    torch.testing.assert_close(flow[..., :2], to_flow(batch["points"], cond, plain.cfg)[..., :2], rtol=0, atol=0)
+    torch.testing.assert_close(to_linear(flow, cond, model.cfg, stage, layer)[valid], batch["points"][valid], rtol=0, atol=2e-5)
+    # by hand, the first point of shower 0: its MeV against its layer's MeV and points in the data
+    h = showers.hits
+    n0 = int(showers.offsets[1])
+    l0 = int(layer[0, 0])
+    in_layer = h["layer"][:n0] == l0
+    log_e = float(batch["points"][0, 0, 2]) * data.stats["point_std"][2] + data.stats["point_mean"][2]
+    want = log_e - np.log((h["energy"][:n0][in_layer].sum() + 0.01) / (in_layer.sum() + 0.5))
+    mean, std = model.cfg.energy_stats
+    assert float(flow[0, 0, 2]) == pytest.approx((want - mean) / std, abs=1e-4)
+    # the layer features start at zero: the velocity is that of the same weights without them
+    missing = model.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["layer_in.bias", "layer_in.weight"]
+    args = (flow[:8], torch.full((8,), 0.3), layer[:8], BandAttention(layer[:8], valid[:8], 2), cond[:8], stage[:8])
+    with torch.no_grad():
+        torch.testing.assert_close(model.point_velocity(*args), plain.point_velocity(*args), rtol=0, atol=0)
+    before, after = _loss_before_and_after_steps(model, flow_matching_loss, data, steps=10)
+    assert after < 0.95 * before and model.layer_in.weight.abs().sum() > 0
+    offsets, hits = generate_showers(model, showers.conditions, 3, 32, "euler-2")
+    assert len(offsets) == showers.n_events + 1 and len(hits["energy"]) > 0 and hits["energy"].min() >= 0.1
+    with pytest.raises(HitgenError, match="other coordinates"):
+        get_family("allshowers").distillation_loss(_config(**core), model, data)
+    with pytest.raises(ValidationError, match="needs layer_energies"):
+        _config(energy_reference="layer", layer_energies=False)
+
+
 def test_point_layers_give_exactly_the_requested_points():
     counts = torch.tensor([[2, 0, 3] + [0] * 27, [0] * 29 + [4], [0] * 30])
     layer, valid = point_layers(counts)

@@ -36,12 +36,12 @@ class AllShowersFamily:
         return AllShowersTrainConfig
 
     def build(self, cfg, data) -> torch.nn.Module:
-        from hitgen.families.allshowers.model import AllShowers, AllShowersConfig, core_statistics
+        from hitgen.families.allshowers.model import AllShowers, AllShowersConfig, flow_statistics
 
-        fields = cfg.model.model_dump(exclude={"architecture"})
-        scale = fields["core_scale_mm"]
-        core = core_statistics(data.points, data.cond, data.offsets, data.stats, scale) if scale else []
-        return AllShowers(AllShowersConfig(**fields, stats=data.stats, point_layout=data.layout, core_stats=core))
+        config = AllShowersConfig(**cfg.model.model_dump(exclude={"architecture"}), stats=data.stats, point_layout=data.layout)
+        for key, value in flow_statistics(data.points, data.layer, data.cond, data.stage, data.offsets, config).items():
+            setattr(config, key, value)
+        return AllShowers(config)
 
     def model_from_config(self, model_config: dict[str, Any]) -> torch.nn.Module:
         from hitgen.families.allshowers.model import AllShowers, AllShowersConfig
@@ -82,8 +82,10 @@ class AllShowersFamily:
         from hitgen.core.errors import HitgenError
         from hitgen.families.allshowers.reflow import ReflowLoss
 
-        if teacher.cfg.core_scale_mm != cfg.model.core_scale_mm:
-            scales = f"core_scale_mm {teacher.cfg.core_scale_mm:g}, these {cfg.model.core_scale_mm:g}"
+        theirs = (teacher.cfg.core_scale_mm, teacher.cfg.energy_reference)
+        ours = (cfg.model.core_scale_mm, cfg.model.energy_reference)
+        if theirs != ours:
+            scales = f"core_scale_mm {theirs[0]:g}, energy_reference {theirs[1]}; these {ours[0]:g}, {ours[1]}"
             raise HitgenError(f"[train] teacher: its points move in other coordinates ({scales})")
         if cfg.loss.point_weight != 1.0:
             raise HitgenError("[loss] point_weight: reflow trains the points at weight 1 (leave it out with a teacher)")

@@ -32,6 +32,10 @@ class ModelSection(TrunkSection):
     cell_features: bool = False  # the point's phase within the 5 mm cell grid as input features
     # > 0: the CNF's x, y are s asinh((x - entry) / s) (mm; model.py), linear near the shower's axis, logarithmic beyond
     core_scale_mm: float = Field(0.0, ge=0)
+    # "layer": the CNF's log E less the log of its layer's mean point energy (the first stage's numbers;
+    # model.py): the point's share of its layer; "none": the log E itself
+    energy_reference: Literal["none", "layer"] = "none"
+    layer_features: bool = False  # each point sees its own layer's first-stage numbers (count, energy)
     # points to cells: "sum" adds the points of one cell (the paper); "matched" gives the points of a
     # layer distinct cells with the least energy-weighted squared displacement (sampler.py)
     cell_mapping: Literal["sum", "matched"] = "sum"
@@ -42,6 +46,8 @@ class ModelSection(TrunkSection):
     def _scaling(self) -> ModelSection:
         if self.scale_muons and not (self.layer_energies and self.scale_to_layer_energies):
             raise ValueError("scale_muons scales muons as e/gamma are: it needs layer_energies and scale_to_layer_energies")
+        if self.energy_reference == "layer" and not self.layer_energies:
+            raise ValueError("energy_reference 'layer' measures a point's energy against its layer's: it needs layer_energies")
         return self
 
 

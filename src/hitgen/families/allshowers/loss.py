@@ -64,7 +64,7 @@ def flow_matching_loss(
     points = batch["points"]
     if model.cfg.dequantisation == "centred":
         points = centred_points(points, model.cfg.stats, model.cfg.dequantisation_width, point_layout=model.cfg.point_layout)
-    points = to_flow(points, batch["cond"], model.cfg)
+    points = to_flow(points, batch["cond"], model.cfg, batch["stage"], batch["layer"])
     noise = torch.randn_like(points)
     if model.cfg.ot_pairing:
         noise = ot_pairing(noise, points, batch["layer"], batch["valid"])

@@ -17,8 +17,15 @@ flow-matching models of an ild-ecal shower.
 The CNF's x and y: the training points' mm standardised (`core_scale_mm` 0), or, with a core scale
 s > 0, s asinh((x - x_entry) / s) standardised (the same for y; x_entry the particle's entry point,
 a condition): linear within about s of the shower's axis, logarithmic beyond, so the narrow core,
-where the energy is, fills more of the flow's space and the sparse halo less. The data keep
+where the energy is, fills more of the flow's space and the sparse halo less. The CNF's log E: the
+training points' log E standardised (`energy_reference` "none"), or, with "layer", log E less the
+log of its layer's mean point energy, log((E_layer + 0.01 MeV) / (n_layer + 0.5)) of the first
+stage's numbers, standardised: how a point shares its layer's energy, the part generation keeps
+when it scales the points to the first stage's layer energies; the level of every layer, which varies
+over orders of magnitude from shower to shower and layer to layer, is the first stage's. The data keep
 linear standardised points (data.py); `to_flow` and `to_linear` move between the two.
+With `layer_features`, each point also sees its own layer's first-stage numbers (standardised count
+and energy) through a layer that starts at zero.
 
 Flow matching convention: x_t = (1 - t) x0 + t x1 with x0 standard normal and x1 the data, so the
 velocity to learn is x1 - x0, and generation integrates from t = 0 to t = 1.
@@ -71,6 +78,9 @@ class AllShowersConfig:
     cell_mapping: str = "sum"  # points to cells: "sum" (the paper) or "matched" (distinct cells; sampler.py)
     core_scale_mm: float = 0.0  # > 0: the CNF's x, y are s asinh((x - entry) / s), standardised (the module's doc)
     core_stats: list[float] = field(default_factory=list)  # their mean x, y and std x, y over the training points (set when built)
+    energy_reference: str = "none"  # "layer": the CNF's log E is relative to the layer's mean point energy (the module's doc)
+    energy_stats: list[float] = field(default_factory=list)  # its mean and std over the training points (set when built)
+    layer_features: bool = False  # a point's own layer's first-stage numbers as input features
     default_solver: str = "heun-32"
     count_solver: str | None = None  # the first stage's solver where it differs from the decoder's
     # standardisation of the training data (set from it when the model is built, then fixed)
@@ -145,32 +155,88 @@ def xy_mm(x: torch.Tensor, cond: torch.Tensor, cfg: AllShowersConfig) -> torch.T
     return entry_mm(cond).to(x.dtype) + s * 0.5 * (torch.exp(z) - torch.exp(-z))  # sinh, written out: ONNX export has no aten::sinh
 
 
-def to_flow(points: torch.Tensor, cond: torch.Tensor, cfg: AllShowersConfig) -> torch.Tensor:
-    """Linear standardised points (B, P, 3; data.py) in the CNF's coordinates."""
-    if not cfg.core_scale_mm:
+def layer_reference(stage: torch.Tensor, layer: torch.Tensor, cfg: AllShowersConfig) -> torch.Tensor:
+    """log((E_l + 0.01 MeV) / (n_l + 0.5)) (B, P) of each point's layer l (B, P), from the
+    standardised first-stage numbers (B, >= 60): the log of the layer's mean point energy in MeV."""
+    mean, std = (torch.tensor(cfg.stats[k][: 2 * N_LAYERS], dtype=stage.dtype, device=stage.device) for k in ("stage_mean", "stage_std"))
+    raw = stage[:, : 2 * N_LAYERS] * std + mean
+    return torch.gather(raw[:, N_LAYERS:] - raw[:, :N_LAYERS], 1, layer)
+
+
+def _raw_flow(points: torch.Tensor, entry: torch.Tensor, reference: torch.Tensor | None, cfg: AllShowersConfig) -> torch.Tensor:
+    """The CNF's coordinates before their standardisation, of linear standardised points (..., 3) with
+    the entry point in mm (..., 2) and their layer's reference (...; None without energy_reference)."""
+    mean, std = (torch.tensor(cfg.stats[k], dtype=points.dtype, device=points.device) for k in ("point_mean", "point_std"))
+    lin = points * std + mean
+    xy = lin[..., :2]
+    if cfg.core_scale_mm:
+        s = cfg.core_scale_mm
+        xy = s * torch.asinh((xy - entry) / s)
+    log_e = lin[..., 2:] if reference is None else lin[..., 2:] - reference[..., None]
+    return torch.cat([xy, log_e], dim=-1)
+
+
+def _flow_scale(cfg: AllShowersConfig, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and std (3,) of the CNF's raw coordinates (those that are not the data's own are set when built)."""
+    mean = torch.tensor(cfg.stats["point_mean"], dtype=like.dtype, device=like.device)
+    std = torch.tensor(cfg.stats["point_std"], dtype=like.dtype, device=like.device)
+    if cfg.core_scale_mm:
+        mean[:2], std[:2] = _core(cfg, like)
+    if cfg.energy_reference == "layer":
+        mean[2], std[2] = cfg.energy_stats
+    return mean, std
+
+
+def _reference(stage: torch.Tensor | None, layer: torch.Tensor | None, cfg: AllShowersConfig) -> torch.Tensor | None:
+    if cfg.energy_reference != "layer":
+        return None
+    return layer_reference(stage, layer, cfg).to(stage.dtype)
+
+
+def to_flow(
+    points: torch.Tensor, cond: torch.Tensor, cfg: AllShowersConfig, stage: torch.Tensor | None = None, layer: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Linear standardised points (B, P, 3; data.py) of layers `layer` (B, P), showers of conditions
+    cond and first-stage numbers stage (standardised), in the CNF's coordinates."""
+    if not cfg.core_scale_mm and cfg.energy_reference != "layer":
         return points
-    mean, std = xy_scale(points, cfg.stats)
-    cmean, cstd = _core(cfg, points)
-    s = cfg.core_scale_mm
-    u = s * torch.asinh((points[..., :2] * std + mean - entry_mm(cond).to(points.dtype)) / s)
-    return torch.cat([(u - cmean) / cstd, points[..., 2:]], dim=-1)
+    mean, std = _flow_scale(cfg, points)
+    return (_raw_flow(points, entry_mm(cond).to(points.dtype), _reference(stage, layer, cfg), cfg) - mean) / std
 
 
-def to_linear(x: torch.Tensor, cond: torch.Tensor, cfg: AllShowersConfig) -> torch.Tensor:
+def to_linear(
+    x: torch.Tensor, cond: torch.Tensor, cfg: AllShowersConfig, stage: torch.Tensor | None = None, layer: torch.Tensor | None = None
+) -> torch.Tensor:
     """Points (B, P, 3) in the CNF's coordinates as linear standardised points (to_flow's inverse)."""
-    if not cfg.core_scale_mm:
+    if not cfg.core_scale_mm and cfg.energy_reference != "layer":
         return x
-    mean, std = xy_scale(x, cfg.stats)
-    return torch.cat([(xy_mm(x, cond, cfg) - mean) / std, x[..., 2:]], dim=-1)
+    pmean, pstd = xy_scale(x, cfg.stats)
+    xy = (xy_mm(x, cond, cfg) - pmean) / pstd
+    if cfg.energy_reference != "layer":
+        return torch.cat([xy, x[..., 2:]], dim=-1)
+    emean, estd = cfg.energy_stats
+    log_e = x[..., 2] * estd + emean + _reference(stage, layer, cfg)
+    return torch.cat([xy, ((log_e - cfg.stats["point_mean"][2]) / cfg.stats["point_std"][2])[..., None]], dim=-1)
 
 
-def core_statistics(points: np.ndarray, cond: np.ndarray, offsets: np.ndarray, stats: dict[str, Any], scale_mm: float) -> list[float]:
-    """The mean x, y and std x, y of s asinh((x - entry) / s) over training points (hits, 3; linear
-    standardised) of showers with conditions cond (N, N_COND) and CSR offsets."""
-    event = np.repeat(np.arange(len(cond)), np.diff(offsets))
-    xy = points[:, :2].astype(np.float64) * np.array(stats["point_std"][:2]) + np.array(stats["point_mean"][:2])
-    u = scale_mm * np.arcsinh((xy - cond[event, -2:].astype(np.float64) * (CELL_SIZE_MM / 2)) / scale_mm)
-    return [*u.mean(0).tolist(), *np.maximum(u.std(0), 1e-3).tolist()]
+def flow_statistics(
+    points: np.ndarray, layer: np.ndarray, cond: np.ndarray, stage: np.ndarray, offsets: np.ndarray, cfg: AllShowersConfig
+) -> dict[str, list[float]]:
+    """core_stats and energy_stats of a model configured as cfg (stats set), over training points
+    (hits, 3; linear standardised) of layers `layer`, of showers with conditions cond (N, N_COND), first-stage
+    numbers stage (N, 60; standardised) and CSR offsets: the mean and std of the CNF's raw coordinates."""
+    event = torch.from_numpy(np.repeat(np.arange(len(cond)), np.diff(offsets)))
+    pts = torch.from_numpy(points).double()
+    entry = entry_mm(torch.from_numpy(cond).double())[event, 0]
+    table = None
+    if cfg.energy_reference == "layer":
+        table = layer_reference(torch.from_numpy(stage).double(), torch.arange(N_LAYERS).expand(len(cond), N_LAYERS), cfg)
+    raw = _raw_flow(pts, entry, None if table is None else table[event, torch.from_numpy(layer)], cfg)
+    mean, std = raw.mean(0).tolist(), raw.std(0, unbiased=False).clamp(min=1e-3).tolist()
+    return {
+        "core_stats": [*mean[:2], *std[:2]] if cfg.core_scale_mm else [],
+        "energy_stats": [mean[2], std[2]] if cfg.energy_reference == "layer" else [],
+    }
 
 
 class BandAttention:
@@ -202,6 +268,10 @@ class AllShowers(nn.Module):
             nn.init.zeros_(self.cell_in.weight)
             nn.init.zeros_(self.cell_in.bias)
         self.layer_emb = nn.Embedding(N_LAYERS, d)
+        if cfg.layer_features:
+            self.layer_in = nn.Linear(k // N_LAYERS, d)
+            nn.init.zeros_(self.layer_in.weight)
+            nn.init.zeros_(self.layer_in.bias)
         self.context = mlp(N_COND + k + nf, d, 2, d)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_blocks)])
         self.ln_f = nn.LayerNorm(d)
@@ -225,6 +295,9 @@ class AllShowers(nn.Module):
         h = self.point_in(x) + self.layer_emb(layer) + ctx[:, None, :]
         if self.cfg.cell_features:
             h = h + self.cell_in(cell_phase(xy_mm(x, cond, self.cfg), self.cfg.point_layout))
+        if self.cfg.layer_features:  # the standardised count (and energy) of each point's own layer
+            own = [torch.gather(stage[:, i * N_LAYERS : (i + 1) * N_LAYERS], 1, layer) for i in range(self.cfg.n_stage // N_LAYERS)]
+            h = h + self.layer_in(torch.stack(own, dim=-1))
         for i, block in enumerate(self.blocks):
             h = block(h, attention, i)
         return self.point_out(self.ln_f(h))

@@ -9,7 +9,10 @@ A C++ caller integrates exactly as hitgen.families.allshowers.sampler does: the 
 standard normals over t in [0, 1], then the points of each layer from standard normals, with the
 model's standardisation (config.json "model" "stats") to go back to counts, mm and MeV; with a
 "core_scale_mm" s > 0 the points' x, y are the standardised s asinh((x - entry) / s) ("core_stats":
-their mean x, y and std x, y), so x = entry + s sinh(u / s) (hitgen.families.allshowers.model)."""
+their mean x, y and std x, y), so x = entry + s sinh(u / s); with "energy_reference" "layer" the
+points' log E is standardised ("energy_stats": mean, std) log E - log((E_l + 0.01) / (n_l + 0.5)), E_l
+and n_l the first stage's energy and count of the point's layer before rounding
+(hitgen.families.allshowers.model)."""
 
 from __future__ import annotations
 

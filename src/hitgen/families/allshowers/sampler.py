@@ -143,7 +143,7 @@ def _batch(model: AllShowers, cond, keys, pdg, solver: str, nfe: int, rescale: b
         layer, valid = point_layers(counts[rows])
         x0 = point_noise(keys[rows], valid)
         x = move_points(net, x0, layer, valid, cond[rows], stage[rows], cfg.band, solver, nfe)
-        points.append(to_linear(x, cond[rows], cfg)[valid])
+        points.append(to_linear(x, cond[rows], cfg, stage[rows], layer)[valid])
         layers.append(layer[valid])
         events.append(rows[:, None].expand_as(valid)[valid])
     event = torch.cat(events)
