@@ -155,12 +155,12 @@ def xy_mm(x: torch.Tensor, cond: torch.Tensor, cfg: AllShowersConfig) -> torch.T
     return entry_mm(cond).to(x.dtype) + s * 0.5 * (torch.exp(z) - torch.exp(-z))  # sinh, written out: ONNX export has no aten::sinh
 
 
-def layer_reference(stage: torch.Tensor, layer: torch.Tensor, cfg: AllShowersConfig) -> torch.Tensor:
-    """log((E_l + 0.01 MeV) / (n_l + 0.5)) (B, P) of each point's layer l (B, P), from the
-    standardised first-stage numbers (B, >= 60): the log of the layer's mean point energy in MeV."""
+def layer_reference(stage: torch.Tensor, cfg: AllShowersConfig) -> torch.Tensor:
+    """log((E_l + 0.01 MeV) / (n_l + 0.5)) (B, 30) of every layer l, from the standardised first-stage
+    numbers (B, >= 60): the log of the layer's mean point energy in MeV."""
     mean, std = (torch.tensor(cfg.stats[k][: 2 * N_LAYERS], dtype=stage.dtype, device=stage.device) for k in ("stage_mean", "stage_std"))
     raw = stage[:, : 2 * N_LAYERS] * std + mean
-    return torch.gather(raw[:, N_LAYERS:] - raw[:, :N_LAYERS], 1, layer)
+    return raw[:, N_LAYERS:] - raw[:, :N_LAYERS]
 
 
 def _raw_flow(points: torch.Tensor, entry: torch.Tensor, reference: torch.Tensor | None, cfg: AllShowersConfig) -> torch.Tensor:
@@ -188,9 +188,10 @@ def _flow_scale(cfg: AllShowersConfig, like: torch.Tensor) -> tuple[torch.Tensor
 
 
 def _reference(stage: torch.Tensor | None, layer: torch.Tensor | None, cfg: AllShowersConfig) -> torch.Tensor | None:
+    """Each point's layer_reference (B, P), or None without energy_reference."""
     if cfg.energy_reference != "layer":
         return None
-    return layer_reference(stage, layer, cfg).to(stage.dtype)
+    return torch.gather(layer_reference(stage, cfg), 1, layer)
 
 
 def to_flow(
@@ -228,10 +229,10 @@ def flow_statistics(
     event = torch.from_numpy(np.repeat(np.arange(len(cond)), np.diff(offsets)))
     pts = torch.from_numpy(points).double()
     entry = entry_mm(torch.from_numpy(cond).double())[event, 0]
-    table = None
+    reference = None
     if cfg.energy_reference == "layer":
-        table = layer_reference(torch.from_numpy(stage).double(), torch.arange(N_LAYERS).expand(len(cond), N_LAYERS), cfg)
-    raw = _raw_flow(pts, entry, None if table is None else table[event, torch.from_numpy(layer)], cfg)
+        reference = layer_reference(torch.from_numpy(stage).double(), cfg)[event, torch.from_numpy(layer)]
+    raw = _raw_flow(pts, entry, reference, cfg)
     mean, std = raw.mean(0).tolist(), raw.std(0, unbiased=False).clamp(min=1e-3).tolist()
     return {
         "core_stats": [*mean[:2], *std[:2]] if cfg.core_scale_mm else [],
